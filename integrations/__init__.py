@@ -1,0 +1,1 @@
+"""Framework adapters: scikit-learn, PyTorch Lightning, Keras 3 and autolog."""

@@ -1,0 +1,59 @@
+"""modeltrail: every ML model's life in a SQL database you already own.
+
+Names are loaded on first use (PEP 562) so ``import modeltrail`` stays cheap and
+never imports SQLAlchemy, numpy or an ML framework until something needs them.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "ConfigurationError": "errors",
+    "Dataset": "dataset",
+    "ModeltrailError": "errors",
+    "NotFoundError": "errors",
+    "PermissionDeniedError": "errors",
+    "SchemaError": "errors",
+    "SchemaOutdatedError": "errors",
+    "StorageError": "errors",
+    "StorageUnavailableError": "errors",
+    "Tracker": "tracker",
+    "Training": "training",
+    "ValidationError": "errors",
+}
+
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'modeltrail' has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:
+    from .dataset import Dataset
+    from .errors import (
+        ConfigurationError,
+        ModeltrailError,
+        NotFoundError,
+        PermissionDeniedError,
+        SchemaError,
+        SchemaOutdatedError,
+        StorageError,
+        StorageUnavailableError,
+        ValidationError,
+    )
+    from .tracker import Tracker
+    from .training import Training

@@ -1,0 +1,288 @@
+"""The read side, shared by the Python API, the CLI and the dashboard.
+
+Every function takes an open session and returns detached records. Names and
+filters only ever reach SQL as bound parameters.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from . import schema
+from .errors import NotFoundError, ValidationError
+from .records import (
+    DatasetRecord,
+    MetricPoint,
+    MetricSummary,
+    ModelRecord,
+    RecordList,
+    TrainingRecord,
+    VersionRecord,
+)
+from .values import decode_float, from_jsonable
+
+
+# ------------------------------------------------------------------ lookups
+def resolve_model(s: Session, ref: Any) -> schema.Model:
+    """A model by name, by id (int) or by a record that has one."""
+    if isinstance(ref, ModelRecord):
+        ref = ref.id
+    if isinstance(ref, bool) or not isinstance(ref, (int, str)):
+        raise ValidationError(f"a model is named by its name or id, got {ref!r}", value=ref)
+    model = None
+    if isinstance(ref, str):
+        model = s.execute(select(schema.Model).where(schema.Model.name == ref)).scalar_one_or_none()
+        if model is None and ref.isdigit():
+            model = s.get(schema.Model, int(ref))
+    else:
+        model = s.get(schema.Model, ref)
+    if model is None:
+        raise NotFoundError(f"no model {ref!r}", value=ref)
+    return model
+
+
+def resolve_version(s: Session, model: schema.Model, number: int | None = None) -> schema.Version:
+    """Version ``number`` of ``model``; the latest when ``number`` is None."""
+    query = select(schema.Version).where(schema.Version.model_id == model.id)
+    if number is None:
+        version = s.execute(query.order_by(schema.Version.number.desc()).limit(1)).scalar_one_or_none()
+        if version is None:
+            raise NotFoundError(f"model {model.name!r} has no versions yet", value=model.name)
+        return version
+    if isinstance(number, bool) or not isinstance(number, int):
+        raise ValidationError(f"a version number is an integer, got {number!r}", value=number)
+    version = s.execute(query.where(schema.Version.number == number)).scalar_one_or_none()
+    if version is None:
+        raise NotFoundError(f"model {model.name!r} has no version {number}", value=number)
+    return version
+
+
+def resolve_training_id(s: Session, ref: Any, *, version: int | None = None) -> int:
+    """A training id from a Training, a record, a training id, or a model name (+ version number)."""
+    if isinstance(ref, VersionRecord):
+        return ref.training_id
+    if hasattr(ref, "id") and hasattr(ref, "uuid"):  # Training or TrainingRecord
+        return int(ref.id)
+    if isinstance(ref, int) and not isinstance(ref, bool) and version is None:
+        if s.get(schema.Training, ref) is None:
+            raise NotFoundError(f"no training with id {ref}", value=ref)
+        return ref
+    if isinstance(ref, (str, int, ModelRecord)):
+        return resolve_version(s, resolve_model(s, ref), version).training_id
+    raise ValidationError(f"cannot find a training from {ref!r}", value=ref)
+
+
+# ------------------------------------------------------------------ records
+def model_records(s: Session, models: Iterable[schema.Model]) -> RecordList[ModelRecord]:
+    models = list(models)
+    ids = [m.id for m in models]
+    latest: dict[int, int] = {}
+    tags: dict[int, dict[str, str]] = {}
+    if ids:
+        latest = dict(
+            s.execute(
+                select(schema.Version.model_id, func.max(schema.Version.number))
+                .where(schema.Version.model_id.in_(ids))
+                .group_by(schema.Version.model_id)
+            )
+            .tuples()
+            .all()
+        )
+        for model_id, key, value in s.execute(
+            select(schema.ModelTag.model_id, schema.ModelTag.key, schema.ModelTag.value).where(
+                schema.ModelTag.model_id.in_(ids)
+            )
+        ):
+            tags.setdefault(model_id, {})[key] = value
+    return RecordList(
+        ModelRecord(
+            id=m.id,
+            name=m.name,
+            model_type=m.model_type,
+            framework=m.framework,
+            description=m.description,
+            created_at=m.created_at,
+            latest_version=latest.get(m.id),
+            tags=tags.get(m.id, {}),
+        )
+        for m in models
+    )
+
+
+def find_models(
+    s: Session,
+    *,
+    framework: str | None = None,
+    model_type: str | None = None,
+    tag: str | None = None,
+    name_like: str | None = None,
+) -> RecordList[ModelRecord]:
+    """Models filtered by framework, type, tag (``key`` or ``key=value``) and name substring."""
+    query = select(schema.Model).order_by(schema.Model.name)
+    if framework is not None:
+        query = query.where(schema.Model.framework == framework)
+    if model_type is not None:
+        query = query.where(schema.Model.model_type == model_type)
+    if name_like is not None:
+        query = query.where(schema.Model.name.contains(name_like, autoescape=True))
+    if tag is not None:
+        key, _, value = tag.partition("=")
+        sub = select(schema.ModelTag.model_id).where(schema.ModelTag.key == key)
+        if value:
+            sub = sub.where(schema.ModelTag.value == value)
+        query = query.where(schema.Model.id.in_(sub))
+    return model_records(s, s.execute(query).scalars())
+
+
+def summaries(s: Session, training_ids: list[int]) -> dict[int, dict[str, MetricSummary]]:
+    """Metric summaries of many trainings in one query."""
+    out: dict[int, dict[str, MetricSummary]] = {t: {} for t in training_ids}
+    if not training_ids:
+        return out
+    ms, mk = schema.MetricSummary, schema.MetricKey
+    rows = s.execute(select(ms, mk.name).join(mk, mk.id == ms.key_id).where(ms.training_id.in_(training_ids)))
+    for summary, name in rows.tuples():
+        out[summary.training_id][name] = summary_record(name, summary)
+    return out
+
+
+def summary_record(name: str, row: schema.MetricSummary) -> MetricSummary:
+    return MetricSummary(
+        key=name,
+        count=row.count,
+        last=decode_float(row.last_value, row.last_kind),
+        last_step=row.last_step,
+        min=decode_float(row.min_value, row.min_kind) if row.min_step is not None else None,
+        min_step=row.min_step,
+        max=decode_float(row.max_value, row.max_kind) if row.max_step is not None else None,
+        max_step=row.max_step,
+    )
+
+
+def params_of(s: Session, training_ids: list[int]) -> dict[int, dict[str, Any]]:
+    out: dict[int, dict[str, Any]] = {t: {} for t in training_ids}
+    if training_ids:
+        p = schema.Param
+        for tid, key, value in s.execute(select(p.training_id, p.key, p.value).where(p.training_id.in_(training_ids))):
+            out[tid][key] = from_jsonable(value)
+    return out
+
+
+def dataset_record(row: schema.Dataset | None) -> DatasetRecord | None:
+    if row is None:
+        return None
+    return DatasetRecord(
+        id=row.id,
+        name=row.name,
+        digest=row.digest,
+        n_rows=row.n_rows,
+        n_features=row.n_features,
+        shape=row.shape,
+        features=row.features,
+        source=row.source,
+    )
+
+
+def training_records(s: Session, rows: list[tuple[schema.Training, str, int | None]]) -> RecordList[TrainingRecord]:
+    ids = [t.id for t, _, _ in rows]
+    params = params_of(s, ids)
+    metrics = summaries(s, ids)
+    dataset_ids = {t.dataset_id for t, _, _ in rows if t.dataset_id is not None}
+    datasets = (
+        {d.id: d for d in s.execute(select(schema.Dataset).where(schema.Dataset.id.in_(dataset_ids))).scalars()}
+        if dataset_ids
+        else {}
+    )
+    return RecordList(
+        TrainingRecord(
+            id=t.id,
+            uuid=t.uuid,
+            model=model_name,
+            status=t.status,
+            started_at=t.started_at,
+            ended_at=t.ended_at,
+            duration_s=t.duration_s,
+            version=number,
+            dataset=dataset_record(datasets.get(t.dataset_id)) if t.dataset_id else None,
+            artifact_path=t.artifact_path,
+            artifact_sha256=t.artifact_sha256,
+            artifact_size=t.artifact_size,
+            error=t.error,
+            run_by=t.run_by,
+            host=t.host,
+            git_commit=t.git_commit,
+            context=t.context or {},
+            params=params[t.id],
+            metrics=metrics[t.id],
+        )
+        for t, model_name, number in rows
+    )
+
+
+def trainings(s: Session, model_ref: Any = None, *, status: str | None = None) -> RecordList[TrainingRecord]:
+    t, m, v = schema.Training, schema.Model, schema.Version
+    query = select(t, m.name, v.number).join(m, m.id == t.model_id).outerjoin(v, v.training_id == t.id)
+    if model_ref is not None:
+        query = query.where(t.model_id == resolve_model(s, model_ref).id)
+    if status is not None:
+        query = query.where(t.status == status)
+    return training_records(s, list(s.execute(query.order_by(t.started_at, t.id)).tuples()))
+
+
+def training(s: Session, training_id: int) -> TrainingRecord:
+    t, m, v = schema.Training, schema.Model, schema.Version
+    query = select(t, m.name, v.number).join(m, m.id == t.model_id).outerjoin(v, v.training_id == t.id)
+    rows = list(s.execute(query.where(t.id == training_id)).tuples())
+    if not rows:
+        raise NotFoundError(f"no training with id {training_id!r}", value=training_id)
+    return training_records(s, rows)[0]
+
+
+def version_record(model_name: str, row: schema.Version, parent_number: int | None) -> VersionRecord:
+    return VersionRecord(
+        id=row.id,
+        model=model_name,
+        number=row.number,
+        training_id=row.training_id,
+        parent_number=parent_number,
+        artifact_path=row.artifact_path,
+        param_diff=from_jsonable(row.param_diff or {"added": {}, "removed": {}, "changed": {}}),
+        created_at=row.created_at,
+    )
+
+
+def versions(s: Session, model_ref: Any) -> RecordList[VersionRecord]:
+    model = resolve_model(s, model_ref)
+    rows = list(
+        s.execute(select(schema.Version).where(schema.Version.model_id == model.id).order_by(schema.Version.number))
+        .scalars()
+        .all()
+    )
+    number_of = {r.id: r.number for r in rows}
+    return RecordList(version_record(model.name, r, number_of.get(r.parent_id) if r.parent_id else None) for r in rows)
+
+
+def metric_history(s: Session, training_id: int, key: str) -> RecordList[MetricPoint]:
+    """Every point of one metric of one training, in step order (ties in logging order)."""
+    key_id = s.execute(select(schema.MetricKey.id).where(schema.MetricKey.name == key)).scalar_one_or_none()
+    if key_id is None:
+        return RecordList()
+    mp = schema.MetricPoint
+    rows = s.execute(
+        select(mp.step, mp.value, mp.kind, mp.ts)
+        .where(mp.training_id == training_id, mp.key_id == key_id)
+        .order_by(mp.step, mp.id)
+    )
+    return RecordList(
+        MetricPoint(
+            step=step,
+            value=decode_float(value, kind),
+            timestamp=dt.datetime.fromtimestamp(ts, dt.timezone.utc),
+        )
+        for step, value, kind, ts in rows
+    )

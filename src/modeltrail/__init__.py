@@ -24,6 +24,7 @@ _EXPORTS = {
     "Tracker": "tracker",
     "Training": "training",
     "ValidationError": "errors",
+    "active_training": "training",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
@@ -56,4 +57,4 @@ if TYPE_CHECKING:
         ValidationError,
     )
     from .tracker import Tracker
-    from .training import Training
+    from .training import Training, active_training

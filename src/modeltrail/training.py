@@ -7,6 +7,8 @@ store's background writer so that ``log_metric`` costs microseconds.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import operator
 import os
 import threading
@@ -34,6 +36,15 @@ if TYPE_CHECKING:
     from .tracker import Tracker
 
 _now = time.time
+
+#: The training whose ``with`` block is running in this context: adapters and autolog
+#: log into it instead of starting their own (a decorated function that calls ``fit``).
+_active: contextvars.ContextVar[Training | None] = contextvars.ContextVar("modeltrail_active", default=None)
+
+
+def active_training() -> Training | None:
+    """The training of the innermost ``with tracker.training(...)`` block of this thread/task, if any."""
+    return _active.get()
 MAX_KEY = 255
 STATUSES = ("finished", "failed")
 
@@ -237,11 +248,17 @@ class Training:
 
     # -------------------------------------------------------------- lifecycle
     def __enter__(self) -> Training:
+        self._token = _active.set(self)
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        token = getattr(self, "_token", None)
+        if token is not None:
+            with contextlib.suppress(ValueError):  # exited in another context than entered
+                _active.reset(token)
+            self._token = None
         if self.status != "running":
             return
         if exc is None:
@@ -388,11 +405,11 @@ def get_or_create_dataset(s: Session, dataset: Dataset) -> int:
 
 def _params_of(s: Session, training_id: int) -> dict[str, Any]:
     rows = s.execute(select(schema.Param.key, schema.Param.value).where(schema.Param.training_id == training_id))
-    return dict(rows.tuples().all())
+    return {key: value for key, value in rows}
 
 
 def _same(a: Any, b: Any) -> bool:
     return param_diff({"k": a}, {"k": b})["changed"] == {}
 
 
-__all__ = ["Training", "check_metric_key", "check_model_name", "check_step"]
+__all__ = ["Training", "active_training", "check_metric_key", "check_model_name", "check_step"]

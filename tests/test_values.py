@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from modeltrail.errors import ValidationError
+from modeltrail.values import (
+    REDACTED,
+    as_metric_value,
+    decode_float,
+    encode_float,
+    encode_param,
+    flatten,
+    from_jsonable,
+    param_diff,
+)
+
+
+class Color(enum.Enum):
+    RED = 1
+
+
+def helper() -> None:
+    pass
+
+
+@pytest.mark.parametrize("value", [0.0, -1.5, 1e308, -1e-300, math.nan, math.inf, -math.inf])
+def test_float_round_trip(value: float) -> None:
+    stored, kind = encode_float(value)
+    back = decode_float(stored, kind)
+    assert (math.isnan(back) and math.isnan(value)) or back == value
+
+
+def test_metric_values_accept_numpy_and_reject_text() -> None:
+    assert as_metric_value(np.float32(0.5), "k") == 0.5
+    assert type(as_metric_value(np.int64(3), "k")) is float
+    with pytest.raises(ValidationError, match="'abc'"):
+        as_metric_value("abc", "k")
+    with pytest.raises(ValidationError, match="None"):
+        as_metric_value(None, "k")
+
+
+def test_params_are_readable_never_object_addresses() -> None:
+    class Thing:
+        pass
+
+    cases = {
+        "cls": (dict, "dict"),
+        "fn": (helper, f"{__name__}.helper"),
+        "path": (Path("/data/x.csv"), "/data/x.csv"),
+        "enum": (Color.RED, f"{__name__}.Color.RED"),
+        "when": (dt.date(2026, 1, 2), "2026-01-02"),
+        "np": (np.float64(0.25), 0.25),
+        "small_array": (np.arange(3), [0, 1, 2]),
+    }
+    for key, (value, expected) in cases.items():
+        stored, shown = encode_param(key, value)
+        assert stored == expected, key
+    stored, shown = encode_param("obj", Thing())
+    assert "0x" not in shown and "Thing" in shown
+    stored, _ = encode_param("big", np.zeros((1000, 20)))
+    assert stored == "numpy.ndarray(shape=1000x20, dtype=float64)"
+
+
+@pytest.mark.parametrize("key", ["password", "db_PASSWORD", "api_key", "apiKey", "token", "client_secret", "aws_access_key"])
+def test_secret_looking_params_are_redacted(key: str) -> None:
+    assert encode_param(key, "hunter2") == (REDACTED, REDACTED)
+
+
+def test_nested_secrets_redacted_and_nonfinite_floats_tagged() -> None:
+    stored, shown = encode_param("config", {"db": {"password": "pw", "host": "h"}, "lr": math.nan})
+    assert stored["db"]["password"] == REDACTED
+    assert "pw" not in shown.replace("password", "")
+    back = from_jsonable(stored)
+    assert math.isnan(back["lr"]) and back["db"]["host"] == "h"
+
+
+def test_bad_param_keys_are_named() -> None:
+    with pytest.raises(ValidationError, match="non-empty"):
+        encode_param("", 1)
+    with pytest.raises(ValidationError, match="255"):
+        encode_param("k" * 300, 1)
+
+
+def test_flatten_and_diff() -> None:
+    assert flatten({"a": {"b": 1, "c": {"d": 2}}, "e": 3}) == {"a.b": 1, "a.c.d": 2, "e": 3}
+    diff = param_diff({"a": 1, "b": 2, "c": [1]}, {"b": 3, "c": [1], "d": 4})
+    assert diff == {"added": {"d": 4}, "removed": {"a": 1}, "changed": {"b": {"old": 2, "new": 3}}}

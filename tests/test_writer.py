@@ -1,0 +1,90 @@
+"""The background writer: nothing logged is dropped, summaries stay exact, exit flushes."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import textwrap
+import threading
+
+import modeltrail
+
+
+def test_many_points_from_many_threads_all_arrive_with_exact_summaries(tracker: modeltrail.Tracker) -> None:
+    n_threads, n_points = 4, 5_000
+    with tracker.training("m") as run:
+
+        def work(t: int) -> None:
+            for i in range(n_points):
+                run.log_metric(f"thread{t}", float(i % 997), step=i)
+
+        threads = [threading.Thread(target=work, args=(t,)) for t in range(n_threads)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+    record = tracker.trainings("m")[0]
+    for t in range(n_threads):
+        summary = record.metrics[f"thread{t}"]
+        assert summary.count == n_points
+        assert (summary.min, summary.max, summary.last, summary.last_step) == (0.0, 996.0, float(4999 % 997), 4999)
+        history = tracker.metric_history(run, f"thread{t}")
+        assert [p.step for p in history] == list(range(n_points))
+
+
+def test_writer_does_no_io_on_the_callers_thread(tracker: modeltrail.Tracker) -> None:
+    with tracker.training("m") as run:
+        writer = tracker.store.writer
+        before = writer.written
+        run.log_metric("x", 1.0)
+        # The point is queued, not yet written: the caller returned before any I/O.
+        assert writer.written == before and len(writer.queue) >= 1
+        run.flush()
+        assert writer.written == before + 1
+
+
+def test_summaries_continue_across_batches(tracker: modeltrail.Tracker) -> None:
+    with tracker.training("m") as run:
+        run.log_metric("loss", 5.0, step=0)
+        run.flush()
+        run.log_metric("loss", 1.0, step=1)
+        run.flush()
+        run.log_metric("loss", math.nan, step=2)
+        run.log_metric("loss", 3.0, step=3)
+    summary = tracker.trainings("m")[0].metrics["loss"]
+    assert (summary.count, summary.min, summary.min_step, summary.max, summary.max_step) == (4, 1.0, 1, 5.0, 0)
+    assert (summary.last, summary.last_step) == (3.0, 3)
+
+
+def test_interpreter_exit_flushes_everything(db_url: str, tmp_path) -> None:
+    script = textwrap.dedent(
+        f"""
+        import modeltrail
+        run = modeltrail.Tracker({db_url!r}).training("m")
+        for i in range(50_000):
+            run.log_metric("x", float(i), step=i)
+        # no flush, no finish: the process simply ends
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120, cwd=tmp_path)
+    tracker = modeltrail.Tracker(db_url)
+    (record,) = tracker.trainings("m")
+    assert record.metrics["x"].count == 50_000
+    assert len(tracker.metric_history(record, "x")) == 50_000
+    # Never finished: it is not reported as finished and has no version.
+    assert record.status == "running" and record.version is None
+
+
+def test_back_pressure_bounds_the_queue(sqlite_url: str) -> None:
+    tracker = modeltrail.Tracker(sqlite_url)
+    writer = tracker.store.writer
+    writer.max_pending = 1_000
+    with tracker.training("m") as run:
+        run._max_pending = 1_000
+        peak = 0
+        for i in range(20_000):
+            run.log_metric("x", float(i), step=i)
+            peak = max(peak, len(writer.queue))
+    assert peak <= 1_000 + 1
+    assert tracker.trainings("m")[0].metrics["x"].count == 20_000

@@ -105,4 +105,5 @@ def tracker(db_url: str) -> Iterator[modeltrail.Tracker]:
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: os.PathLike[str]) -> None:
     """No test reads the developer's MODELTRAIL_URI or writes ./modeltrail.db."""
     monkeypatch.delenv("MODELTRAIL_URI", raising=False)
+    monkeypatch.setenv("MODELTRAIL_SPOOL_DIR", os.path.join(os.fspath(tmp_path), "spool"))
     monkeypatch.chdir(tmp_path)

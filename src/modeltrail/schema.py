@@ -91,6 +91,11 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
+def from_timestamp(ts: float) -> dt.datetime:
+    """A Unix time as an aware UTC datetime (spooled operations carry Unix times)."""
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc)
+
+
 # BIGINT everywhere but SQLite, where only INTEGER PRIMARY KEY is the rowid alias.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 Double = Float(precision=53).with_variant(mysql.DOUBLE(asdecimal=False), "mysql", "mariadb")
@@ -278,3 +283,27 @@ class AuditEvent(Base):
     host: Mapped[str | None] = mapped_column(String(SHORT))
     before: Mapped[Any | None] = mapped_column(JSON)
     after: Mapped[Any | None] = mapped_column(JSON)
+
+
+class ProductionMetric(Base):
+    """A metric measured while a deployment served (latency, live AUC...): compared with its training metrics."""
+
+    __tablename__ = "production_metrics"
+    __table_args__ = (Index(None, "deployment_id", "key_id", "measured_at"), MYSQL_TABLE_ARGS)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id"))
+    key_id: Mapped[int] = mapped_column(ForeignKey("metric_keys.id"))
+    value: Mapped[float | None] = mapped_column(Double)
+    kind: Mapped[int] = mapped_column(SmallInteger, default=0)
+    measured_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class IngestedBatch(Base):
+    """One row per metric batch written: a replayed batch (after an outage) is recognised and skipped."""
+
+    __tablename__ = "ingested_batches"
+    __table_args__ = (MYSQL_TABLE_ARGS,)
+
+    batch_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    ingested_ts: Mapped[float] = mapped_column(Double)

@@ -46,8 +46,17 @@ _SCHEMA_LOCK_KEY = 0x6D74_7363  # "mtsc": PostgreSQL advisory lock key
 class Store:
     """One database: its engine, its sessions and its schema state."""
 
-    def __init__(self, uri: str, *, create: bool = True, echo: bool = False) -> None:
+    def __init__(
+        self,
+        uri: str,
+        *,
+        create: bool = True,
+        echo: bool = False,
+        offline_ok: bool = False,
+        spool_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
         self.url = _parse_url(uri)
+        self.spool_dir = spool_dir
         self.uri = uri
         self.display_uri = self.url.render_as_string(hide_password=True)
         self.dialect = _dialect_name(self.url)
@@ -55,7 +64,15 @@ class Store:
         self.engine = self._make_engine(echo=echo)
         self._lock = threading.Lock()
         self._writer: Any = None
-        self.ensure_schema(create=create)
+        self._create = create
+        self.schema_ready = False
+        try:
+            self.ensure_schema()
+        except StorageUnavailableError as e:
+            if not offline_ok:
+                raise
+            # Writes go to the local spool until the server answers; reads raise meanwhile.
+            self.writer._go_offline(e)
 
     def __repr__(self) -> str:
         return f"Store({self.display_uri!r})"
@@ -168,7 +185,7 @@ class Store:
         return text_
 
     # ------------------------------------------------------------------ schema
-    def ensure_schema(self, *, create: bool = True) -> None:
+    def ensure_schema(self) -> None:
         """Create and stamp a brand-new database; refuse one at another revision.
 
         Creation happens under a cross-process lock (MySQL ``GET_LOCK``, PostgreSQL
@@ -177,15 +194,19 @@ class Store:
         """
         from . import migrations
 
+        if self.schema_ready:
+            return
         try:
             current = migrations.current_revision(self.engine)
             head = migrations.head_revision()
             if current == head:
+                self.schema_ready = True
                 return
-            if current is None and create:
+            if current is None and self._create:
                 with self.schema_lock():
                     if migrations.current_revision(self.engine) is None:
                         migrations.create_new(self)
+                self.schema_ready = True
                 return
         except sa_exc.DBAPIError as e:
             raise self.translate(e) from e
@@ -271,7 +292,13 @@ _stores: dict[tuple[int, str], Store] = {}
 _stores_lock = threading.Lock()
 
 
-def get_store(uri: str, *, create: bool = True) -> Store:
+def get_store(
+    uri: str,
+    *,
+    create: bool = True,
+    offline_ok: bool = False,
+    spool_dir: str | os.PathLike[str] | None = None,
+) -> Store:
     """The process's Store for ``uri``, made on first use."""
     key = (os.getpid(), uri)
     store = _stores.get(key)
@@ -279,7 +306,7 @@ def get_store(uri: str, *, create: bool = True) -> Store:
         with _stores_lock:
             store = _stores.get(key)
             if store is None:
-                store = Store(uri, create=create)
+                store = Store(uri, create=create, offline_ok=offline_ok, spool_dir=spool_dir)
                 _stores[key] = store
     return store
 
@@ -327,7 +354,14 @@ def _looks_unreachable(message: str) -> bool:
     message = message.lower()
     return any(
         s in message
-        for s in ("connection refused", "could not connect", "can't connect", "timeout expired", "server closed", "name or service")
+        for s in (
+            "connection refused",
+            "could not connect",
+            "can't connect",
+            "timeout expired",
+            "server closed",
+            "name or service",
+        )
     )
 
 

@@ -1,8 +1,10 @@
 """The core logger: one :class:`Training` is one fit of one model.
 
-Starting and finishing touch the database directly (they are rare and must be
-durable before the caller goes on); everything logged in between goes through the
-store's background writer so that ``log_metric`` costs microseconds.
+Starting and finishing touch the database directly when it is up (they are rare
+and the caller wants the training id and version number back); everything logged
+in between goes through the store's background writer so that ``log_metric``
+costs microseconds. When the database is away, start and finish queue behind
+everything else and go to the durable spool (see ``writer`` and ``spool``).
 """
 
 from __future__ import annotations
@@ -18,18 +20,12 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import insert, select, update
-from sqlalchemy.engine import Connection
-from sqlalchemy.orm import Session
-
 from . import schema
-from .audit import record_event
 from .context import capture
 from .dataset import Dataset, path_digest
-from .errors import ValidationError
+from .errors import StorageUnavailableError, ValidationError
 from .records import VersionRecord
-from .store import upsert
-from .values import as_metric_value, encode_param, from_jsonable, param_diff, to_jsonable
+from .values import as_metric_value, encode_param, param_diff, to_jsonable
 
 if TYPE_CHECKING:
     from .store import Store
@@ -45,6 +41,8 @@ _active: contextvars.ContextVar[Training | None] = contextvars.ContextVar("model
 def active_training() -> Training | None:
     """The training of the innermost ``with tracker.training(...)`` block of this thread/task, if any."""
     return _active.get()
+
+
 MAX_KEY = 255
 STATUSES = ("finished", "failed")
 
@@ -70,7 +68,7 @@ def check_metric_key(key: Any) -> str:
 
 
 def check_step(step: Any) -> int:
-    if isinstance(step, bool) or isinstance(step, float):
+    if isinstance(step, (bool, float)):
         raise ValidationError(f"step must be a non-negative integer, got {step!r}", value=step)
     try:
         value = operator.index(step)
@@ -82,7 +80,11 @@ def check_step(step: Any) -> int:
 
 
 class Training:
-    """A running training: log params, metrics and artifacts; leaving the ``with`` block finishes it."""
+    """A running training: log params, metrics and artifacts; leaving the ``with`` block finishes it.
+
+    ``id`` is the database id, or None while the database is unreachable (the
+    training is then identified by ``uuid`` and written when the database is back).
+    """
 
     def __init__(
         self,
@@ -101,70 +103,54 @@ class Training:
         self.model_name = check_model_name(model)
         if dataset is not None and not isinstance(dataset, Dataset):
             raise ValidationError(f"dataset must be a modeltrail.Dataset, got {type(dataset).__name__}", value=dataset)
+        stored = {k: encode_param(k, v) for k, v in (params or {}).items()}
         self.store: Store = tracker.store
         self.uuid = str(uuid_mod.uuid4())
+        self.id: int | None = None
         self.status = "running"
         self.version: VersionRecord | None = None
         self.error: str | None = None
-        self.params: dict[str, Any] = {}
-        self.artifact: tuple[str, str, int] | None = None
+        self.params: dict[str, Any] = {k: v for k, (v, _) in stored.items()}
+        self.artifact: dict[str, Any] | None = None
         self._last_step: dict[str, int] = {}
         self._lock = threading.Lock()
-        self._pid = os.getpid()
-        stored = {k: encode_param(k, v) for k, v in (params or {}).items()}
-        self.params.update({k: v for k, (v, _) in stored.items()})
-        context = capture(seeds=dict(seeds) if seeds else None)
-        self._t0 = time.perf_counter()
-        self.model_id, self.id = self.store.run(
-            lambda s: self._start(s, framework, model_type, description, stored, dataset, context, tags)
-        )
         writer = self.store.writer
         self._writer = writer
         self._append = writer.queue.append
         self._queue = writer.queue
         self._max_pending = writer.max_pending
+        self._started_ts = _now()
+        self._t0 = time.perf_counter()
+        op = {
+            "uuid": self.uuid,
+            "model": self.model_name,
+            "framework": framework,
+            "model_type": model_type,
+            "description": description,
+            "tags": {str(k): str(v) for k, v in (tags or {}).items()},
+            "params": stored,
+            "dataset": _dataset_row(dataset) if dataset is not None else None,
+            "context": to_jsonable(capture(seeds=dict(seeds) if seeds else None)),
+            "started_ts": self._started_ts,
+        }
+        self.id = self._now_or_spooled("start", op)
+        if self.id is not None:
+            writer.register(self.uuid, self.id)
 
     def __repr__(self) -> str:
         return f"Training(id={self.id}, model={self.model_name!r}, status={self.status!r})"
 
-    # ------------------------------------------------------------------ start
-    def _start(
-        self,
-        s: Session,
-        framework: str | None,
-        model_type: str | None,
-        description: str | None,
-        params: dict[str, tuple[Any, str]],
-        dataset: Dataset | None,
-        context: dict[str, Any],
-        tags: Mapping[str, str] | None,
-    ) -> tuple[int, int]:
-        model = get_or_create_model(
-            s, self.store, self.model_name, framework=framework, model_type=model_type, description=description
-        )
-        if tags:
-            set_tags(s, model.id, tags)
-        dataset_id = get_or_create_dataset(s, dataset) if dataset is not None else None
-        git = context.get("git") or {}
-        training = schema.Training(
-            uuid=self.uuid,
-            model_id=model.id,
-            status="running",
-            started_at=schema.utcnow(),
-            dataset_id=dataset_id,
-            run_by=context["user"],
-            host=context["host"],
-            git_commit=git.get("commit"),
-            context=to_jsonable(context),
-        )
-        s.add(training)
-        s.flush()
-        if params:
-            s.execute(
-                insert(schema.Param),
-                [{"training_id": training.id, "key": k, "value": v, "display": d} for k, (v, d) in params.items()],
-            )
-        return model.id, training.id
+    def _now_or_spooled(self, kind: str, op: dict[str, Any]) -> Any:
+        """Apply ``op`` on this thread when the database is up; otherwise queue it behind the spool."""
+        writer = self._writer
+        if not writer.offline:
+            try:
+                return writer._apply(kind, op)
+            except StorageUnavailableError:
+                pass  # the writer spools it below and warns once
+        writer.submit(kind, op)
+        writer.flush()
+        return None
 
     # ---------------------------------------------------------------- logging
     def log_metric(self, key: str, value: float, step: int | None = None) -> None:
@@ -183,7 +169,7 @@ class Training:
         elif type(step) is not int or step < 0:
             step = check_step(step)
         self._last_step[key] = step
-        self._append((self.id, key, step, value, _now()))
+        self._append((self.uuid, key, step, value, _now()))
         if len(self._queue) > self._max_pending:
             self._writer.wait_for_room()
 
@@ -217,8 +203,7 @@ class Training:
                 new[key] = (stored, shown)
             self.params.update({k: v for k, (v, _) in new.items()})
         if new:
-            rows = [{"training_id": self.id, "key": k, "value": v, "display": d} for k, (v, d) in new.items()]
-            self._writer.submit(lambda conn: upsert(conn, schema.Param.__table__, rows, keys=["training_id", "key"]))
+            self._writer.submit("params", {"uuid": self.uuid, "params": new})
 
     def log_artifact(self, path: str | os.PathLike[str]) -> None:
         """Record the trained model's file (or directory) with its sha256 and size."""
@@ -226,24 +211,17 @@ class Training:
         if not os.path.exists(path):
             raise ValidationError(f"artifact path does not exist: {os.fspath(path)!r}", value=os.fspath(path))
         digest, size = path_digest(path)
-        self.artifact = (os.path.abspath(os.fspath(path)), digest, size)
+        self.artifact = {"path": os.path.abspath(os.fspath(path)), "sha256": digest, "size": size}
 
     def set_dataset(self, dataset: Dataset) -> None:
         """Attach the dataset once it is known (adapters learn it only at ``fit``)."""
         if not isinstance(dataset, Dataset):
             raise ValidationError(f"dataset must be a modeltrail.Dataset, got {type(dataset).__name__}", value=dataset)
         self._check_running("set the dataset")
-
-        def attach(conn: Connection) -> None:
-            with Session(conn) as s:
-                dataset_id = get_or_create_dataset(s, dataset)
-                s.execute(update(schema.Training).where(schema.Training.id == self.id).values(dataset_id=dataset_id))
-                s.flush()
-
-        self._writer.submit(attach)
+        self._writer.submit("dataset", {"uuid": self.uuid, "dataset": _dataset_row(dataset)})
 
     def flush(self, timeout: float | None = None) -> None:
-        """Block until everything logged so far is in the database."""
+        """Block until everything logged so far is in the database (or the durable spool)."""
         self._writer.flush(timeout)
 
     # -------------------------------------------------------------- lifecycle
@@ -267,127 +245,43 @@ class Training:
             self.finish("failed", error=f"{exc_type.__name__ if exc_type else 'Error'}: {exc}")
 
     def finish(self, status: str = "finished", *, error: str | None = None) -> VersionRecord | None:
-        """End the training. A finished training becomes the model's next version; a failed one does not."""
+        """End the training. A finished training becomes the model's next version; a failed one does not.
+
+        With the database away, the end is spooled and the version is made when it is
+        back; ``version`` stays None here.
+        """
         if status not in STATUSES:
             raise ValidationError(f"status must be one of {STATUSES}, got {status!r}", value=status)
         with self._lock:
             if self.status != "running":
                 return self.version
             self.status = "finishing"
-        duration = time.perf_counter() - self._t0
+        op = {
+            "uuid": self.uuid,
+            "status": status,
+            "error": error,
+            "duration_s": time.perf_counter() - self._t0,
+            "ended_ts": _now(),
+            "artifact": self.artifact,
+        }
         try:
             self._writer.flush()
-            self.version = self.store.run(lambda s: self._finish(s, status, error, duration))
+            self.version = self._now_or_spooled("finish", op)
         except BaseException:
             self.status = "running"  # nothing recorded it as ended; the caller may retry
             raise
         self.status = status
         self.error = error
-        training_id = self.id
-        self._writer.submit(lambda conn: self._writer.forget(training_id))
+        self._writer.submit("forget", {"uuid": self.uuid})
         return self.version
-
-    def _finish(self, s: Session, status: str, error: str | None, duration: float) -> VersionRecord | None:
-        artifact_path, sha, size = self.artifact or (None, None, None)
-        model = None
-        if status == "finished":
-            # Lock the model row first, before any plain read, so the version number read below
-            # is the latest committed one on every backend (see DESIGN: version allocation).
-            model = s.execute(
-                select(schema.Model).where(schema.Model.id == self.model_id).with_for_update()
-            ).scalar_one()
-        s.execute(
-            update(schema.Training)
-            .where(schema.Training.id == self.id)
-            .values(
-                status=status, ended_at=schema.utcnow(), duration_s=duration, error=error,
-                artifact_path=artifact_path, artifact_sha256=sha, artifact_size=size,
-            )
-        )  # fmt: skip
-        if model is None:
-            return None
-        parent = s.execute(
-            select(schema.Version)
-            .where(schema.Version.model_id == self.model_id)
-            .order_by(schema.Version.number.desc())
-            .limit(1)
-            .with_for_update()
-        ).scalar_one_or_none()
-        own = _params_of(s, self.id)
-        diff = param_diff(_params_of(s, parent.training_id) if parent else {}, own)
-        version = schema.Version(
-            model_id=self.model_id,
-            number=(parent.number if parent else 0) + 1,
-            training_id=self.id,
-            parent_id=parent.id if parent else None,
-            artifact_path=artifact_path,
-            param_diff=diff,
-            created_at=schema.utcnow(),
-        )
-        s.add(version)
-        s.flush()
-        record_event(
-            s, self.store, action="version.create", entity="version", entity_id=version.id,
-            after={"model": model.name, "number": version.number, "training_id": self.id, "param_diff": diff},
-        )  # fmt: skip
-        return VersionRecord(
-            id=version.id,
-            model=model.name,
-            number=version.number,
-            training_id=self.id,
-            parent_number=parent.number if parent else None,
-            artifact_path=artifact_path,
-            param_diff=from_jsonable(diff),
-            created_at=version.created_at,
-        )
 
     def _check_running(self, what: str) -> None:
         if self.status != "running":
             raise ValidationError(f"training {self.id} is {self.status}; cannot {what}", value=self.status)
 
 
-# ----------------------------------------------------------------- helpers
-def get_or_create_model(
-    s: Session,
-    store: Store,
-    name: str,
-    *,
-    framework: str | None = None,
-    model_type: str | None = None,
-    description: str | None = None,
-) -> schema.Model:
-    """The model row named ``name``, made if missing (a race is retried by :meth:`Store.run`)."""
-    model = s.execute(select(schema.Model).where(schema.Model.name == name)).scalar_one_or_none()
-    if model is None:
-        model = schema.Model(
-            name=name, framework=framework, model_type=model_type, description=description, created_at=schema.utcnow()
-        )
-        s.add(model)
-        s.flush()
-        record_event(
-            s, store, action="model.create", entity="model", entity_id=model.id,
-            after={"name": name, "framework": framework, "model_type": model_type},
-        )  # fmt: skip
-        return model
-    # Fill in what an earlier, less informed caller left empty; never overwrite.
-    fill = {
-        k: v
-        for k, v in (("framework", framework), ("model_type", model_type), ("description", description))
-        if v is not None and getattr(model, k) is None
-    }
-    if fill:
-        s.execute(update(schema.Model).where(schema.Model.id == model.id).values(**fill))
-    return model
-
-
-def set_tags(s: Session, model_id: int, tags: Mapping[str, str]) -> None:
-    rows = [{"model_id": model_id, "key": str(k), "value": str(v)} for k, v in tags.items()]
-    upsert(s, schema.ModelTag.__table__, rows, keys=["model_id", "key"], update=["value"])
-
-
-def get_or_create_dataset(s: Session, dataset: Dataset) -> int:
-    table = schema.Dataset.__table__
-    row = {
+def _dataset_row(dataset: Dataset) -> dict[str, Any]:
+    return {
         "name": dataset.name,
         "digest": dataset.digest,
         "n_rows": dataset.n_rows,
@@ -395,17 +289,7 @@ def get_or_create_dataset(s: Session, dataset: Dataset) -> int:
         "shape": list(dataset.shape) if dataset.shape else None,
         "features": list(dataset.features) if dataset.features else None,
         "source": dataset.source,
-        "created_at": schema.utcnow(),
     }
-    upsert(s, table, [row], keys=["digest", "name"])
-    return s.execute(
-        select(table.c.id).where(table.c.digest == dataset.digest, table.c.name == dataset.name)
-    ).scalar_one()
-
-
-def _params_of(s: Session, training_id: int) -> dict[str, Any]:
-    rows = s.execute(select(schema.Param.key, schema.Param.value).where(schema.Param.training_id == training_id))
-    return {key: value for key, value in rows}
 
 
 def _same(a: Any, b: Any) -> bool:

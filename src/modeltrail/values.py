@@ -100,7 +100,7 @@ def to_jsonable(value: Any, *, _depth: int = 0) -> Any:
         return os.fspath(value)
     if isinstance(value, (dt.datetime, dt.date, dt.time)):
         return value.isoformat()
-    if isinstance(value, type) or callable(value) and hasattr(value, "__qualname__"):
+    if isinstance(value, type) or (callable(value) and hasattr(value, "__qualname__")):
         return qualified_name(value)
     shape = getattr(value, "shape", None)
     if shape is not None and hasattr(value, "dtype"):
@@ -185,7 +185,9 @@ def param_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]
     added = {k: new[k] for k in sorted(new.keys() - old.keys())}
     removed = {k: old[k] for k in sorted(old.keys() - new.keys())}
     changed = {
-        k: {"old": old[k], "new": new[k]} for k in sorted(old.keys() & new.keys()) if _json_key(old[k]) != _json_key(new[k])
+        k: {"old": old[k], "new": new[k]}
+        for k in sorted(old.keys() & new.keys())
+        if _json_key(old[k]) != _json_key(new[k])
     }
     return {"added": added, "removed": removed, "changed": changed}
 

@@ -81,8 +81,10 @@ def test_nested_secrets_redacted_and_nonfinite_floats_tagged() -> None:
 
 
 def test_bad_param_keys_are_named() -> None:
-    with pytest.raises(ValidationError, match="non-empty"):
+    with pytest.raises(ValidationError, match="1 to 255"):
         encode_param("", 1)
+    with pytest.raises(ValidationError, match="'lr '"):
+        encode_param("lr ", 1)
     with pytest.raises(ValidationError, match="255"):
         encode_param("k" * 300, 1)
 

@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.orm import Session
 
 from . import schema
-from .values import to_jsonable
+from .values import MAX_DEPTH, to_jsonable
+
+AUDIT_DEPTH = MAX_DEPTH + 6
 
 if TYPE_CHECKING:
     from .store import Store
@@ -48,8 +50,9 @@ def record_event(
         db_user=store.url.username or ("(file)" if store.dialect == "sqlite" else None),
         os_user=user,
         host=host,
-        before=to_jsonable(before) if before is not None else None,
-        after=to_jsonable(after) if after is not None else None,
+        # Events wrap stored values (a version's param diff) in a few more levels of their own.
+        before=to_jsonable(before, limit=AUDIT_DEPTH) if before is not None else None,
+        after=to_jsonable(after, limit=AUDIT_DEPTH) if after is not None else None,
     )
     session.add(event)
     return event

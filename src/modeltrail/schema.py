@@ -17,6 +17,7 @@ Plain relational tables that people can query with SQL. Decisions worth knowing:
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 from sqlalchemy import (
@@ -96,6 +97,25 @@ def from_timestamp(ts: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(ts, dt.timezone.utc)
 
 
+class JSONText(TypeDecorator[Any]):
+    """JSON kept as TEXT on SQLite.
+
+    A column declared ``JSON`` gets NUMERIC affinity in SQLite, which silently turns
+    the stored text ``0.0`` into the integer ``0``; TEXT affinity keeps it verbatim.
+    """
+
+    impl = Text()
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        return None if value is None else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> Any:
+        return None if value is None else json.loads(value)
+
+
+Json = JSON().with_variant(JSONText(), "sqlite")
+
 # BIGINT everywhere but SQLite, where only INTEGER PRIMARY KEY is the rowid alias.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 Double = Float(precision=53).with_variant(mysql.DOUBLE(asdecimal=False), "mysql", "mariadb")
@@ -104,7 +124,7 @@ LongText = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {dt.datetime: UTCDateTime(), dict[str, Any]: JSON(), Any: JSON()}
+    type_annotation_map = {dt.datetime: UTCDateTime(), dict[str, Any]: Json, Any: Json}
 
 
 MYSQL_TABLE_ARGS = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
@@ -141,8 +161,8 @@ class Dataset(Base):
     digest: Mapped[str] = mapped_column(String(64))
     n_rows: Mapped[int | None] = mapped_column(BigInteger)
     n_features: Mapped[int | None] = mapped_column(BigInteger)
-    shape: Mapped[Any | None] = mapped_column(JSON)
-    features: Mapped[Any | None] = mapped_column(JSON)
+    shape: Mapped[Any | None] = mapped_column(Json)
+    features: Mapped[Any | None] = mapped_column(Json)
     source: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
@@ -167,7 +187,7 @@ class Training(Base):
     run_by: Mapped[str | None] = mapped_column(String(128))
     host: Mapped[str | None] = mapped_column(String(SHORT))
     git_commit: Mapped[str | None] = mapped_column(String(64), index=True)
-    context: Mapped[Any | None] = mapped_column(JSON)
+    context: Mapped[Any | None] = mapped_column(Json)
 
 
 class Param(Base):
@@ -177,7 +197,7 @@ class Param(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     training_id: Mapped[int] = mapped_column(ForeignKey("trainings.id", ondelete="CASCADE"))
     key: Mapped[str] = mapped_column(String(SHORT))
-    value: Mapped[Any | None] = mapped_column(JSON)
+    value: Mapped[Any | None] = mapped_column(Json)
     display: Mapped[str] = mapped_column(LongText)
 
 
@@ -239,7 +259,7 @@ class Version(Base):
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("versions.id"))
     artifact_path: Mapped[str | None] = mapped_column(Text)
     #: {"added": {k: v}, "removed": {k: v}, "changed": {k: {"old": v, "new": v}}} against the parent.
-    param_diff: Mapped[Any | None] = mapped_column(JSON)
+    param_diff: Mapped[Any | None] = mapped_column(Json)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
@@ -281,8 +301,8 @@ class AuditEvent(Base):
     db_user: Mapped[str | None] = mapped_column(String(128))
     os_user: Mapped[str | None] = mapped_column(String(128))
     host: Mapped[str | None] = mapped_column(String(SHORT))
-    before: Mapped[Any | None] = mapped_column(JSON)
-    after: Mapped[Any | None] = mapped_column(JSON)
+    before: Mapped[Any | None] = mapped_column(Json)
+    after: Mapped[Any | None] = mapped_column(Json)
 
 
 class ProductionMetric(Base):

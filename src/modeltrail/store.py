@@ -54,7 +54,9 @@ class Store:
         echo: bool = False,
         offline_ok: bool = False,
         spool_dir: str | os.PathLike[str] | None = None,
+        check: bool = True,
     ) -> None:
+        """``check=False`` opens a database at whatever revision it is (for ``modeltrail db upgrade``)."""
         self.url = _parse_url(uri)
         self.spool_dir = spool_dir
         self.uri = uri
@@ -66,6 +68,8 @@ class Store:
         self._writer: Any = None
         self._create = create
         self.schema_ready = False
+        if not check:
+            return
         try:
             self.ensure_schema()
         except StorageUnavailableError as e:

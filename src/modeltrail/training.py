@@ -25,13 +25,14 @@ from .context import capture
 from .dataset import Dataset, path_digest
 from .errors import StorageUnavailableError, ValidationError
 from .records import VersionRecord
-from .values import as_metric_value, encode_param, param_diff, to_jsonable
+from .values import as_metric_value, check_key, encode_param, param_diff, to_jsonable
 
 if TYPE_CHECKING:
     from .store import Store
     from .tracker import Tracker
 
 _now = time.time
+MAX_STEP = 2**62  # fits a signed 64-bit column with room to spare
 
 #: The training whose ``with`` block is running in this context: adapters and autolog
 #: log into it instead of starting their own (a decorated function that calls ``fit``).
@@ -43,7 +44,6 @@ def active_training() -> Training | None:
     return _active.get()
 
 
-MAX_KEY = 255
 STATUSES = ("finished", "failed")
 
 
@@ -54,17 +54,13 @@ def check_model_name(name: Any) -> str:
         raise ValidationError(
             f"model name is {len(name)} characters, the limit is {schema.NAME_MAX}: {name[:40]!r}...", value=name
         )
-    if name != name.strip():
-        raise ValidationError(f"model name has leading or trailing whitespace: {name!r}", value=name)
+    if name != name.strip() or "\x00" in name:
+        raise ValidationError(f"model name has leading or trailing whitespace or a NUL: {name!r}", value=name)
     return name
 
 
 def check_metric_key(key: Any) -> str:
-    if not isinstance(key, str):
-        raise ValidationError(f"metric key must be a string, got {type(key).__name__} {key!r}", value=key)
-    if not key or len(key) > MAX_KEY:
-        raise ValidationError(f"metric key must be 1 to {MAX_KEY} characters, got {key[:40]!r}", value=key)
-    return key
+    return check_key(key, "metric")
 
 
 def check_step(step: Any) -> int:
@@ -74,7 +70,7 @@ def check_step(step: Any) -> int:
         value = operator.index(step)
     except TypeError as e:
         raise ValidationError(f"step must be a non-negative integer, got {step!r}", value=step) from e
-    if value < 0 or value > 2**62:
+    if not 0 <= value <= MAX_STEP:
         raise ValidationError(f"step must be a non-negative integer, got {step!r}", value=step)
     return value
 
@@ -158,15 +154,15 @@ class Training:
 
         ``step`` defaults to one past the last step logged for this key (0 for the first).
         """
-        if type(key) is not str or not key or len(key) > MAX_KEY:
-            check_metric_key(key)
+        if type(key) is not str or key not in self._last_step:
+            check_metric_key(key)  # once per key: later calls only pay for the dict lookup
         if self.status != "running":
             raise ValidationError(f"training {self.id} is {self.status}; cannot log metric {key!r}", value=key)
         if type(value) is not float:
             value = as_metric_value(value, key)
         if step is None:
             step = self._last_step.get(key, -1) + 1
-        elif type(step) is not int or step < 0:
+        elif type(step) is not int or not 0 <= step <= MAX_STEP:
             step = check_step(step)
         self._last_step[key] = step
         self._append((self.uuid, key, step, value, _now()))

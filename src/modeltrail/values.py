@@ -33,6 +33,10 @@ _SECRET_KEY = re.compile(
 #: Arrays up to this many elements are kept by value; larger ones by type and shape.
 ARRAY_INLINE_MAX = 64
 _FLOAT_TAG = "$float"
+_INT_TAG = "$int"
+#: Deeper nesting is refused: MariaDB checks JSON only to 32 levels (MySQL 100), and a
+#: version's param diff and its audit event wrap a value in 4 more. No config needs more.
+MAX_DEPTH = 24
 
 
 # --------------------------------------------------------------------- floats
@@ -64,7 +68,7 @@ def as_metric_value(value: Any, key: str) -> float:
         raise ValidationError(f"metric {key!r}: value {value!r} is not a number", value=value)
     try:
         return float(value)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, OverflowError) as e:
         raise ValidationError(f"metric {key!r}: value {value!r} is not a number", value=value) from e
 
 
@@ -79,21 +83,26 @@ def qualified_name(obj: Any) -> str:
     return f"{module}.{name}" if module and module != "builtins" else str(name)
 
 
-def to_jsonable(value: Any, *, _depth: int = 0) -> Any:
+def to_jsonable(value: Any, *, limit: int = MAX_DEPTH, _depth: int = 0) -> Any:
     """A JSON-safe, readable form of ``value``; non-finite floats are tagged so they round-trip."""
-    if _depth > 100:
-        raise ValidationError("param value nests deeper than 100 levels", value=value)
-    if value is None or isinstance(value, (bool, str)):
+    if _depth > limit:
+        raise ValidationError(f"param value nests deeper than {limit} levels", value=value)
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValidationError(f"param value contains a NUL character: {value[:40]!r}", value=value)
         return value
     if isinstance(value, int):
-        return int(value)
+        # Beyond 64 bits JSON columns turn integers into doubles; tagged, they round-trip exactly.
+        return int(value) if -(2**63) <= value < 2**63 else {_INT_TAG: str(int(value))}
     if isinstance(value, float):
         return float(value) if math.isfinite(value) else {_FLOAT_TAG: repr(float(value))}
     if isinstance(value, Mapping):
-        return {str(k): _redact_nested(str(k), v, _depth) for k, v in value.items()}
+        return {str(k): _redact_nested(str(k), v, limit, _depth) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
         items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value
-        return [to_jsonable(v, _depth=_depth + 1) for v in items]
+        return [to_jsonable(v, limit=limit, _depth=_depth + 1) for v in items]
     if isinstance(value, enum.Enum):
         return f"{qualified_name(type(value))}.{value.name}"
     if isinstance(value, os.PathLike):
@@ -109,13 +118,13 @@ def to_jsonable(value: Any, *, _depth: int = 0) -> Any:
         for n in tuple(shape):
             size *= int(n)
         if tuple(shape) == () and hasattr(value, "item"):
-            return to_jsonable(value.item(), _depth=_depth + 1)
+            return to_jsonable(value.item(), limit=limit, _depth=_depth + 1)
         if size <= ARRAY_INLINE_MAX and hasattr(value, "tolist"):
-            return to_jsonable(value.tolist(), _depth=_depth + 1)
+            return to_jsonable(value.tolist(), limit=limit, _depth=_depth + 1)
         return describe_array(value)
     if hasattr(value, "item") and callable(value.item):
         try:
-            return to_jsonable(value.item(), _depth=_depth + 1)
+            return to_jsonable(value.item(), limit=limit, _depth=_depth + 1)
         except (TypeError, ValueError):
             pass
     text = repr(value)
@@ -129,8 +138,8 @@ def describe_array(value: Any) -> str:
     return f"{qualified_name(type(value))}(shape={shape}, dtype={value.dtype})"
 
 
-def _redact_nested(key: str, value: Any, depth: int) -> Any:
-    return REDACTED if is_secret_key(key) else to_jsonable(value, _depth=depth + 1)
+def _redact_nested(key: str, value: Any, limit: int, depth: int) -> Any:
+    return REDACTED if is_secret_key(key) else to_jsonable(value, limit=limit, _depth=depth + 1)
 
 
 def from_jsonable(value: Any) -> Any:
@@ -138,6 +147,8 @@ def from_jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         if len(value) == 1 and _FLOAT_TAG in value:
             return float(value[_FLOAT_TAG])
+        if len(value) == 1 and _INT_TAG in value:
+            return int(value[_INT_TAG])
         return {k: from_jsonable(v) for k, v in value.items()}
     if isinstance(value, list):
         return [from_jsonable(v) for v in value]
@@ -151,12 +162,23 @@ def display(value: Any) -> str:
     return json.dumps(from_jsonable(value), ensure_ascii=False, sort_keys=True, allow_nan=True)
 
 
-def check_param_key(key: Any) -> str:
-    if not isinstance(key, str) or not key.strip():
-        raise ValidationError(f"param key must be a non-empty string, got {key!r}", value=key)
-    if len(key) > 255:
-        raise ValidationError(f"param key is longer than 255 characters: {key[:40]!r}...", value=key)
+def check_key(key: Any, what: str) -> str:
+    """Param and metric keys: 1-255 characters, no NUL, no trailing whitespace.
+
+    MySQL's utf8mb4 collations compare 'loss' and 'loss ' as equal in unique keys, and
+    PostgreSQL refuses NUL in text, so such keys would collide or fail at write time.
+    """
+    if not isinstance(key, str):
+        raise ValidationError(f"{what} key must be a string, got {type(key).__name__} {key!r}", value=key)
+    if not key.strip() or len(key) > 255:
+        raise ValidationError(f"{what} key must be 1 to 255 characters, got {key[:40]!r}", value=key)
+    if "\x00" in key or key != key.rstrip():
+        raise ValidationError(f"{what} key {key!r} contains NUL or ends with whitespace", value=key)
     return key
+
+
+def check_param_key(key: Any) -> str:
+    return check_key(key, "param")
 
 
 def encode_param(key: str, value: Any) -> tuple[Any, str]:
@@ -164,7 +186,10 @@ def encode_param(key: str, value: Any) -> tuple[Any, str]:
     check_param_key(key)
     if is_secret_key(key):
         return REDACTED, REDACTED
-    stored = to_jsonable(value)
+    try:
+        stored = to_jsonable(value)
+    except ValidationError as e:
+        raise ValidationError(f"param {key[:40]!r}: {e}", value=e.value) from e
     return stored, display(stored)
 
 

@@ -143,3 +143,16 @@ def test_tracker_repr_and_pickle_hide_the_connection(sqlite_url: str) -> None:
     secret = modeltrail.Tracker.__new__(modeltrail.Tracker)
     secret.uri = "mysql+pymysql://u:topsecret@h/db"
     assert "topsecret" not in repr(secret)
+
+
+def test_tls_options_in_the_url_reach_the_driver_and_passwords_stay_masked() -> None:
+    url = "mysql+pymysql://alice:pw-secret@db.internal/ledger?ssl_ca=/etc/ssl/ca.pem&ssl_verify_cert=true"
+    store = Store(url, check=False)
+    try:
+        _, kwargs = store.engine.dialect.create_connect_args(store.engine.url)
+        assert kwargs["ssl"]["ca"] == "/etc/ssl/ca.pem" and kwargs["ssl_verify_cert"] == "true"
+        assert kwargs["charset"] == "utf8mb4"
+        assert "pw-secret" not in repr(store) and "pw-secret" not in store.display_uri
+        assert "ssl_ca" in store.display_uri
+    finally:
+        store.close()

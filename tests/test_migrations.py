@@ -1,0 +1,70 @@
+"""A database made by every earlier revision upgrades to head with its data intact."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import create_engine, text
+
+import modeltrail
+from modeltrail import migrations
+from modeltrail.errors import SchemaOutdatedError
+from modeltrail.store import Store
+
+# Rows valid at the first revision; every later revision must keep them readable.
+SEED = [
+    "INSERT INTO models (id, name, framework, model_type, created_at) VALUES (1, 'old-model', 'sklearn', 'classifier', '2026-01-01 00:00:00')",
+    "INSERT INTO trainings (id, uuid, model_id, status, started_at, ended_at, duration_s, context)"
+    " VALUES (1, '00000000-0000-0000-0000-000000000001', 1, 'finished', '2026-01-01 00:00:00', '2026-01-01 00:01:00', 60.0, '{}')",
+    "INSERT INTO params (training_id, key, value, display) VALUES (1, 'max_depth', '8', '8')",
+    "INSERT INTO metric_keys (id, name) VALUES (1, 'val_auc')",
+    "INSERT INTO metric_points (training_id, key_id, step, value, kind, ts) VALUES (1, 1, 0, 0.8, 0, 1767225600.0)",
+    "INSERT INTO metric_points (training_id, key_id, step, value, kind, ts) VALUES (1, 1, 1, 0.9, 0, 1767225601.0)",
+    "INSERT INTO metric_summaries (training_id, key_id, count, last_step, last_value, last_kind, min_step, min_value,"
+    " min_kind, max_step, max_value, max_kind, updated_ts) VALUES (1, 1, 2, 1, 0.9, 0, 0, 0.8, 0, 1, 0.9, 0, 1767225601.0)",
+    "INSERT INTO versions (id, model_id, number, training_id, param_diff, created_at)"
+    " VALUES (1, 1, 1, 1, '{\"added\": {\"max_depth\": 8}, \"removed\": {}, \"changed\": {}}', '2026-01-01 00:01:00')",
+]
+
+
+@pytest.mark.parametrize("revision", migrations.REVISIONS[:-1])
+def test_every_earlier_revision_upgrades_with_data(db_url: str, revision: str) -> None:
+    old = Store(db_url, check=False)
+    old.upgrade(revision)
+    with old.engine.begin() as conn:
+        for statement in SEED:
+            conn.execute(text(statement.replace("params (training_id, key,", _params_columns(db_url))))
+    old.close()
+
+    with pytest.raises(SchemaOutdatedError, match="modeltrail db upgrade"):
+        Store(db_url)
+    store = Store(db_url, check=False)
+    before, after = store.upgrade()
+    store.close()
+    assert (before, after) == (revision, migrations.head_revision())
+
+    tracker = modeltrail.Tracker(db_url)
+    (version,) = tracker.versions("old-model")
+    assert version.number == 1 and version.param_diff["added"] == {"max_depth": 8}
+    (record,) = tracker.trainings("old-model")
+    assert record.params == {"max_depth": 8} and record.duration_s == 60.0
+    assert [(p.step, p.value) for p in tracker.metric_history("old-model", "val_auc")] == [(0, 0.8), (1, 0.9)]
+    assert record.metrics["val_auc"].max == 0.9
+    with tracker.training("old-model", params={"max_depth": 10}):
+        pass
+    assert [v.number for v in tracker.versions("old-model")] == [1, 2]
+    events = _count(db_url, "SELECT COUNT(*) FROM audit_events WHERE action = 'schema.upgrade'")
+    assert events >= 1
+
+
+def _params_columns(url: str) -> str:
+    # "key" is reserved in MySQL; quote it the way each backend wants.
+    return "params (training_id, `key`," if url.startswith("mysql") else 'params (training_id, "key",'
+
+
+def _count(url: str, sql: str) -> int:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(text(sql)).scalar() or 0)
+    finally:
+        engine.dispose()

@@ -211,3 +211,14 @@ def test_git_context_captured_inside_a_repository(tracker: modeltrail.Tracker, t
     clean, dirty = tracker.trainings("m")
     assert clean.git_commit == commit and clean.context["git"]["dirty"] is False
     assert dirty.context["git"]["dirty"] is True
+
+
+def test_context_added_during_training_is_stored_and_not_a_param_change(tracker: modeltrail.Tracker) -> None:
+    for path in ("ckpt/a.ckpt", "ckpt/b.ckpt"):
+        with tracker.training("m", params={"lr": 0.1}) as run:
+            run.add_context({"checkpoint": {"best_path": path}})
+    first, second = tracker.trainings("m")
+    assert first.context["checkpoint"] == {"best_path": "ckpt/a.ckpt"}
+    assert second.context["checkpoint"] == {"best_path": "ckpt/b.ckpt"}
+    assert "python" in second.context  # merged with what was captured at the start
+    assert tracker.versions("m")[1].param_diff == {"added": {}, "removed": {}, "changed": {}}

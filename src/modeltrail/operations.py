@@ -89,8 +89,12 @@ def finish_training(s: Session, store: Store, training_id: int, op: Mapping[str,
     the latest committed one on every backend and two processes never take the same.
     """
     status = op["status"]
+    # Locking reads only until the model row is locked: on InnoDB the first plain read fixes the
+    # snapshot, and it must come after the lock to see every version committed before ours.
     row = s.execute(
-        select(schema.Training.model_id, schema.Training.status).where(schema.Training.id == training_id)
+        select(schema.Training.model_id, schema.Training.status)
+        .where(schema.Training.id == training_id)
+        .with_for_update()
     ).one()
     model_id, current = row
     model = None
@@ -100,15 +104,15 @@ def finish_training(s: Session, store: Store, training_id: int, op: Mapping[str,
         version = s.execute(select(schema.Version).where(schema.Version.training_id == training_id)).scalar()
         return _version_record(s, version) if version is not None else None
     artifact = op.get("artifact") or {}
-    s.execute(
-        update(schema.Training)
-        .where(schema.Training.id == training_id)
-        .values(
-            status=status, ended_at=schema.from_timestamp(op["ended_ts"]), duration_s=op["duration_s"],
-            error=op.get("error"), artifact_path=artifact.get("path"), artifact_sha256=artifact.get("sha256"),
-            artifact_size=artifact.get("size"),
-        )
-    )  # fmt: skip
+    values: dict[str, Any] = {
+        "status": status, "ended_at": schema.from_timestamp(op["ended_ts"]), "duration_s": op["duration_s"],
+        "error": op.get("error"), "artifact_path": artifact.get("path"), "artifact_sha256": artifact.get("sha256"),
+        "artifact_size": artifact.get("size"),
+    }  # fmt: skip
+    if op.get("context"):
+        context = s.execute(select(schema.Training.context).where(schema.Training.id == training_id)).scalar()
+        values["context"] = {**(context or {}), **op["context"]}
+    s.execute(update(schema.Training).where(schema.Training.id == training_id).values(**values))
     if model is None:
         return None
     parent = s.execute(

@@ -108,6 +108,7 @@ class Training:
         self.error: str | None = None
         self.params: dict[str, Any] = {k: v for k, (v, _) in stored.items()}
         self.artifact: dict[str, Any] | None = None
+        self._extra_context: dict[str, Any] = {}
         self._last_step: dict[str, int] = {}
         self._lock = threading.Lock()
         writer = self.store.writer
@@ -209,6 +210,19 @@ class Training:
         digest, size = path_digest(path)
         self.artifact = {"path": os.path.abspath(os.fspath(path)), "sha256": digest, "size": size}
 
+    def add_context(self, info: Mapping[str, Any]) -> None:
+        """Facts about the run that are not hyperparameters (checkpoint paths, device names...).
+
+        They are stored in the training's context when it ends, so they never show up as a
+        parameter change between versions. Later values for a key replace earlier ones.
+        """
+        if not isinstance(info, Mapping):
+            raise ValidationError(f"add_context takes a mapping, got {info!r}", value=info)
+        self._check_running("add context")
+        encoded = {check_key(str(k), "context"): to_jsonable(v) for k, v in info.items()}
+        with self._lock:
+            self._extra_context.update(encoded)
+
     def set_dataset(self, dataset: Dataset) -> None:
         """Attach the dataset once it is known (adapters learn it only at ``fit``)."""
         if not isinstance(dataset, Dataset):
@@ -259,6 +273,7 @@ class Training:
             "duration_s": time.perf_counter() - self._t0,
             "ended_ts": _now(),
             "artifact": self.artifact,
+            "context": dict(self._extra_context),
         }
         try:
             self._writer.flush()

@@ -222,3 +222,29 @@ def test_context_added_during_training_is_stored_and_not_a_param_change(tracker:
     assert second.context["checkpoint"] == {"best_path": "ckpt/b.ckpt"}
     assert "python" in second.context  # merged with what was captured at the start
     assert tracker.versions("m")[1].param_diff == {"added": {}, "removed": {}, "changed": {}}
+
+
+def test_stages_record_duration_params_metrics_and_which_failed(tracker: modeltrail.Tracker) -> None:
+    with tracker.training("pipe") as run:
+        with run.stage("preprocess") as stage:
+            stage.log_params({"scaler": "standard"})
+            stage.log_metric("rows", 100)
+        with run.stage("train"):
+            pass
+    (record,) = tracker.trainings("pipe")
+    assert [(s.name, s.position, s.status) for s in record.stages] == [("preprocess", 0, "finished"), ("train", 1, "finished")]
+    assert record.stages[0].params == {"scaler": "standard"} and record.stages[0].duration_s >= 0
+    assert record.params["preprocess.scaler"] == "standard"
+    assert record.metrics["preprocess.rows"].last == 100.0
+    assert "train.duration_s" in record.metrics
+
+    with pytest.raises(KeyError), tracker.training("pipe") as run:
+        with run.stage("preprocess"):
+            pass
+        with run.stage("train"):
+            raise KeyError("label")
+    failed = tracker.trainings("pipe")[1]
+    assert failed.status == "failed" and failed.error == "stage 'train' failed: KeyError: 'label'"
+    assert [(s.name, s.status) for s in failed.stages] == [("preprocess", "finished"), ("train", "failed")]
+    assert failed.stages[1].error == "KeyError: 'label'"
+    assert failed.version is None

@@ -77,6 +77,22 @@ def add_params(s: Session, training_id: int, params: Mapping[str, tuple[Any, str
     upsert(s, schema.Param.__table__, rows, keys=["training_id", "key"])
 
 
+def add_stage(s: Session, training_id: int, stage: Mapping[str, Any]) -> None:
+    """Record one ended stage; its (training, position) key makes a replay a no-op."""
+    row = {
+        "training_id": training_id,
+        "position": stage["position"],
+        "name": stage["name"],
+        "status": stage["status"],
+        "started_at": schema.from_timestamp(stage["started_ts"]),
+        "ended_at": schema.from_timestamp(stage["ended_ts"]),
+        "duration_s": stage["duration_s"],
+        "error": stage.get("error"),
+        "params": stage.get("params") or None,
+    }
+    upsert(s, schema.Stage.__table__, [row], keys=["training_id", "position"])
+
+
 def attach_dataset(s: Session, training_id: int, dataset: Mapping[str, Any]) -> None:
     dataset_id = get_or_create_dataset(s, dataset)
     s.execute(update(schema.Training).where(schema.Training.id == training_id).values(dataset_id=dataset_id))

@@ -88,6 +88,18 @@ class VersionRecord:
 
 
 @dataclass(frozen=True)
+class StageRecord:
+    name: str
+    position: int
+    status: str
+    started_at: dt.datetime
+    ended_at: dt.datetime
+    duration_s: float
+    error: str | None
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class TrainingRecord:
     id: int
     uuid: str
@@ -108,6 +120,7 @@ class TrainingRecord:
     context: dict[str, Any] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, MetricSummary] = field(default_factory=dict)
+    stages: list[StageRecord] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -120,3 +133,168 @@ class ModelRecord:
     created_at: dt.datetime
     latest_version: int | None
     tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DeploymentRecord:
+    """One entry of an environment's timeline: what was deployed, by whom, why, and how it ended."""
+
+    id: int
+    model: str
+    version: int
+    environment: str
+    endpoint: str | None
+    status: str
+    action: str
+    deployed_at: dt.datetime
+    ended_at: dt.datetime | None
+    deployed_by: str | None
+    reason: str | None
+    replaces_id: int | None
+    rollback_of_id: int | None
+
+
+@dataclass(frozen=True)
+class VersionDetails:
+    """A version with the training behind it (params, metrics, dataset, artifact) and where it serves now."""
+
+    version: VersionRecord
+    training: TrainingRecord
+    environments: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ModelDetails:
+    model: ModelRecord
+    versions: RecordList[VersionDetails]
+    deployments: RecordList[DeploymentRecord]
+
+
+@dataclass(frozen=True)
+class MetricDelta:
+    """One metric both versions logged: final (last) and best values, and ``b - a`` for each.
+
+    ``mode`` says which direction is best for this metric ("max" or "min").
+    """
+
+    key: str
+    mode: str
+    last_a: float
+    last_b: float
+    last_delta: float
+    best_a: float | None
+    best_b: float | None
+    best_delta: float | None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """What changed from version ``a`` to version ``b`` of one model."""
+
+    model: str
+    a: int
+    b: int
+    training_a: int
+    training_b: int
+    #: {"added": {k: v}, "removed": {k: v}, "changed": {k: {"old": v, "new": v}}} from a to b.
+    params: dict[str, Any]
+    metrics: RecordList[MetricDelta]
+    metrics_only_a: list[str]
+    metrics_only_b: list[str]
+    dataset_a: DatasetRecord | None
+    dataset_b: DatasetRecord | None
+    dataset_changed: bool
+    duration_a: float | None
+    duration_b: float | None
+    duration_delta: float | None
+    commit_a: str | None
+    commit_b: str | None
+    code_changed: bool
+
+
+@dataclass(frozen=True)
+class LeaderboardEntry:
+    """A version ranked by one metric; ``value`` is the ranked value (best over history, or last)."""
+
+    rank: int
+    model: str
+    version: int
+    training_id: int
+    metric: str
+    value: float
+    step: int | None
+    last: float
+    best: float | None
+    environments: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class VersionMetric:
+    """One metric's final and best value in one version: a point of an across-versions plot."""
+
+    model: str
+    version: int
+    training_id: int
+    metric: str
+    mode: str
+    count: int
+    last: float
+    last_step: int
+    best: float | None
+    best_step: int | None
+    environments: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """A metric point labelled with its version: many versions' curves fit in one table."""
+
+    model: str
+    version: int
+    training_id: int
+    metric: str
+    step: int
+    value: float
+    timestamp: dt.datetime
+
+
+@dataclass(frozen=True)
+class ProductionMetricRecord:
+    id: int
+    deployment_id: int
+    model: str
+    version: int
+    environment: str
+    metric: str
+    value: float
+    measured_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class ProductionComparison:
+    """A production measurement beside the training metric of the version that was serving."""
+
+    deployment_id: int
+    environment: str
+    version: int
+    metric: str
+    measured_at: dt.datetime
+    value: float
+    training_metric: str
+    training_last: float | None
+    training_best: float | None
+    delta_last: float | None
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    id: int
+    at: dt.datetime
+    action: str
+    entity: str
+    entity_id: str
+    db_user: str | None
+    os_user: str | None
+    host: str | None
+    before: Any
+    after: Any

@@ -327,3 +327,21 @@ class IngestedBatch(Base):
 
     batch_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     ingested_ts: Mapped[float] = mapped_column(Double)
+
+
+class Stage(Base):
+    """One pipeline stage of a training (preprocess, train, evaluate...): its time, outcome and params."""
+
+    __tablename__ = "stages"
+    __table_args__ = (UniqueConstraint("training_id", "position"), MYSQL_TABLE_ARGS)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    training_id: Mapped[int] = mapped_column(ForeignKey("trainings.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[dt.datetime]
+    ended_at: Mapped[dt.datetime]
+    duration_s: Mapped[float] = mapped_column(Double)
+    error: Mapped[str | None] = mapped_column(Text)
+    params: Mapped[Any | None] = mapped_column(Json)

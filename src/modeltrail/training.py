@@ -109,6 +109,8 @@ class Training:
         self.params: dict[str, Any] = {k: v for k, (v, _) in stored.items()}
         self.artifact: dict[str, Any] | None = None
         self._extra_context: dict[str, Any] = {}
+        self._stages = 0
+        self.failed_stage: str | None = None
         self._last_step: dict[str, int] = {}
         self._lock = threading.Lock()
         writer = self.store.writer
@@ -230,6 +232,22 @@ class Training:
         self._check_running("set the dataset")
         self._writer.submit("dataset", {"uuid": self.uuid, "dataset": _dataset_row(dataset)})
 
+    def stage(self, name: str) -> Stage:
+        """``with run.stage("preprocess"):`` times one pipeline stage and records how it ended.
+
+        Params and metrics logged through the stage are the training's, keyed ``<stage>.<key>``.
+        A stage that raises is recorded failed, and the training's error names it.
+        """
+        if not isinstance(name, str) or not name.strip() or len(name) > 64 or name != name.strip():
+            raise ValidationError(
+                f"stage name must be 1 to 64 characters without outer spaces, got {name!r}", value=name
+            )
+        self._check_running(f"start stage {name!r}")
+        with self._lock:
+            position = self._stages
+            self._stages += 1
+        return Stage(self, name, position)
+
     def flush(self, timeout: float | None = None) -> None:
         """Block until everything logged so far is in the database (or the durable spool)."""
         self._writer.flush(timeout)
@@ -251,8 +269,11 @@ class Training:
             return
         if exc is None:
             self.finish()
-        else:
-            self.finish("failed", error=f"{exc_type.__name__ if exc_type else 'Error'}: {exc}")
+            return
+        error = f"{exc_type.__name__ if exc_type else 'Error'}: {exc}"
+        if self.failed_stage is not None:
+            error = f"stage {self.failed_stage!r} failed: {error}"
+        self.finish("failed", error=error)
 
     def finish(self, status: str = "finished", *, error: str | None = None) -> VersionRecord | None:
         """End the training. A finished training becomes the model's next version; a failed one does not.
@@ -291,6 +312,60 @@ class Training:
             raise ValidationError(f"training {self.id} is {self.status}; cannot {what}", value=self.status)
 
 
+class Stage:
+    """One stage of a :class:`Training`; see :meth:`Training.stage`."""
+
+    def __init__(self, training: Training, name: str, position: int) -> None:
+        self.training = training
+        self.name = name
+        self.position = position
+        self.params: dict[str, Any] = {}
+        self.status = "running"
+        self.duration_s: float | None = None
+
+    def __repr__(self) -> str:
+        return f"Stage({self.name!r}, status={self.status!r})"
+
+    def __enter__(self) -> Stage:
+        self._started_ts = _now()
+        self._t0 = time.perf_counter()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.duration_s = time.perf_counter() - self._t0
+        self.status = "finished" if exc is None else "failed"
+        error = None if exc is None else f"{exc_type.__name__ if exc_type else 'Error'}: {exc}"
+        if exc is not None and self.training.failed_stage is None:
+            self.training.failed_stage = self.name
+        stage = {
+            "name": self.name,
+            "position": self.position,
+            "status": self.status,
+            "started_ts": self._started_ts,
+            "ended_ts": _now(),
+            "duration_s": self.duration_s,
+            "error": error,
+            "params": {k: encode_param(k, v)[0] for k, v in self.params.items()},
+        }
+        self.training._writer.submit("stage", {"uuid": self.training.uuid, "stage": stage})
+        self.training.log_metric(f"{self.name}.duration_s", self.duration_s, step=self.position)
+
+    def log_param(self, key: str, value: Any) -> None:
+        self.log_params({key: value})
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        self.training.log_params({f"{self.name}.{k}": v for k, v in params.items()})
+        self.params.update(params)
+
+    def log_metric(self, key: str, value: float, step: int | None = None) -> None:
+        self.training.log_metric(f"{self.name}.{key}", value, step)
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        self.training.log_metrics({f"{self.name}.{k}": v for k, v in metrics.items()}, step)
+
+
 def _dataset_row(dataset: Dataset) -> dict[str, Any]:
     return {
         "name": dataset.name,
@@ -307,4 +382,4 @@ def _same(a: Any, b: Any) -> bool:
     return param_diff({"k": a}, {"k": b})["changed"] == {}
 
 
-__all__ = ["Training", "active_training", "check_metric_key", "check_model_name", "check_step"]
+__all__ = ["Stage", "Training", "active_training", "check_metric_key", "check_model_name", "check_step"]

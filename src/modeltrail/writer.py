@@ -361,6 +361,8 @@ class Writer:
             return store.run(
                 lambda s: operations.attach_dataset(s, self._training_id(s, payload["uuid"]), payload["dataset"])
             )
+        if kind == "stage":
+            return store.run(lambda s: operations.add_stage(s, self._training_id(s, payload["uuid"]), payload["stage"]))
         if kind == "finish":
             return store.run(
                 lambda s: operations.finish_training(s, store, self._training_id(s, payload["uuid"]), payload)

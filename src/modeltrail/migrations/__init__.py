@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from ..store import Store
 
 #: Every revision in order, oldest first; a test checks this against the scripts.
-REVISIONS: tuple[str, ...] = ("0001_initial", "0002_production_metrics", "0003_ingested_batches")
+REVISIONS: tuple[str, ...] = ("0001_initial", "0002_production_metrics", "0003_ingested_batches", "0004_stages")
 HERE = Path(__file__).resolve().parent
 
 

@@ -25,9 +25,30 @@ _EXPORTS = {
     "Training": "training",
     "ValidationError": "errors",
     "active_training": "training",
+    "autolog": "integrations.autolog",
+    "disable_autolog": "integrations.autolog",
+    "enable_autolog": "integrations.autolog",
 }
 
-__all__ = sorted([*_EXPORTS, "__version__"])
+__all__ = [
+    "ConfigurationError",
+    "Dataset",
+    "ModeltrailError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "SchemaError",
+    "SchemaOutdatedError",
+    "StorageError",
+    "StorageUnavailableError",
+    "Tracker",
+    "Training",
+    "ValidationError",
+    "__version__",
+    "active_training",
+    "autolog",
+    "disable_autolog",
+    "enable_autolog",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -56,5 +77,6 @@ if TYPE_CHECKING:
         StorageUnavailableError,
         ValidationError,
     )
+    from .integrations.autolog import autolog, disable_autolog, enable_autolog
     from .tracker import Tracker
     from .training import Training, active_training

@@ -40,7 +40,7 @@ def guarded(where: str) -> Iterator[None]:
     """Run modeltrail's own bookkeeping; on failure warn once and carry on."""
     try:
         yield
-    except Exception as e:  # noqa: BLE001 - logging must never break training
+    except Exception as e:
         warn_once(where, e)
 
 
@@ -52,7 +52,7 @@ def guard(where: str, default: Any = None) -> Callable[[F], F]:
         def inner(*args: Any, **kwargs: Any) -> Any:
             try:
                 return fn(*args, **kwargs)
-            except Exception as e:  # noqa: BLE001 - logging must never break training
+            except Exception as e:
                 warn_once(where, e)
                 return default
 

@@ -306,11 +306,18 @@ def _skip(*, extra: bool = False) -> bool:
 
 
 def _patch_sklearn() -> None:
+    from sklearn.base import BaseEstimator
     from sklearn.utils import all_estimators
 
-    for _, cls in all_estimators():
-        if "fit" in cls.__dict__:
-            _replace(cls, "fit", _sklearn_fit)
+    # An estimator often inherits fit (RandomForestClassifier from BaseForest): patch where it is defined.
+    owners = {
+        klass
+        for _, cls in all_estimators()
+        for klass in cls.__mro__
+        if "fit" in klass.__dict__ and issubclass(klass, BaseEstimator)
+    }
+    for owner in sorted(owners, key=lambda k: f"{k.__module__}.{k.__qualname__}"):
+        _replace(owner, "fit", _sklearn_fit)
 
 
 def _sklearn_fit(original: Callable[..., Any]) -> Callable[..., Any]:

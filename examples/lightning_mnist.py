@@ -94,9 +94,10 @@ def main() -> None:
         print(f"fit with lr={lr}: {logger.name}/{logger.version} -> version {version.number if version else '?'}")
     tracker = modeltrail.Tracker()
     for record in tracker.trainings(MODEL)[-2:]:
+        best = record.context.get("checkpoint", {}).get("best_path")
         print(
             f"training {record.id}: v{record.version} {record.status} {record.duration_s:.1f}s "
-            f"val_loss={record.metrics['val_loss'].last:.3f} best={record.context.get('checkpoint', {}).get('best_path')}"
+            f"val_loss={record.metrics['val_loss'].last:.3f} best={best}"
         )
     changed = tracker.versions(MODEL)[-1].param_diff["changed"]
     print("v2 changed:", changed)

@@ -48,7 +48,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only  # noqa: E402
 
 from modeltrail.config import resolve_uri  # noqa: E402
 from modeltrail.training import active_training, check_metric_key, check_model_name  # noqa: E402
-from modeltrail.values import as_metric_value, flatten, qualified_name  # noqa: E402
+from modeltrail.values import as_metric_value, flatten  # noqa: E402
 
 if TYPE_CHECKING:
     from modeltrail.records import VersionRecord
@@ -234,7 +234,7 @@ class ModeltrailLogger(Logger):
                 self._training = self._tracker.training(
                     self._model,
                     framework="lightning",
-                    model_type=self._model_type or (qualified_name(type(module)) if module is not None else None),
+                    model_type=self._model_type or (type(module).__name__[:64] if module is not None else None),
                     description=self._description,
                     tags=self._tags,
                 )

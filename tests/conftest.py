@@ -42,7 +42,7 @@ def _server_database(admin_url: str, backend: str) -> Iterator[str]:
         with engine.connect() as conn:
             charset = " CHARACTER SET utf8mb4" if backend == "mysql" else ""
             conn.execute(text(f"CREATE DATABASE {name}{charset}"))
-    except Exception as e:  # noqa: BLE001 - any failure to reach the server
+    except Exception as e:
         engine.dispose()
         _unavailable(backend, e)
     url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)

@@ -25,7 +25,7 @@ def _process(url: str, worker: int, queue: mp.Queue) -> None:
                     for step in range(POINTS):
                         run.log_metric("loss", float(step), step=step)
                         run.log_metric("acc", float(POINTS - step), step=step)
-        except Exception as e:  # noqa: BLE001 - reported to the parent
+        except Exception as e:
             errors.append(repr(e))
 
     threads = [threading.Thread(target=thread, args=(t,)) for t in range(THREADS)]
@@ -58,7 +58,13 @@ def test_many_processes_and_threads_lose_nothing(mysql_url: str) -> None:
     assert len({r.params["tag"] for r in records}) == total
     for record in records:
         loss, acc = record.metrics["loss"], record.metrics["acc"]
-        assert (loss.count, loss.min, loss.max, loss.last, loss.last_step) == (POINTS, 0.0, POINTS - 1.0, POINTS - 1.0, POINTS - 1)
+        assert (loss.count, loss.min, loss.max, loss.last, loss.last_step) == (
+            POINTS,
+            0.0,
+            POINTS - 1.0,
+            POINTS - 1.0,
+            POINTS - 1,
+        )
         assert (acc.count, acc.min, acc.max, acc.last) == (POINTS, 1.0, float(POINTS), 1.0)
     engine = create_engine(mysql_url)
     with engine.connect() as conn:

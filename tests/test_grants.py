@@ -39,7 +39,10 @@ def role_urls(mysql_url: str):
                 if not statement.startswith("--"):
                     conn.execute(text(statement))
     try:
-        yield {role: url.set(username=user, password=f"pw-{suffix}").render_as_string(False) for role, user in users.items()}
+        yield {
+            role: url.set(username=user, password=f"pw-{suffix}").render_as_string(False)
+            for role, user in users.items()
+        }
     finally:
         modeltrail.store.close_all()
         with admin.connect() as conn:

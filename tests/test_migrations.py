@@ -12,17 +12,20 @@ from modeltrail.store import Store
 
 # Rows valid at the first revision; every later revision must keep them readable.
 SEED = [
-    "INSERT INTO models (id, name, framework, model_type, created_at) VALUES (1, 'old-model', 'sklearn', 'classifier', '2026-01-01 00:00:00')",
+    "INSERT INTO models (id, name, framework, model_type, created_at)"
+    " VALUES (1, 'old-model', 'sklearn', 'classifier', '2026-01-01 00:00:00')",
     "INSERT INTO trainings (id, uuid, model_id, status, started_at, ended_at, duration_s, context)"
-    " VALUES (1, '00000000-0000-0000-0000-000000000001', 1, 'finished', '2026-01-01 00:00:00', '2026-01-01 00:01:00', 60.0, '{}')",
+    " VALUES (1, '00000000-0000-0000-0000-000000000001', 1, 'finished',"
+    " '2026-01-01 00:00:00', '2026-01-01 00:01:00', 60.0, '{}')",
     "INSERT INTO params (training_id, key, value, display) VALUES (1, 'max_depth', '8', '8')",
     "INSERT INTO metric_keys (id, name) VALUES (1, 'val_auc')",
     "INSERT INTO metric_points (training_id, key_id, step, value, kind, ts) VALUES (1, 1, 0, 0.8, 0, 1767225600.0)",
     "INSERT INTO metric_points (training_id, key_id, step, value, kind, ts) VALUES (1, 1, 1, 0.9, 0, 1767225601.0)",
     "INSERT INTO metric_summaries (training_id, key_id, count, last_step, last_value, last_kind, min_step, min_value,"
-    " min_kind, max_step, max_value, max_kind, updated_ts) VALUES (1, 1, 2, 1, 0.9, 0, 0, 0.8, 0, 1, 0.9, 0, 1767225601.0)",
+    " min_kind, max_step, max_value, max_kind, updated_ts)"
+    " VALUES (1, 1, 2, 1, 0.9, 0, 0, 0.8, 0, 1, 0.9, 0, 1767225601.0)",
     "INSERT INTO versions (id, model_id, number, training_id, param_diff, created_at)"
-    " VALUES (1, 1, 1, 1, '{\"added\": {\"max_depth\": 8}, \"removed\": {}, \"changed\": {}}', '2026-01-01 00:01:00')",
+    ' VALUES (1, 1, 1, 1, \'{"added": {"max_depth": 8}, "removed": {}, "changed": {}}\', \'2026-01-01 00:01:00\')',
 ]
 
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from tests.proxy import Proxy
 
 import modeltrail
 from modeltrail import spool as spool_mod
-from tests.proxy import Proxy
 
 
 @pytest.fixture

@@ -63,7 +63,9 @@ def test_params_round_trip_or_are_refused_by_name(db_url_sqlite_mysql: str, para
 
 @FAST
 @given(points=st.lists(st.tuples(keys, floats | st.integers() | st.text(max_size=5), st.integers()), max_size=20))
-def test_metrics_round_trip_or_are_refused_by_name(db_url_sqlite_mysql: str, points: list[tuple[str, Any, int]]) -> None:
+def test_metrics_round_trip_or_are_refused_by_name(
+    db_url_sqlite_mysql: str, points: list[tuple[str, Any, int]]
+) -> None:
     tracker = modeltrail.Tracker(db_url_sqlite_mysql)
     expected: dict[str, list[tuple[int, float]]] = {}
     with tracker.training("props") as run:

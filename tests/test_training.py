@@ -181,8 +181,14 @@ def test_active_training_inside_block(tracker: modeltrail.Tracker) -> None:
 
 
 def test_queries_filter_by_framework_and_type(tracker: modeltrail.Tracker) -> None:
-    for name, framework, kind in (("a", "sklearn", "classifier"), ("b", "keras", "classifier"), ("c", "sklearn", "regressor")):
-        with tracker.training(name, framework=framework, model_type=kind, tags={"team": "risk"} if name == "a" else None):
+    for name, framework, kind in (
+        ("a", "sklearn", "classifier"),
+        ("b", "keras", "classifier"),
+        ("c", "sklearn", "regressor"),
+    ):
+        with tracker.training(
+            name, framework=framework, model_type=kind, tags={"team": "risk"} if name == "a" else None
+        ):
             pass
     assert [m.name for m in tracker.models(framework="sklearn")] == ["a", "c"]
     assert [m.name for m in tracker.models(model_type="classifier")] == ["a", "b"]
@@ -199,10 +205,18 @@ def test_git_context_captured_inside_a_repository(tracker: modeltrail.Tracker, t
 
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     (tmp_path / "train.py").write_text("print(1)\n")
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@x"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@x",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@x",
+    }
     subprocess.run(["git", "-C", str(tmp_path), "add", "."], check=True)
     subprocess.run(["git", "-C", str(tmp_path), "commit", "-qm", "init"], check=True, env=env)
-    commit = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "-C", str(tmp_path), "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
     with tracker.training("m"):
         pass
     (tmp_path / "train.py").write_text("print(2)\n")
@@ -232,7 +246,10 @@ def test_stages_record_duration_params_metrics_and_which_failed(tracker: modeltr
         with run.stage("train"):
             pass
     (record,) = tracker.trainings("pipe")
-    assert [(s.name, s.position, s.status) for s in record.stages] == [("preprocess", 0, "finished"), ("train", 1, "finished")]
+    assert [(s.name, s.position, s.status) for s in record.stages] == [
+        ("preprocess", 0, "finished"),
+        ("train", 1, "finished"),
+    ]
     assert record.stages[0].params == {"scaler": "standard"} and record.stages[0].duration_s >= 0
     assert record.params["preprocess.scaler"] == "standard"
     assert record.metrics["preprocess.rows"].last == 100.0
@@ -248,3 +265,10 @@ def test_stages_record_duration_params_metrics_and_which_failed(tracker: modeltr
     assert [(s.name, s.status) for s in failed.stages] == [("preprocess", "finished"), ("train", "failed")]
     assert failed.stages[1].error == "KeyError: 'label'"
     assert failed.version is None
+
+
+@pytest.mark.parametrize(("field", "value"), [("framework", "f" * 65), ("model_type", ""), ("model_type", 3)])
+def test_framework_and_type_are_checked(tracker: modeltrail.Tracker, field: str, value) -> None:
+    with pytest.raises(ValidationError, match=field):
+        tracker.training("m", **{field: value})
+    assert tracker.models() == []

@@ -67,7 +67,9 @@ def test_params_are_readable_never_object_addresses() -> None:
     assert stored == "numpy.ndarray(shape=1000x20, dtype=float64)"
 
 
-@pytest.mark.parametrize("key", ["password", "db_PASSWORD", "api_key", "apiKey", "token", "client_secret", "aws_access_key"])
+@pytest.mark.parametrize(
+    "key", ["password", "db_PASSWORD", "api_key", "apiKey", "token", "client_secret", "aws_access_key"]
+)
 def test_secret_looking_params_are_redacted(key: str) -> None:
     assert encode_param(key, "hunter2") == (REDACTED, REDACTED)
 

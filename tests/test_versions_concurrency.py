@@ -17,7 +17,7 @@ def _train_many(url: str, worker: int, count: int, queue: mp.Queue) -> None:
             with tracker.training("shared", params={"worker": worker, "i": i}) as run:
                 run.log_metric("loss", 1.0 / (i + 1))
         queue.put("ok")
-    except Exception as e:  # noqa: BLE001 - reported to the parent
+    except Exception as e:
         queue.put(repr(e))
 
 

@@ -99,6 +99,9 @@ class Training:
         self.model_name = check_model_name(model)
         if dataset is not None and not isinstance(dataset, Dataset):
             raise ValidationError(f"dataset must be a modeltrail.Dataset, got {type(dataset).__name__}", value=dataset)
+        for label, value in (("framework", framework), ("model_type", model_type)):
+            if value is not None and (not isinstance(value, str) or not 0 < len(value) <= 64):
+                raise ValidationError(f"{label} must be a string of 1 to 64 characters, got {value!r}", value=value)
         stored = {k: encode_param(k, v) for k, v in (params or {}).items()}
         self.store: Store = tracker.store
         self.uuid = str(uuid_mod.uuid4())

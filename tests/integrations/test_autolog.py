@@ -21,7 +21,6 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import modeltrail
-from modeltrail.integrations import autolog as autolog_mod
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

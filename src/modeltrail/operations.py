@@ -232,8 +232,8 @@ def params_of(s: Session, training_id: int) -> dict[str, Any]:
 
 def claim_batch(s: Session | Any, batch_id: str) -> bool:
     """Record ``batch_id`` as ingested in the current transaction; False if it already was."""
-    table = schema.IngestedBatch.__table__
-    if s.execute(select(table.c.batch_id).where(table.c.batch_id == batch_id)).first() is not None:
+    batch = schema.IngestedBatch
+    if s.execute(select(batch.batch_id).where(batch.batch_id == batch_id)).first() is not None:
         return False
-    s.execute(insert(table).values(batch_id=batch_id, ingested_ts=schema.utcnow().timestamp()))
+    s.execute(insert(batch).values(batch_id=batch_id, ingested_ts=schema.utcnow().timestamp()))
     return True

@@ -7,7 +7,7 @@ filters only ever reach SQL as bound parameters.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import func, select
@@ -21,6 +21,7 @@ from .records import (
     MetricSummary,
     ModelRecord,
     RecordList,
+    StageRecord,
     TrainingRecord,
     VersionRecord,
 )
@@ -28,19 +29,30 @@ from .values import decode_float, from_jsonable
 
 
 # ------------------------------------------------------------------ lookups
-def resolve_model(s: Session, ref: Any) -> schema.Model:
-    """A model by name, by id (int) or by a record that has one."""
+def resolve_model(s: Session, ref: Any, *, for_update: bool = False) -> schema.Model:
+    """A model by name, by id (int) or by a record that has one.
+
+    ``for_update`` locks the row (``SELECT ... FOR UPDATE``): writers that must see the
+    latest committed state of a model's versions or deployments take this lock first.
+    """
     if isinstance(ref, ModelRecord):
         ref = ref.id
     if isinstance(ref, bool) or not isinstance(ref, (int, str)):
         raise ValidationError(f"a model is named by its name or id, got {ref!r}", value=ref)
+
+    def one(condition: Any) -> schema.Model | None:
+        query = select(schema.Model).where(condition)
+        if for_update:
+            query = query.with_for_update()
+        return s.execute(query).scalar_one_or_none()
+
     model = None
     if isinstance(ref, str):
-        model = s.execute(select(schema.Model).where(schema.Model.name == ref)).scalar_one_or_none()
-        if model is None and ref.isdigit():
-            model = s.get(schema.Model, int(ref))
-    else:
-        model = s.get(schema.Model, ref)
+        model = one(schema.Model.name == ref)
+        if model is None and ref.isdigit() and len(ref) < 10:
+            model = one(schema.Model.id == int(ref))
+    elif -(2**31) <= ref < 2**31:
+        model = one(schema.Model.id == ref)
     if model is None:
         raise NotFoundError(f"no model {ref!r}", value=ref)
     return model
@@ -56,7 +68,9 @@ def resolve_version(s: Session, model: schema.Model, number: int | None = None) 
         return version
     if isinstance(number, bool) or not isinstance(number, int):
         raise ValidationError(f"a version number is an integer, got {number!r}", value=number)
-    version = s.execute(query.where(schema.Version.number == number)).scalar_one_or_none()
+    version = None
+    if -(2**31) <= number < 2**31:  # beyond INTEGER no version exists (and PostgreSQL would refuse the bind)
+        version = s.execute(query.where(schema.Version.number == number)).scalar_one_or_none()
     if version is None:
         raise NotFoundError(f"model {model.name!r} has no version {number}", value=number)
     return version
@@ -89,9 +103,7 @@ def model_records(s: Session, models: Iterable[schema.Model]) -> RecordList[Mode
                 select(schema.Version.model_id, func.max(schema.Version.number))
                 .where(schema.Version.model_id.in_(ids))
                 .group_by(schema.Version.model_id)
-            )
-            .tuples()
-            .all()
+            ).all()
         )
         for model_id, key, value in s.execute(
             select(schema.ModelTag.model_id, schema.ModelTag.key, schema.ModelTag.value).where(
@@ -146,12 +158,13 @@ def summaries(s: Session, training_ids: list[int]) -> dict[int, dict[str, Metric
         return out
     ms, mk = schema.MetricSummary, schema.MetricKey
     rows = s.execute(select(ms, mk.name).join(mk, mk.id == ms.key_id).where(ms.training_id.in_(training_ids)))
-    for summary, name in rows.tuples():
+    for summary, name in rows:
         out[summary.training_id][name] = summary_record(name, summary)
     return out
 
 
-def summary_record(name: str, row: schema.MetricSummary) -> MetricSummary:
+def summary_record(name: str, row: Any) -> MetricSummary:
+    """A summary from a ``metric_summaries`` row (an ORM object or a row of its columns)."""
     return MetricSummary(
         key=name,
         count=row.count,
@@ -192,6 +205,7 @@ def training_records(s: Session, rows: list[tuple[schema.Training, str, int | No
     ids = [t.id for t, _, _ in rows]
     params = params_of(s, ids)
     metrics = summaries(s, ids)
+    stages = stages_of(s, ids)
     dataset_ids = {t.dataset_id for t, _, _ in rows if t.dataset_id is not None}
     datasets = (
         {d.id: d for d in s.execute(select(schema.Dataset).where(schema.Dataset.id.in_(dataset_ids))).scalars()}
@@ -219,9 +233,31 @@ def training_records(s: Session, rows: list[tuple[schema.Training, str, int | No
             context=t.context or {},
             params=params[t.id],
             metrics=metrics[t.id],
+            stages=stages[t.id],
         )
         for t, model_name, number in rows
     )
+
+
+def stages_of(s: Session, training_ids: list[int]) -> dict[int, list[StageRecord]]:
+    out: dict[int, list[StageRecord]] = {t: [] for t in training_ids}
+    if training_ids:
+        st = schema.Stage
+        for row in s.execute(select(st).where(st.training_id.in_(training_ids)).order_by(st.training_id, st.position)):
+            stage = row[0]
+            out[stage.training_id].append(
+                StageRecord(
+                    name=stage.name,
+                    position=stage.position,
+                    status=stage.status,
+                    started_at=stage.started_at,
+                    ended_at=stage.ended_at,
+                    duration_s=stage.duration_s,
+                    error=stage.error,
+                    params=from_jsonable(stage.params or {}),
+                )
+            )
+    return out
 
 
 def trainings(s: Session, model_ref: Any = None, *, status: str | None = None) -> RecordList[TrainingRecord]:
@@ -231,16 +267,26 @@ def trainings(s: Session, model_ref: Any = None, *, status: str | None = None) -
         query = query.where(t.model_id == resolve_model(s, model_ref).id)
     if status is not None:
         query = query.where(t.status == status)
-    return training_records(s, list(s.execute(query.order_by(t.started_at, t.id)).tuples()))
+    return training_records(s, [tuple(r) for r in s.execute(query.order_by(t.started_at, t.id))])
 
 
 def training(s: Session, training_id: int) -> TrainingRecord:
     t, m, v = schema.Training, schema.Model, schema.Version
     query = select(t, m.name, v.number).join(m, m.id == t.model_id).outerjoin(v, v.training_id == t.id)
-    rows = list(s.execute(query.where(t.id == training_id)).tuples())
+    rows = [tuple(r) for r in s.execute(query.where(t.id == training_id))]
     if not rows:
         raise NotFoundError(f"no training with id {training_id!r}", value=training_id)
     return training_records(s, rows)[0]
+
+
+def trainings_by_id(s: Session, training_ids: Sequence[int]) -> dict[int, TrainingRecord]:
+    """Many trainings by id, in a fixed number of queries."""
+    if not training_ids:
+        return {}
+    t, m, v = schema.Training, schema.Model, schema.Version
+    query = select(t, m.name, v.number).join(m, m.id == t.model_id).outerjoin(v, v.training_id == t.id)
+    rows = [tuple(r) for r in s.execute(query.where(t.id.in_(list(training_ids))))]
+    return {r.id: r for r in training_records(s, rows)}  # type: ignore[arg-type]
 
 
 def version_record(model_name: str, row: schema.Version, parent_number: int | None) -> VersionRecord:

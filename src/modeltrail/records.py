@@ -29,7 +29,9 @@ class RecordList(list[R], Generic[R]):
 
 
 def to_dict(record: Any) -> dict[str, Any]:
-    return dataclasses.asdict(record) if dataclasses.is_dataclass(record) else dict(record)
+    if dataclasses.is_dataclass(record) and not isinstance(record, type):
+        return dataclasses.asdict(record)
+    return dict(record)
 
 
 def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -253,6 +253,7 @@ class Store:
                 finally:
                     fcntl.flock(fh, fcntl.LOCK_UN)
             return
+        release: tuple[Any, dict[str, Any]] | None = None
         with self.engine.connect() as conn:
             if self.dialect == "mysql":
                 got = conn.execute(text("SELECT GET_LOCK(:n, :t)"), {"n": _SCHEMA_LOCK, "t": timeout}).scalar()
@@ -262,8 +263,6 @@ class Store:
             elif self.dialect == "postgresql":
                 conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _SCHEMA_LOCK_KEY})
                 release = text("SELECT pg_advisory_unlock(:k)"), {"k": _SCHEMA_LOCK_KEY}
-            else:
-                release = None
             conn.commit()
             try:
                 yield
@@ -412,11 +411,10 @@ def upsert(
         cols = update or keys[:1]  # "do nothing" is an update of a key column to itself
         stmt = stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in cols})
     else:
-        if name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as dialect_insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert
-        stmt = dialect_insert(table)
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        stmt = (pg_insert if name == "postgresql" else sqlite_insert)(table)
         if update:
             stmt = stmt.on_conflict_do_update(index_elements=keys, set_={c: stmt.excluded[c] for c in update})
         else:

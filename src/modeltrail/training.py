@@ -257,7 +257,7 @@ class Training:
 
     # -------------------------------------------------------------- lifecycle
     def __enter__(self) -> Training:
-        self._token = _active.set(self)
+        self._token: contextvars.Token[Training | None] | None = _active.set(self)
         return self
 
     def __exit__(

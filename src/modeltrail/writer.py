@@ -407,7 +407,7 @@ class Writer:
         fresh = pairs - cached.keys()
         loaded = self._load_summaries(s, fresh) if fresh else {}
         touched = {p: (loaded[p] if p in loaded else cached[p]).copy() for p in pairs}
-        out = []
+        out: list[tuple[Any, ...]] = []
         for training_uuid, key, step, value, ts in rows:
             training_id = ids[training_uuid]
             key_id = key_ids[key]

@@ -1,0 +1,432 @@
+#!/usr/bin/env python3
+"""Registry queries at scale: modeltrail against MLflow on the same ledger in MariaDB.
+
+Builds one model with 1,000 versions and 1,000,000 metric points (two metrics, 500
+steps each per version) in MariaDB, through modeltrail's own API (``Tracker.training``,
+``log_metric`` through the background writer, ``finish``: the path users take, not a
+bulk insert), with deployments to ``staging`` and ``production`` along the way. The
+same data goes into an MLflow SQL tracking store and model registry in a second
+MariaDB database through ``MlflowClient`` (``create_run``, ``log_batch``,
+``create_model_version``, aliases for the deployments).
+
+Then it times, median of ``--repeat`` calls after a warm-up, each question both ways:
+
+* leaderboard of all versions by a metric (modeltrail: best over each training's
+  history, and last value; MLflow: ``search_runs(order_by=["metrics.val_auc DESC"])``,
+  which can only rank by the last value);
+* the best version (the top of each);
+* a comparison of two versions (MLflow: two ``get_run`` calls, diffed by the caller);
+* what is in production (MLflow: ``get_model_version_by_alias``), and which version
+  was in production at a past moment (MLflow keeps no alias history);
+* all versions of the model (MLflow: ``search_model_versions``).
+
+It prints MariaDB's ``EXPLAIN`` of every statement the leaderboard, comparison and
+production calls run (captured from the engine, with their real parameters), and exits
+1 when a leaderboard, a comparison or "what is in production" takes 50 ms or more::
+
+    .venv-bench/bin/python benchmarks/bench_queries.py                 # the full run (~15 min)
+    .venv-bench/bin/python benchmarks/bench_queries.py --versions 100 --points 100000 --no-mlflow
+    .venv-bench/bin/python benchmarks/bench_queries.py --keep          # keep the databases ...
+    .venv-bench/bin/python benchmarks/bench_queries.py --reuse         # ... and time them again
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import os
+import random
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+MYSQL_HOST = os.environ.get("BENCH_MYSQL_HOST", "127.0.0.1")
+MYSQL_PORT = int(os.environ.get("BENCH_MYSQL_PORT", "3306"))
+MYSQL_USER = os.environ.get("BENCH_MYSQL_USER", "root")
+MYSQL_PASSWORD = os.environ.get("BENCH_MYSQL_PASSWORD", "")
+LEDGER_DB = "mt_bench_queries"
+MLFLOW_DB = "mlflow_bench_queries"
+MODEL = "churn-rf"
+METRICS = ("val_auc", "val_loss")
+TARGET_MS = 50.0
+MLFLOW_BATCH = 1_000  # MLflow's limit on metrics per log_batch
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "true")
+
+
+# ------------------------------------------------------------------- data
+def curve(version: int, steps: int) -> list[tuple[int, float, float]]:
+    """(step, val_auc, val_loss) of one version: rises, peaks, then overfits, so best != last."""
+    rng = random.Random(version)
+    ceiling = 0.80 + 0.15 * rng.random()
+    peak = int(steps * (0.3 + 0.5 * rng.random()))
+    out = []
+    for step in range(steps):
+        if step <= peak:
+            auc = 0.5 + (ceiling - 0.5) * (step + 1) / (peak + 1)
+        else:
+            auc = ceiling - 0.05 * (step - peak) / steps
+        auc += rng.gauss(0, 0.003)
+        out.append((step, auc, 1.0 - auc + rng.gauss(0, 0.003)))
+    return out
+
+
+def params_of(version: int) -> dict[str, Any]:
+    rng = random.Random(-version)
+    return {
+        "learning_rate": round(rng.choice([0.01, 0.03, 0.1, 0.3]), 3),
+        "max_depth": rng.randint(3, 12),
+        "n_estimators": rng.choice([100, 200, 400, 800]),
+        "seed": version,
+    }
+
+
+# -------------------------------------------------------------- databases
+def mysql_admin(sql: str) -> Any:
+    import pymysql
+
+    db = pymysql.connect(host=MYSQL_HOST, port=MYSQL_PORT, user=MYSQL_USER, password=MYSQL_PASSWORD)
+    try:
+        with db.cursor() as cur:
+            cur.execute(sql)
+            return cur.fetchall()
+    finally:
+        db.close()
+
+
+def mysql_url(database: str) -> str:
+    auth = MYSQL_USER + (f":{MYSQL_PASSWORD}" if MYSQL_PASSWORD else "")
+    return f"mysql+pymysql://{auth}@{MYSQL_HOST}:{MYSQL_PORT}/{database}?charset=utf8mb4"
+
+
+def fresh_database(name: str) -> str:
+    mysql_admin(f"DROP DATABASE IF EXISTS `{name}`")
+    mysql_admin(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+    return mysql_url(name)
+
+
+def count(database: str, sql: str) -> int:
+    try:
+        return int(mysql_admin(sql.replace("{db}", f"`{database}`"))[0][0])
+    except Exception:  # a missing database or table counts as empty
+        return -1
+
+
+def step(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# ---------------------------------------------------------------- building
+class Plan:
+    """Which versions get deployed where, the same in both systems: every 100th of the versions to
+    staging, every 10th to production, then one production rollback (1,000 versions: 100 and 10)."""
+
+    def __init__(self, versions: int) -> None:
+        self.versions = versions
+        self.staging_every = max(versions // 100, 1)
+        self.production_every = max(versions // 10, 1)
+
+    def actions(self, version: int) -> list[tuple[str, str]]:
+        out = []
+        if version % self.staging_every == 0:
+            out.append(("deploy", "staging"))
+        if version % self.production_every == 0:
+            out.append(("deploy", "production"))
+        if version == self.versions:
+            out.append(("rollback", "production"))
+        return out
+
+
+def build_modeltrail(url: str, versions: int, steps: int, plan: Plan) -> dict[str, Any]:
+    import modeltrail
+
+    tracker = modeltrail.Tracker(url)
+    t0 = time.perf_counter()
+    for v in range(1, versions + 1):
+        with tracker.training(MODEL, framework="sklearn", model_type="classifier", params=params_of(v)) as run:
+            log = run.log_metric
+            for s, auc, loss in curve(v, steps):
+                log("val_auc", auc, s)
+                log("val_loss", loss, s)
+        assert run.version is not None and run.version.number == v
+        for action, env in plan.actions(v):
+            if action == "deploy":
+                tracker.deploy(MODEL, v, env, reason=f"bench v{v}")
+            else:
+                tracker.rollback(MODEL, env, reason="bench rollback")
+        if v % max(versions // 10, 1) == 0:
+            step(f"  modeltrail: {v} versions, {v * steps * 2:,} points, {time.perf_counter() - t0:.0f}s")
+    seconds = time.perf_counter() - t0
+    tracker.close()
+    return {"seconds": seconds}
+
+
+def build_mlflow(url: str, versions: int, steps: int, plan: Plan, workers: int, artifacts: str) -> dict[str, Any]:
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, Param
+
+    client = MlflowClient(tracking_uri=url, registry_uri=url)
+    experiment = client.create_experiment(MODEL, artifact_location=f"file://{artifacts}")
+    client.create_registered_model(MODEL)
+    run_ids: dict[int, str] = {}
+    lock = threading.Lock()
+    t0 = time.perf_counter()
+
+    def one_run(v: int) -> None:
+        ts = int(time.time() * 1000)
+        run = client.create_run(experiment, run_name=f"{MODEL}-v{v}")
+        rid = run.info.run_id
+        client.log_batch(rid, params=[Param(k, str(val)) for k, val in params_of(v).items()])
+        metrics = []
+        for s, auc, loss in curve(v, steps):
+            metrics.append(Metric("val_auc", auc, ts, s))
+            metrics.append(Metric("val_loss", loss, ts, s))
+        for start in range(0, len(metrics), MLFLOW_BATCH):
+            client.log_batch(rid, metrics=metrics[start : start + MLFLOW_BATCH])
+        client.set_terminated(rid)
+        with lock:
+            run_ids[v] = rid
+            if len(run_ids) % max(versions // 10, 1) == 0:
+                step(f"  mlflow: {len(run_ids)} runs, {time.perf_counter() - t0:.0f}s")
+
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(one_run, range(1, versions + 1)))
+    # Model versions in order, so MLflow's version N is modeltrail's version N.
+    production: list[int] = []
+    for v in range(1, versions + 1):
+        mv = client.create_model_version(MODEL, source=f"file://{artifacts}/v{v}", run_id=run_ids[v])
+        assert int(mv.version) == v
+        for action, env in plan.actions(v):
+            if action == "deploy":
+                client.set_registered_model_alias(MODEL, env, str(v))
+                if env == "production":
+                    production.append(v)
+            else:
+                production.pop()
+                client.set_registered_model_alias(MODEL, env, str(production[-1]))
+    return {"seconds": time.perf_counter() - t0, "experiment": experiment, "run_ids": run_ids}
+
+
+# ----------------------------------------------------------------- timing
+def timed(fn: Callable[[], Any], repeat: int) -> dict[str, Any]:
+    """Wall-clock ms (median, min) and this process's CPU ms (median) of ``repeat`` calls after two warm-ups.
+
+    On a busy machine wall time includes waiting for a core; CPU time is the client's own work.
+    """
+    result = fn()
+    fn()  # warm caches and pools on both sides alike
+    times, cpu = [], []
+    for _ in range(repeat):
+        c0, t0 = time.process_time(), time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1000)
+        cpu.append((time.process_time() - c0) * 1000)
+    return {"median": statistics.median(times), "min": min(times), "cpu": statistics.median(cpu), "result": result}
+
+
+@contextlib.contextmanager
+def capture(engine: Any) -> Iterator[list[tuple[str, Any]]]:
+    from sqlalchemy import event
+
+    statements: list[tuple[str, Any]] = []
+
+    def on_execute(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
+        statements.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", on_execute)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", on_execute)
+
+
+#: Tables that grow with every training and metric point: never read whole.
+BIG_TABLES = {"metric_points", "metric_summaries", "params", "trainings", "audit_events", "production_metrics"}
+
+
+def explain(engine: Any, title: str, fn: Callable[[], Any]) -> bool:
+    """Print MariaDB's plan of every SELECT ``fn`` runs; True when no big table is scanned whole.
+
+    A full scan of ``versions`` or ``deployments`` is the right plan here: every row of them
+    belongs to the one benchmarked model (with other models present the optimizer switches
+    to the (model_id, ...) indexes).
+    """
+    with capture(engine) as statements:
+        fn()
+    print(f"\n--- EXPLAIN: {title}")
+    ok = True
+    with engine.connect() as conn:
+        for sql, params in statements:
+            if not sql.lstrip().upper().startswith("SELECT"):
+                continue
+            rows = conn.exec_driver_sql("EXPLAIN " + sql, params).mappings().all()
+            print("  " + " ".join(sql.split())[:150] + ("..." if len(sql) > 150 else ""))
+            for r in rows:
+                scan = r["type"] == "ALL"
+                bad = scan and r["table"] in BIG_TABLES
+                ok = ok and not bad
+                note = (
+                    "   <-- FULL SCAN OF A BIG TABLE" if bad else "   (whole table = this model's rows)" if scan else ""
+                )
+                print(
+                    f"    table={r['table']:<18} type={r['type']:<7} key={r['key']!s:<45} "
+                    f"rows={r['rows']!s:<6} {r['Extra'] or ''}{note}"
+                )
+    return ok
+
+
+# --------------------------------------------------------------------- main
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--versions", type=int, default=1_000, help="versions of the one model (default 1,000)")
+    p.add_argument("--points", type=int, default=1_000_000, help="metric points in all (default 1,000,000)")
+    p.add_argument("--repeat", type=int, default=21, help="timed calls per question (median reported)")
+    p.add_argument("--no-mlflow", action="store_true", help="modeltrail only")
+    p.add_argument("--mlflow-workers", type=int, default=4, help="threads loading MLflow runs (default 4)")
+    p.add_argument("--reuse", action="store_true", help="time databases a --keep run left, if they match")
+    p.add_argument("--keep", action="store_true", help="keep the databases afterwards")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    steps = args.points // (args.versions * len(METRICS))
+    if steps < 2:
+        print("need at least 2 steps per metric and version", file=sys.stderr)
+        return 2
+    points = steps * len(METRICS) * args.versions
+    plan = Plan(args.versions)
+    ledger_url, mlflow_url = mysql_url(LEDGER_DB), mysql_url(MLFLOW_DB)
+    artifacts = tempfile.mkdtemp(prefix="mlflow_bench_queries_")
+
+    import modeltrail
+
+    reuse_ledger = (
+        args.reuse
+        and count(LEDGER_DB, "SELECT COUNT(*) FROM {db}.versions") == args.versions
+        and count(LEDGER_DB, "SELECT COUNT(*) FROM {db}.metric_points") == points
+    )
+    built: dict[str, Any] = {}
+    if reuse_ledger:
+        step(f"reusing modeltrail ledger {LEDGER_DB}")
+        with contextlib.suppress(modeltrail.ModeltrailError):
+            modeltrail.Tracker(ledger_url).store.upgrade()  # a kept ledger from an older schema
+    else:
+        step(f"building modeltrail ledger: {args.versions:,} versions x {steps * 2} points = {points:,} points")
+        built = build_modeltrail(fresh_database(LEDGER_DB), args.versions, steps, plan)
+        step(f"  done in {built['seconds']:.0f}s ({points / built['seconds']:,.0f} points/s end to end)")
+    # InnoDB refreshes index statistics in the background after 10% of a table changed; a
+    # freshly loaded ledger may not have them yet, and the optimizer needs them to pick indexes.
+    mysql_admin(f"ANALYZE TABLE `{LEDGER_DB}`.metric_summaries, `{LEDGER_DB}`.trainings, `{LEDGER_DB}`.versions, "
+                f"`{LEDGER_DB}`.deployments, `{LEDGER_DB}`.params, `{LEDGER_DB}`.models")  # fmt: skip
+
+    tracker = modeltrail.Tracker(ledger_url)
+    engine = tracker.store.engine
+    timeline = tracker.deployments(MODEL, environment="production")
+    middle = timeline[len(timeline) // 2].deployed_at + dt.timedelta(milliseconds=1)
+    a, b, top = args.versions // 2, args.versions, 10
+    n = f"{args.versions:,}"
+    questions: list[tuple[str, Callable[[], Any], str]] = [
+        (f"leaderboard top {top}, best-ever value", lambda: tracker.leaderboard(MODEL, "val_auc", limit=top), "lb10"),
+        (f"leaderboard top {top}, last value", lambda: tracker.leaderboard(MODEL, "val_auc", by="last", limit=top),
+         "lb10_last"),
+        (f"leaderboard all {n}, best-ever value", lambda: tracker.leaderboard(MODEL, "val_auc"), "lb"),
+        (f"leaderboard all {n}, last value", lambda: tracker.leaderboard(MODEL, "val_auc", by="last"), "lb_last"),
+        (f"compare v{a} with v{b}", lambda: tracker.compare(MODEL, a, b), "compare"),
+        ("what is in production", lambda: tracker.deployment(MODEL, "production"), "prod"),
+        ("what was in production at T", lambda: tracker.deployment(MODEL, "production", at=middle), "asof"),
+        (f"all {n} versions", lambda: tracker.versions(MODEL), "versions"),
+    ]  # fmt: skip
+    mt: dict[str, dict[str, Any]] = {}
+    load = os.getloadavg()[0]
+    step(f"timing modeltrail, median of {args.repeat} (load average {load:.1f} on {os.cpu_count()} CPUs)")
+    for title, fn, key in questions:
+        mt[key] = timed(fn, args.repeat)
+        print(f"  {title:<38} {mt[key]['median']:8.2f} ms")
+    assert len(mt["lb"]["result"]) == args.versions
+    serving = mt["prod"]["result"]
+
+    plans_ok = explain(engine, "leaderboard (best-ever value, all versions)", questions[2][1])
+    plans_ok &= explain(engine, f"compare v{a} with v{b}", questions[4][1])
+    plans_ok &= explain(engine, "what is in production", questions[5][1])
+    plans_ok &= explain(engine, "what was in production at T", questions[6][1])
+    tracker.close()
+
+    ml: dict[str, dict[str, Any]] = {}
+    if not args.no_mlflow:
+        from mlflow import MlflowClient
+
+        reuse_mlflow = args.reuse and count(MLFLOW_DB, "SELECT COUNT(*) FROM {db}.model_versions") == args.versions
+        if reuse_mlflow:
+            step(f"reusing MLflow store {MLFLOW_DB}")
+        else:
+            step(f"loading the same data into MLflow ({MLFLOW_DB}) with {args.mlflow_workers} threads")
+            loaded = build_mlflow(fresh_database(MLFLOW_DB), args.versions, steps, plan, args.mlflow_workers, artifacts)
+            step(f"  done in {loaded['seconds']:.0f}s")
+        client = MlflowClient(tracking_uri=mlflow_url, registry_uri=mlflow_url)
+        experiment = client.get_experiment_by_name(MODEL).experiment_id
+        run_of = {int(mv.version): mv.run_id for mv in client.search_model_versions(f"name='{MODEL}'")}
+        order = ["metrics.val_auc DESC"]
+        ml_questions: list[tuple[str, Callable[[], Any]]] = [
+            ("lb10_last", lambda: client.search_runs([experiment], order_by=order, max_results=top)),
+            ("lb_last", lambda: client.search_runs([experiment], order_by=order, max_results=args.versions)),
+            ("compare", lambda: (client.get_run(run_of[a]), client.get_run(run_of[b]))),
+            ("prod", lambda: client.get_model_version_by_alias(MODEL, "production")),
+            ("versions", lambda: client.search_model_versions(f"name='{MODEL}'", max_results=args.versions)),
+        ]
+        step(f"timing MLflow, median of {args.repeat} (load average {os.getloadavg()[0]:.1f})")
+        for key, fn in ml_questions:
+            ml[key] = timed(fn, args.repeat)
+            print(f"  {key:<38} {ml[key]['median']:8.2f} ms")
+        their_top = ml["lb10_last"]["result"][0].info.run_id
+        assert their_top == run_of[mt["lb10_last"]["result"][0].version], "MLflow and modeltrail disagree on the top"
+        assert int(ml["prod"]["result"].version) == serving.version, "MLflow and modeltrail disagree on production"
+        if not args.keep:
+            mysql_admin(f"DROP DATABASE IF EXISTS `{MLFLOW_DB}`")
+    if not args.keep:
+        mysql_admin(f"DROP DATABASE IF EXISTS `{LEDGER_DB}`")
+
+    calls = {
+        "lb10": "-- (MLflow ranks by the last value only)",
+        "lb10_last": f"search_runs(order_by=['metrics.val_auc DESC'], max_results={top})",
+        "lb": "--",
+        "lb_last": f"search_runs(order_by=['metrics.val_auc DESC'], max_results={args.versions})",
+        "compare": "get_run x 2, diffed by the caller",
+        "prod": "get_model_version_by_alias('production')",
+        "asof": "-- (aliases keep no history)",
+        "versions": f"search_model_versions(name=..., max_results={args.versions})",
+    }
+    targets = {"lb10", "lb10_last", "lb", "lb_last", "compare", "prod"}
+    print(f"\n{n} versions of one model, {points:,} metric points, MariaDB {server_version()}, "
+          f"median of {args.repeat} calls (client CPU ms in brackets)")  # fmt: skip
+    print(f"{'question':<40}{'modeltrail ms':>20}{'MLflow ms':>12}   MLflow call")
+    missed = []
+    for title, _, key in questions:
+        mine = f"{mt[key]['median']:.2f} ({mt[key]['cpu']:.1f})"
+        theirs = f"{ml[key]['median']:12.2f}" if key in ml else f"{'-':>12}"
+        mark = ""
+        if key in targets:
+            ok = mt[key]["median"] < TARGET_MS
+            mark = "   < 50 ms: ok" if ok else "   < 50 ms: MISSED"
+            if not ok:
+                missed.append(title)
+        print(f"{title:<40}{mine:>20}{theirs}   {calls[key]}{mark}")
+    print(f"\nin production now: version {serving.version}; no plan reads a big table whole: {plans_ok}")
+    if built:
+        print(f"ledger built through Tracker.training / log_metric / finish (not bulk SQL) in {built['seconds']:.0f}s")
+    return 1 if missed or not plans_ok else 0
+
+
+def server_version() -> str:
+    return str(mysql_admin("SELECT VERSION()")[0][0]).split("-")[0]
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

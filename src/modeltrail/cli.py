@@ -1,0 +1,723 @@
+"""The ``modeltrail`` command: the ledger's answers for people (tables) and scripts (``--json``).
+
+Thin on purpose: every answer comes from :class:`~modeltrail.Tracker`, so the command line
+and Python always agree. Errors are one line on stderr (``modeltrail: error: ...``) with
+exit status 2; a database password never reaches the output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import math
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from .config import mask_password, resolve_uri
+from .errors import ConfigurationError, ModeltrailError, ValidationError
+
+if TYPE_CHECKING:
+    from .store import Store
+    from .tracker import Tracker
+
+EXIT_ERROR = 2
+
+
+class UsageError(Exception):
+    """A command line argparse refused; reported in one line like every other error."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+# ------------------------------------------------------------------ output
+def to_jsonable(value: Any) -> Any:
+    """Records as JSON: datetimes in ISO 8601, non-finite floats as "NaN", "Infinity", "-Infinity"."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    return value
+
+
+def fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, (list, tuple)):
+        return ", ".join(fmt(v) for v in value) or "-"
+    if isinstance(value, dict):
+        return json.dumps(to_jsonable(value), sort_keys=True, ensure_ascii=False)
+    return str(value)
+
+
+def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
+    """Left-aligned columns separated by two spaces; cells are single lines."""
+    cells = [[fmt(c).replace("\n", " ") for c in row] for row in rows]
+    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
+    return "\n".join(lines)
+
+
+def _short(commit: str | None) -> str | None:
+    return commit[:10] if commit else None
+
+
+class Output:
+    """Where a command's answer goes: JSON for scripts, text for people."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+
+    def emit(self, data: Any, text: Callable[[], str]) -> None:
+        if self.as_json:
+            print(json.dumps(to_jsonable(data), ensure_ascii=False, allow_nan=False, indent=2))
+        else:
+            print(text())
+
+
+# -------------------------------------------------------------- arguments
+def parse_time(text: str) -> dt.datetime | dt.date:
+    """``YYYY-MM-DD`` (a whole day) or an ISO 8601 moment; a moment without a zone is UTC."""
+    text = text.strip()
+    try:
+        if len(text) == 10:
+            return dt.date.fromisoformat(text)
+        moment = dt.datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+    except ValueError as e:
+        raise ValidationError(f"not a date or ISO 8601 time: {text!r}", value=text) from e
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+
+
+def _open(args: argparse.Namespace) -> Tracker:
+    """The ledger named by ``--uri`` / ``MODELTRAIL_URI``; never creates one (``db upgrade`` does)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from .tracker import Tracker
+
+    uri = resolve_uri(args.uri)
+    try:
+        url = make_url(uri)
+    except ArgumentError as e:
+        raise ConfigurationError(f"not a database URL: {mask_password(uri)!r}", value=mask_password(uri)) from e
+    database = url.database or ""
+    if (
+        url.get_backend_name() == "sqlite"
+        and database not in ("", ":memory:")
+        and not database.startswith("file:")
+        and not os.path.exists(database)
+    ):
+        raise ConfigurationError(
+            f"no modeltrail database at {database!r}: log a training first, or create it with `modeltrail db upgrade`",
+            value=database,
+        )
+    return Tracker(uri, create=False, spool=False)  # a command answers now or fails: no offline spool
+
+
+def _open_unchecked(args: argparse.Namespace) -> Store:
+    """A store at whatever schema revision it is: checking and upgrading it is the caller's job."""
+    from .store import Store
+
+    return Store(resolve_uri(args.uri), create=False, check=False)
+
+
+# ---------------------------------------------------------------- commands
+def cmd_models(args: argparse.Namespace, out: Output) -> int:
+    tracker = _open(args)
+    rows = tracker.models(framework=args.framework, model_type=args.type, tag=args.tag, name=args.name)
+    out.emit(
+        rows,
+        lambda: (
+            table(
+                [
+                    (
+                        r.id,
+                        r.name,
+                        r.framework,
+                        r.model_type,
+                        r.latest_version,
+                        ", ".join(f"{k}={v}" for k, v in sorted(r.tags.items())),
+                    )
+                    for r in rows
+                ],
+                ["id", "name", "framework", "type", "latest", "tags"],
+            )
+            if rows
+            else "no models match"
+        ),
+    )
+    return 0
+
+
+def _metrics_text(metrics: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={fmt(m.last)}" for k, m in sorted(metrics.items())) or "-"
+
+
+def cmd_show(args: argparse.Namespace, out: Output) -> int:
+    details = _open(args).show(args.model)
+
+    def text() -> str:
+        m = details.model
+        lines = [
+            f"model {m.name} (id {m.id})",
+            f"  framework    {fmt(m.framework)}",
+            f"  type         {fmt(m.model_type)}",
+            f"  description  {fmt(m.description)}",
+            f"  tags         {fmt([f'{k}={v}' for k, v in sorted(m.tags.items())])}",
+            f"  created      {fmt(m.created_at)}",
+            f"  versions     {len(details.versions)}",
+        ]
+        if details.deployments:
+            lines.append("serving now:")
+            lines += [
+                f"  {d.environment}: version {d.version} since {fmt(d.deployed_at)}"
+                + (f" at {d.endpoint}" if d.endpoint else "")
+                for d in details.deployments
+            ]
+        else:
+            lines.append("serving now: nowhere")
+        if details.versions:
+            rows = []
+            for v in details.versions:
+                t = v.training
+                data = f"{t.dataset.name}@{t.dataset.digest[:8]}" if t.dataset else None
+                artifact = f"{t.artifact_path} (sha256 {t.artifact_sha256[:12]})" if t.artifact_sha256 else None
+                rows.append(
+                    (
+                        v.version.number,
+                        t.id,
+                        t.started_at,
+                        t.duration_s,
+                        data,
+                        _short(t.git_commit),
+                        v.environments,
+                        artifact,
+                        _metrics_text(t.metrics),
+                    )
+                )
+            lines.append("versions:")
+            headers = ["version", "training", "started", "seconds", "dataset", "commit", "serving", "artifact"]
+            lines.append(table(rows, [*headers, "final metrics"]))
+        return "\n".join(lines)
+
+    out.emit(details, text)
+    return 0
+
+
+def _diff_text(diff: dict[str, Any]) -> str:
+    parts = [f"+{k}" for k in diff.get("added", {})]
+    parts += [f"-{k}" for k in diff.get("removed", {})]
+    parts += [f"~{k}" for k in diff.get("changed", {})]
+    return " ".join(parts) or "-"
+
+
+def cmd_versions(args: argparse.Namespace, out: Output) -> int:
+    rows = _open(args).versions(args.model)
+    out.emit(
+        rows,
+        lambda: (
+            table(
+                [(v.number, v.training_id, v.created_at, v.parent_number, _diff_text(v.param_diff)) for v in rows],
+                ["version", "training", "created", "parent", "param changes"],
+            )
+            if rows
+            else f"model {args.model!r} has no versions yet"
+        ),
+    )
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace, out: Output) -> int:
+    c = _open(args).compare(args.model, args.a, args.b)
+
+    def text() -> str:
+        a, b = f"v{c.a}", f"v{c.b}"
+        lines = [f"{c.model}: version {c.a} -> version {c.b}", "params:"]
+        prow = [(k, "added", None, v) for k, v in c.params["added"].items()]
+        prow += [(k, "removed", v, None) for k, v in c.params["removed"].items()]
+        prow += [(k, "changed", v["old"], v["new"]) for k, v in c.params["changed"].items()]
+        lines.append(_indent(table(sorted(prow), ["param", "change", a, b])) if prow else "  no changes")
+        lines.append("metrics:")
+        if c.metrics:
+            mrow = [
+                (m.key, m.mode, m.last_a, m.last_b, m.last_delta, m.best_a, m.best_b, m.best_delta) for m in c.metrics
+            ]
+            headers = ["metric", "best is", f"final {a}", f"final {b}", "change", f"best {a}", f"best {b}", "change"]
+            lines.append(_indent(table(mrow, headers)))
+        else:
+            lines.append("  none in common")
+        if c.metrics_only_a:
+            lines.append(f"  only in {a}: {', '.join(c.metrics_only_a)}")
+        if c.metrics_only_b:
+            lines.append(f"  only in {b}: {', '.join(c.metrics_only_b)}")
+        da = f"{c.dataset_a.name}@{c.dataset_a.digest[:12]}" if c.dataset_a else "-"
+        db = f"{c.dataset_b.name}@{c.dataset_b.digest[:12]}" if c.dataset_b else "-"
+        lines.append(f"dataset: {da} -> {db} (changed)" if c.dataset_changed else f"dataset: same ({da})")
+        delta = f" ({c.duration_delta:+.3g}s)" if c.duration_delta is not None else ""
+        lines.append(f"duration: {fmt(c.duration_a)}s -> {fmt(c.duration_b)}s{delta}")
+        if c.code_changed:
+            lines.append(f"code: {fmt(_short(c.commit_a))} -> {fmt(_short(c.commit_b))} (changed)")
+        else:
+            lines.append(f"code: same commit ({fmt(_short(c.commit_a))})")
+        return "\n".join(lines)
+
+    out.emit(c, text)
+    return 0
+
+
+def _indent(text: str) -> str:
+    return "\n".join("  " + line for line in text.splitlines())
+
+
+def cmd_best(args: argparse.Namespace, out: Output) -> int:
+    e = _open(args).best_version(args.model, metric=args.metric, mode=args.mode, by=args.by)
+    how = "best over its history" if args.by == "best" else "final value"
+    serving = f"; serving in {', '.join(e.environments)}" if e.environments else ""
+    out.emit(e, lambda: f"{e.model} version {e.version}: {e.metric} = {fmt(e.value)} ({how}, step {e.step}){serving}")
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace, out: Output) -> int:
+    rows = _open(args).leaderboard(args.model, args.metric, mode=args.mode, by=args.by, limit=args.limit)
+    out.emit(
+        rows,
+        lambda: (
+            table(
+                [(r.rank, r.version, r.value, r.step, r.last, r.best, r.training_id, r.environments) for r in rows],
+                ["rank", "version", args.metric, "step", "final", "best", "training", "serving"],
+            )
+            if rows
+            else f"no version of {args.model!r} logged metric {args.metric!r}"
+        ),
+    )
+    return 0
+
+
+def cmd_history(args: argparse.Namespace, out: Output) -> int:
+    tracker = _open(args)
+    if args.across_versions or args.all_versions:
+        if not args.metric or len(args.metric) != 1:
+            raise ValidationError("--across-versions and --all-versions need exactly one --metric")
+        metric = args.metric[0]
+        if args.across_versions:
+            summary = tracker.metric_by_version(args.model, metric, mode=args.mode)
+            out.emit(
+                summary,
+                lambda: (
+                    table(
+                        [
+                            (r.version, r.count, r.last, r.last_step, r.best, r.best_step, r.environments)
+                            for r in summary
+                        ],
+                        ["version", "points", "final", "step", f"best ({summary[0].mode})", "step", "serving"],
+                    )
+                    if summary
+                    else f"no version of {args.model!r} logged metric {metric!r}"
+                ),
+            )
+            return 0
+        points = tracker.metric_curves(args.model, metric)
+    else:
+        points = tracker.version_history(args.model, args.version, metrics=args.metric)
+    out.emit(
+        points,
+        lambda: (
+            table(
+                [(p.version, p.metric, p.step, p.value, p.timestamp) for p in points],
+                ["version", "metric", "step", "value", "time"],
+            )
+            if points
+            else "no metric points"
+        ),
+    )
+    return 0
+
+
+def _deployment_line(d: Any) -> str:
+    return f"deployment {d.id}: {d.model} version {d.version} in {d.environment}"
+
+
+def cmd_deploy(args: argparse.Namespace, out: Output) -> int:
+    d = _open(args).deploy(
+        args.model, args.version, args.env, endpoint=args.endpoint, reason=args.reason, deployed_by=args.by
+    )
+    replaced = f" (supersedes deployment {d.replaces_id})" if d.replaces_id else ""
+    out.emit(d, lambda: f"deployed: {_deployment_line(d)}{replaced}")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace, out: Output) -> int:
+    d = _open(args).rollback(args.model, args.env, reason=args.reason, deployed_by=args.by)
+    out.emit(d, lambda: f"rolled back deployment {d.rollback_of_id}: now {_deployment_line(d)}")
+    return 0
+
+
+def cmd_undeploy(args: argparse.Namespace, out: Output) -> int:
+    d = _open(args).undeploy(args.model, args.env, version=args.version, reason=args.reason, deployed_by=args.by)
+    out.emit(
+        d, lambda: f"retired deployment {d.replaces_id}: {d.model} version {d.version} no longer in {d.environment}"
+    )
+    return 0
+
+
+_DEPLOYMENT_HEADERS = ["id", "model", "environment", "version", "status", "action", "deployed", "ended", "by", "reason"]
+
+
+def _deployment_rows(rows: Sequence[Any]) -> list[tuple[Any, ...]]:
+    return [
+        (
+            d.id,
+            d.model,
+            d.environment,
+            d.version,
+            d.status,
+            d.action,
+            d.deployed_at,
+            d.ended_at,
+            d.deployed_by,
+            d.reason,
+        )
+        for d in rows
+    ]
+
+
+def cmd_deployments(args: argparse.Namespace, out: Output) -> int:
+    tracker = _open(args)
+    if args.at is not None:
+        if args.model is None:
+            raise ValidationError("--at needs a model")
+        moment = parse_time(args.at)
+        envs = [args.env] if args.env else sorted({d.environment for d in tracker.deployments(args.model)})
+        found = {env: tracker.deployment(args.model, env, at=moment) for env in envs}
+        if args.version is not None:
+            found = {env: d for env, d in found.items() if d is not None and d.version == args.version}
+        out.emit(
+            found,
+            lambda: (
+                table(
+                    [
+                        (env, d.version if d else None, d.id if d else None, d.deployed_at if d else None)
+                        for env, d in found.items()
+                    ],
+                    ["environment", "version", "deployment", "since"],
+                )
+                if found
+                else "no deployments"
+            ),
+        )
+        return 0
+    status = "active" if args.current else args.status
+    rows = tracker.deployments(args.model, environment=args.env, version=args.version, status=status)
+    out.emit(rows, lambda: table(_deployment_rows(rows), _DEPLOYMENT_HEADERS) if rows else "no deployments")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace, out: Output) -> int:
+    since = parse_time(args.since) if args.since else None
+    rows = _open(args).audit(
+        action=args.action, entity=args.entity, entity_id=args.entity_id, since=since, limit=args.limit
+    )
+    out.emit(
+        rows,
+        lambda: (
+            table(
+                [(r.id, r.at, r.action, r.entity, r.entity_id, r.os_user, r.host, r.after) for r in rows],
+                ["id", "at", "action", "entity", "entity id", "user", "host", "after"],
+            )
+            if rows
+            else "no audit events"
+        ),
+    )
+    return 0
+
+
+def cmd_production(args: argparse.Namespace, out: Output) -> int:
+    tracker = _open(args)
+    if args.metric and args.env:
+        rows = tracker.compare_production(
+            args.model, args.env, args.metric, training_metric=args.training_metric, mode=args.mode
+        )
+        out.emit(
+            rows,
+            lambda: (
+                table(
+                    [
+                        (
+                            r.measured_at,
+                            r.version,
+                            r.deployment_id,
+                            r.value,
+                            r.training_last,
+                            r.delta_last,
+                            r.training_best,
+                        )
+                        for r in rows
+                    ],
+                    ["measured", "version", "deployment", args.metric, "training final", "difference", "training best"],
+                )
+                if rows
+                else "no production metrics"
+            ),
+        )
+        return 0
+    points = tracker.production_metrics(args.model, environment=args.env, metric=args.metric)
+    out.emit(
+        points,
+        lambda: (
+            table(
+                [(p.measured_at, p.environment, p.version, p.deployment_id, p.metric, p.value) for p in points],
+                ["measured", "environment", "version", "deployment", "metric", "value"],
+            )
+            if points
+            else "no production metrics"
+        ),
+    )
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace, out: Output) -> int:
+    from .plots import plot_metric
+
+    path = plot_metric(
+        _open(args),
+        args.model,
+        args.metric,
+        args.output,
+        across_versions=args.across_versions,
+        versions=args.versions,
+        mode=args.mode,
+    )
+    out.emit({"path": os.fspath(path)}, lambda: f"wrote {path}")
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace, out: Output) -> int:
+    store = _open_unchecked(args)
+    try:
+        before, after = store.upgrade(args.revision)
+    finally:
+        store.close()
+    result = {"uri": store.display_uri, "from": before, "to": after}
+    message = (
+        f"{store.display_uri}: already at {after}"
+        if before == after
+        else f"{store.display_uri}: {before or 'empty'} -> {after}"
+    )
+    out.emit(result, lambda: message)
+    return 0
+
+
+def cmd_db_current(args: argparse.Namespace, out: Output) -> int:
+    from . import migrations
+
+    store = _open_unchecked(args)
+    try:
+        current = migrations.current_revision(store.engine)
+    except Exception as e:
+        from sqlalchemy.exc import DBAPIError
+
+        if isinstance(e, DBAPIError):
+            raise store.translate(e) from e
+        raise
+    finally:
+        store.close()
+    head = migrations.head_revision()
+    state = "up to date" if current == head else "no modeltrail schema" if current is None else "outdated"
+    result = {"uri": store.display_uri, "current": current, "head": head, "state": state}
+    hint = "" if current == head else ": run `modeltrail db upgrade`"
+    out.emit(result, lambda: f"{store.display_uri}: {current or '-'} (head {head}, {state}){hint}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, out: Output) -> int:
+    try:
+        from .integrations.autolog import run_script
+    except ModuleNotFoundError as e:
+        raise ConfigurationError(f"`modeltrail run` is unavailable: {e}") from e
+    script_args = list(args.args)
+    if script_args[:1] == ["--"]:
+        script_args = script_args[1:]
+    return int(run_script(args.script, script_args, uri=args.uri, model=args.model))
+
+
+# ------------------------------------------------------------------ parser
+def build_parser() -> argparse.ArgumentParser:
+    # --uri and --json work before or after the command: the sub-parsers' copies must not
+    # overwrite a value given before the command with their default, hence SUPPRESS.
+    common = _Parser(add_help=False)
+    common.add_argument(
+        "--uri", default=argparse.SUPPRESS, help="database URL (default: $MODELTRAIL_URI or ./modeltrail.db)"
+    )
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON for scripts")
+
+    parser = _Parser(
+        prog="modeltrail",
+        description="Ask the modeltrail ledger about models, versions, metrics and deployments.",
+    )
+    parser.add_argument("--uri", default=None, help="database URL (default: $MODELTRAIL_URI or ./modeltrail.db)")
+    parser.add_argument("--json", action="store_true", default=False, help="print JSON for scripts")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    def add(name: str, handler: Callable[[argparse.Namespace, Output], int], help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, parents=[common], help=help_, description=help_)
+        p.set_defaults(handler=handler)
+        return p
+
+    def mode_by(p: argparse.ArgumentParser, *, by: bool = True, mode_default: str | None = "max") -> None:
+        p.add_argument("--mode", choices=["max", "min"], default=mode_default, help="which direction is better")
+        if by:
+            p.add_argument(
+                "--by",
+                choices=["best", "last"],
+                default="best",
+                help="rank by each training's best value over its history, or its last value",
+            )
+
+    p = add("models", cmd_models, "list models, filtered by framework, type, tag or name")
+    p.add_argument("--framework")
+    p.add_argument("--type", help="model type")
+    p.add_argument("--tag", help="KEY or KEY=VALUE")
+    p.add_argument("--name", help="a part of the name")
+
+    p = add("show", cmd_show, "a model with its versions, their trainings, datasets, artifacts and deployments")
+    p.add_argument("model")
+
+    p = add("versions", cmd_versions, "a model's versions with their param changes")
+    p.add_argument("model")
+
+    p = add("compare", cmd_compare, "what changed between two versions: params, metrics, dataset, duration, code")
+    p.add_argument("model")
+    p.add_argument("a", type=int, metavar="A")
+    p.add_argument("b", type=int, metavar="B")
+
+    p = add("best", cmd_best, "the best version by a metric")
+    p.add_argument("model")
+    p.add_argument("--metric", required=True)
+    mode_by(p)
+
+    p = add("leaderboard", cmd_leaderboard, "all versions ranked by a metric")
+    p.add_argument("model")
+    p.add_argument("--metric", required=True)
+    p.add_argument("--limit", type=int)
+    mode_by(p)
+
+    p = add("history", cmd_history, "metric points of one version, or of one metric across versions")
+    p.add_argument("model")
+    p.add_argument("--version", type=int, help="the version (default: the latest)")
+    p.add_argument("--metric", action="append", help="only this metric (repeatable)")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--all-versions", action="store_true", help="every version's points of one --metric")
+    group.add_argument("--across-versions", action="store_true", help="final and best of one --metric per version")
+    mode_by(p, by=False, mode_default=None)
+
+    p = add("deploy", cmd_deploy, "deploy a version to an environment (the previous one there is superseded)")
+    p.add_argument("model")
+    p.add_argument("version", type=int)
+    p.add_argument("--env", "--environment", dest="env", required=True)
+    p.add_argument("--endpoint")
+    p.add_argument("--reason")
+    p.add_argument("--by", help="who deploys (default: the OS user)")
+
+    p = add("rollback", cmd_rollback, "return an environment to the version active before the current one")
+    p.add_argument("model")
+    p.add_argument("--env", "--environment", dest="env", required=True)
+    p.add_argument("--reason")
+    p.add_argument("--by")
+
+    p = add("undeploy", cmd_undeploy, "retire what serves an environment")
+    p.add_argument("model")
+    p.add_argument("--env", "--environment", dest="env", required=True)
+    p.add_argument("--version", type=int, help="refuse unless this version is the one serving")
+    p.add_argument("--reason")
+    p.add_argument("--by")
+
+    p = add("deployments", cmd_deployments, "deployment timelines; what served when; where a version serves")
+    p.add_argument("model", nargs="?")
+    p.add_argument("--env", "--environment", dest="env")
+    p.add_argument("--version", type=int)
+    p.add_argument("--status", choices=["active", "superseded", "rolled_back", "retired"])
+    p.add_argument("--current", action="store_true", help="only what serves now")
+    p.add_argument("--at", help="what served at this time (YYYY-MM-DD = end of that day, UTC)")
+
+    p = add("audit", cmd_audit, "the audit trail, newest first")
+    p.add_argument("--action", help="exact action, or a prefix ending in * (deployment.*)")
+    p.add_argument("--entity")
+    p.add_argument("--entity-id")
+    p.add_argument("--since", help="YYYY-MM-DD or ISO 8601 time")
+    p.add_argument("--limit", type=int, default=50)
+
+    p = add("production", cmd_production, "production metrics, beside training metrics with --env and --metric")
+    p.add_argument("model")
+    p.add_argument("--env", "--environment", dest="env")
+    p.add_argument("--metric")
+    p.add_argument("--training-metric", help="the training metric to compare with (default: the same name)")
+    mode_by(p, by=False, mode_default=None)
+
+    p = add("plot", cmd_plot, "draw a metric: each version's curve, or final and best per version")
+    p.add_argument("model")
+    p.add_argument("--metric", required=True)
+    p.add_argument("-o", "--output", required=True, help="image file (.png, .svg, .pdf)")
+    p.add_argument("--across-versions", action="store_true", help="final and best per version, deployed ones marked")
+    p.add_argument("--versions", type=int, nargs="+", help="only these versions")
+    mode_by(p, by=False, mode_default=None)
+
+    db = sub.add_parser("db", help="database schema: upgrade, current", description="database schema")
+    db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", parser_class=_Parser)
+    db_sub.required = True
+    p = db_sub.add_parser("upgrade", parents=[common], help="create the schema or migrate it to the newest revision")
+    p.add_argument("--revision", default="head")
+    p.set_defaults(handler=cmd_db_upgrade)
+    p = db_sub.add_parser("current", parents=[common], help="the schema revision of the database")
+    p.set_defaults(handler=cmd_db_current)
+
+    p = add("run", cmd_run, "run a Python script with autologging into the ledger")
+    p.add_argument("--model", help="model name (default: the script's name)")
+    p.add_argument("script")
+    p.add_argument("args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as e:
+        print(f"modeltrail: error: {mask_password(str(e))}", file=sys.stderr)
+        return EXIT_ERROR
+    except SystemExit as e:  # --help
+        return int(e.code or 0)
+    out = Output(args.json)
+    try:
+        return int(args.handler(args, out))
+    except ModeltrailError as e:
+        message = " ".join(mask_password(str(e)).split())
+        print(f"modeltrail: error: {message}", file=sys.stderr)
+        return EXIT_ERROR
+    except BrokenPipeError:
+        return 0
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

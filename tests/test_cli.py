@@ -324,3 +324,47 @@ def test_real_subprocess_uses_modeltrail_uri_and_exit_codes(ledger: str) -> None
         [*_command(), "deploy", "churn-rf", "3", "--env", "production"], env=env, capture_output=True, text=True
     )
     assert deployed.returncode == 0 and modeltrail.Tracker(ledger).deployment("churn-rf", "production").version == 3
+
+
+def test_db_grants_prints_statements_for_the_uri_database(capsys) -> None:
+    from modeltrail.cli import main
+
+    assert main(["db", "grants", "--uri", "mysql+pymysql://root:pw@127.0.0.1/ledger", "--host", "10.0.%"]) == 0
+    printed = capsys.readouterr().out
+    assert "GRANT SELECT, INSERT ON `ledger`.`audit_events` TO 'modeltrail_writer'@'10.0.%';" in printed
+    assert "pw" not in printed
+    assert main(["db", "grants", "--database", "x; DROP TABLE models"]) == 2
+
+
+def test_sync_replays_a_spool_left_by_an_ended_process(sqlite_url: str, tmp_path, capsys) -> None:
+    import json
+    import subprocess
+    import sys
+    import textwrap
+
+    from modeltrail import spool
+    from modeltrail.cli import main
+
+    import modeltrail
+
+    modeltrail.Tracker(sqlite_url).close()
+    # A process whose database "went away": its writes land in the spool, then it exits.
+    script = textwrap.dedent(
+        f"""
+        import modeltrail
+        from modeltrail.errors import StorageUnavailableError
+        tracker = modeltrail.Tracker({sqlite_url!r})
+        writer = tracker.store.writer
+        writer._go_offline(StorageUnavailableError("simulated outage"))
+        writer.spool.append("start", {{"uuid": "u-1", "model": "spooled", "params": {{"lr": [0.1, "0.1"]}},
+                                        "started_ts": 1767225600.0, "context": {{}}}})
+        writer._next_attempt = float("inf")
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120, cwd=tmp_path)
+    assert spool.pending(sqlite_url) == 1
+    assert main(["sync", "--uri", sqlite_url, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["waiting"] == 0
+    assert spool.pending(sqlite_url) == 0
+    (record,) = modeltrail.Tracker(sqlite_url).trainings("spooled")
+    assert record.params == {"lr": 0.1} and record.status == "running"

@@ -548,6 +548,48 @@ def cmd_db_current(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
+def cmd_sync(args: argparse.Namespace, out: Output) -> int:
+    """Replay what earlier processes left in the local spool for this database."""
+    from . import spool
+    from .tracker import Tracker
+
+    uri = resolve_uri(args.uri)
+    before = spool.pending(uri)
+    tracker = Tracker(uri, spool=True)
+    try:
+        waiting = tracker.sync(timeout=args.timeout)
+    finally:
+        tracker.close()
+    left = spool.pending(uri)
+    result = {"uri": mask_password(uri), "replayed": max(before - left, 0), "waiting": max(left, waiting)}
+    out.emit(
+        result, lambda: f"{result['uri']}: replayed {result['replayed']} spooled entries, {result['waiting']} wait"
+    )
+    return 0 if result["waiting"] == 0 else EXIT_ERROR
+
+
+def cmd_db_grants(args: argparse.Namespace, out: Output) -> int:
+    from sqlalchemy.engine import make_url
+
+    from .grants import grant_statements
+
+    database = args.database or make_url(resolve_uri(args.uri)).database or ""
+    statements = grant_statements(
+        database, writer=args.writer, operator=args.operator, analyst=args.analyst, host=args.host
+    )
+    out.emit({"database": database, "statements": statements}, lambda: "\n".join(statements))
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace, out: Output) -> int:
+    try:
+        from .ui.server import serve
+    except ModuleNotFoundError as e:
+        raise ConfigurationError(f'`modeltrail ui` needs the web extra: pip install "modeltrail[ui]" ({e})') from e
+    serve(args.uri, host=args.host, port=args.port, token=args.token)
+    return 0
+
+
 def cmd_run(args: argparse.Namespace, out: Output) -> int:
     try:
         from .integrations.autolog import run_script
@@ -681,7 +723,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--versions", type=int, nargs="+", help="only these versions")
     mode_by(p, by=False, mode_default=None)
 
-    db = sub.add_parser("db", help="database schema: upgrade, current", description="database schema")
+    db = sub.add_parser("db", help="database schema: upgrade, current, grants", description="database schema")
     db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", parser_class=_Parser)
     db_sub.required = True
     p = db_sub.add_parser("upgrade", parents=[common], help="create the schema or migrate it to the newest revision")
@@ -689,9 +731,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_db_upgrade)
     p = db_sub.add_parser("current", parents=[common], help="the schema revision of the database")
     p.set_defaults(handler=cmd_db_current)
+    p = db_sub.add_parser("grants", parents=[common], help="least-privilege GRANT statements for MySQL/MariaDB")
+    p.add_argument("--database", help="the database (default: the one in --uri)")
+    p.add_argument("--writer", default="modeltrail_writer", help="user for training jobs")
+    p.add_argument("--operator", default="modeltrail_operator", help="user who deploys and rolls back")
+    p.add_argument("--analyst", default="modeltrail_analyst", help="read-only user")
+    p.add_argument("--host", default="%", help="the users' host part")
+    p.set_defaults(handler=cmd_db_grants)
+
+    p = add("sync", cmd_sync, "replay work spooled locally while the database was unreachable")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the database")
+
+    p = add("ui", cmd_ui, "a read-only web dashboard over the ledger")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (not loopback: needs a token)")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--token", default=None, help="required for non-local binding (or $MODELTRAIL_UI_TOKEN)")
 
     p = add("run", cmd_run, "run a Python script with autologging into the ledger")
-    p.add_argument("--model", help="model name (default: the script's name)")
+    p.add_argument("--model", help="model name for every fit (default: each estimator's or module's class name)")
     p.add_argument("script")
     p.add_argument("args", nargs=argparse.REMAINDER)
     return parser

@@ -26,9 +26,19 @@ lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff format --check src integrations tests examples benchmarks
 	$(VENV)/bin/mypy
 
-bench: $(VENV)/.installed-dev
-	$(PIP) install -q -c $(CONSTRAINTS) -e ".[dev,bench]"
-	$(PY) benchmarks/bench_logging.py
+# Benchmarks run in their own venv (MLflow is a comparison, not a dependency).
+# `make bench BENCH_ARGS=--quick` for a short run; see benchmarks/README.md.
+BENCH_VENV ?= .venv-bench
+BENCH_PY   := $(BENCH_VENV)/bin/python
+
+$(BENCH_VENV)/.ready: pyproject.toml $(CONSTRAINTS) benchmarks/requirements.txt
+	test -x $(BENCH_PY) || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_PY) -m pip install -q -c $(CONSTRAINTS) -e . -r benchmarks/requirements.txt
+	touch $@
+
+bench: $(BENCH_VENV)/.ready
+	$(BENCH_PY) benchmarks/bench_logging.py $(BENCH_ARGS)
+	if [ -f benchmarks/bench_queries.py ]; then $(BENCH_PY) benchmarks/bench_queries.py $(BENCH_QUERIES_ARGS); fi
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info modeltrail.db modeltrail.db-* artifacts

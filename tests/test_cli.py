@@ -342,10 +342,9 @@ def test_sync_replays_a_spool_left_by_an_ended_process(sqlite_url: str, tmp_path
     import sys
     import textwrap
 
+    import modeltrail
     from modeltrail import spool
     from modeltrail.cli import main
-
-    import modeltrail
 
     modeltrail.Tracker(sqlite_url).close()
     # A process whose database "went away": its writes land in the spool, then it exits.

@@ -24,9 +24,10 @@ from sqlalchemy.orm import Session
 from . import schema
 from .audit import record_event
 from .errors import NotFoundError
+from .queries import version_record
 from .records import VersionRecord
 from .store import upsert
-from .values import from_jsonable, param_diff
+from .values import param_diff
 
 if TYPE_CHECKING:
     from .store import Store
@@ -166,16 +167,7 @@ def _version_record(
             parent_number = s.execute(
                 select(schema.Version.number).where(schema.Version.id == version.parent_id)
             ).scalar_one()
-    return VersionRecord(
-        id=version.id,
-        model=model_name,
-        number=version.number,
-        training_id=version.training_id,
-        parent_number=parent_number,
-        artifact_path=version.artifact_path,
-        param_diff=from_jsonable(version.param_diff or {"added": {}, "removed": {}, "changed": {}}),
-        created_at=version.created_at,
-    )
+    return version_record(model_name, version, parent_number)
 
 
 # ----------------------------------------------------------------- helpers

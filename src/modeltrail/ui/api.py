@@ -1,0 +1,202 @@
+"""The JSON API behind the pages, for scripts: the Python API's records, as documented JSON.
+
+Each route answers with the same records the :class:`~modeltrail.Tracker` methods return,
+so ``GET /api/models/churn/leaderboard?metric=val_auc`` is ``tracker.leaderboard("churn", "val_auc")``.
+A model is named by its name or its id; a name may contain ``/``. Only GET routes exist.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import types
+import typing
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from .. import queries
+from ..errors import ValidationError
+from ..records import (
+    AuditRecord,
+    Comparison,
+    DeploymentRecord,
+    LeaderboardEntry,
+    RecordList,
+    TrainingRecord,
+    VersionMetric,
+    VersionRecord,
+)
+from ..registry import metric_mode
+from ..tracker import Tracker
+from . import data
+
+router = APIRouter(prefix="/api", tags=["api"])
+
+Mode = Literal["max", "min"]
+MAX_POINTS_LIMIT = 1_000_000
+
+
+def _plain(tp: Any) -> Any:
+    """``tp`` with every ``RecordList[X]`` in it spelled ``list[X]``, a type pydantic can describe."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is RecordList:
+        return list[_plain(args[0])] if args else list[Any]  # type: ignore[misc]
+    if origin in (typing.Union, types.UnionType):
+        return typing.Union[tuple(_plain(a) for a in args)]  # noqa: UP007
+    return tp
+
+
+def json_view(record_type: type) -> type:
+    """A dataclass with ``record_type``'s fields, made from them so the two never drift apart.
+
+    Records that hold a ``RecordList`` (a list subclass with no JSON schema) get a twin whose
+    fields are plain lists; FastAPI documents and serialises the twin.
+    """
+    hints = typing.get_type_hints(record_type)
+    fields = [(f.name, _plain(hints[f.name])) for f in dataclasses.fields(record_type)]
+    view = dataclasses.make_dataclass(record_type.__name__, fields, frozen=True)
+    view.__doc__ = record_type.__doc__
+    return view
+
+
+ComparisonView = json_view(Comparison)
+
+
+def comparison_view(comparison: Comparison) -> Any:
+    values = {f.name: getattr(comparison, f.name) for f in dataclasses.fields(comparison)}
+    return ComparisonView(**{k: list(v) if isinstance(v, RecordList) else v for k, v in values.items()})
+
+
+def ledger(request: Request) -> Tracker:
+    """The app's read-only Tracker."""
+    tracker: Tracker = request.app.state.tracker
+    return tracker
+
+
+Ledger = Annotated[Tracker, Depends(ledger)]
+MaxPoints = Annotated[
+    int,
+    Query(ge=0, le=MAX_POINTS_LIMIT, description="points per series at most (longer histories are thinned); 0: all"),
+]
+
+
+def parse_versions(values: list[str] | None) -> list[int] | None:
+    """Version numbers from repeated ``version=`` values and/or comma-separated lists."""
+    if not values:
+        return None
+    numbers: list[int] = []
+    for value in values:
+        for part in value.split(","):
+            part = part.strip().lstrip("v")
+            if part:
+                try:
+                    numbers.append(int(part))
+                except ValueError:
+                    raise ValidationError(f"a version number is an integer, got {part!r}", value=part) from None
+    return numbers or None
+
+
+@router.get("/models", response_model=list[data.ModelSummary], summary="Models, filtered")
+def list_models(
+    tracker: Ledger,
+    name: Annotated[str | None, Query(description="a substring of the name")] = None,
+    framework: str | None = None,
+    model_type: str | None = None,
+    tag: Annotated[str | None, Query(description="`key` or `key=value`")] = None,
+) -> list[data.ModelSummary]:
+    """Every model matching the filters, with the version serving in each environment now."""
+    with tracker.store.transaction(read_only=True) as s:
+        models = queries.find_models(s, framework=framework, model_type=model_type, tag=tag, name_like=name)
+        return data.model_summaries(s, list(models))
+
+
+@router.get("/models/{model:path}/versions", response_model=list[VersionRecord], summary="A model's versions")
+def versions(tracker: Ledger, model: str) -> list[VersionRecord]:
+    """Every version: number, parent, param diff against the parent, artifact (``tracker.versions``)."""
+    return list(tracker.versions(model))
+
+
+@router.get("/models/{model:path}/leaderboard", response_model=list[LeaderboardEntry], summary="Versions ranked")
+def leaderboard(
+    tracker: Ledger,
+    model: str,
+    metric: str,
+    mode: Annotated[Mode | None, Query(description="default: min for losses and errors, else max")] = None,
+    by: Annotated[Literal["best", "last"], Query(description="rank by the best value over history, or the last")] = (
+        "best"
+    ),
+    limit: Annotated[int | None, Query(ge=1)] = None,
+) -> list[LeaderboardEntry]:
+    """Versions ranked by ``metric`` (``tracker.leaderboard``)."""
+    return list(tracker.leaderboard(model, metric, mode=mode or metric_mode(metric), by=by, limit=limit))
+
+
+@router.get("/models/{model:path}/compare", response_model=ComparisonView, summary="Two versions side by side")
+def compare(tracker: Ledger, model: str, a: int, b: int) -> Any:
+    """What changed from version ``a`` to ``b``: params, metric deltas, dataset, duration, code."""
+    return comparison_view(tracker.compare(model, a, b))
+
+
+@router.get(
+    "/models/{model:path}/metric-by-version", response_model=list[VersionMetric], summary="A metric across versions"
+)
+def metric_by_version(tracker: Ledger, model: str, metric: str, mode: Mode | None = None) -> list[VersionMetric]:
+    """``metric``'s final and best value in every version that logged it (``tracker.metric_by_version``)."""
+    return list(tracker.metric_by_version(model, metric, mode=mode))
+
+
+@router.get("/models/{model:path}/curves", response_model=list[data.Series], summary="Step curves of versions")
+def curves(
+    tracker: Ledger,
+    model: str,
+    metric: str,
+    version: Annotated[
+        list[str] | None, Query(description="version numbers, repeated or comma-separated; default: the latest six")
+    ] = None,
+    max_points: MaxPoints = data.SERIES_POINTS_MAX,
+) -> list[data.Series]:
+    """``metric``'s history in each version, one series per version, as ``[step, value]`` points."""
+    with tracker.store.transaction(read_only=True) as s:
+        return data.curves(s, model, metric, parse_versions(version), max_points=max_points)
+
+
+@router.get("/models/{model:path}/deployments", response_model=list[DeploymentRecord], summary="Deployment timelines")
+def deployments(tracker: Ledger, model: str, environment: str | None = None) -> list[DeploymentRecord]:
+    """Every deployment, rollback and undeploy of the model, per environment, oldest first."""
+    return list(tracker.deployments(model, environment=environment))
+
+
+@router.get("/models/{model:path}", response_model=data.ModelPage, summary="A model with its versions table")
+def model_detail(tracker: Ledger, model: str) -> data.ModelPage:
+    """The model, its metrics, every version with the key metrics' final values, and its deployments."""
+    with tracker.store.transaction(read_only=True) as s:
+        return data.model_page(s, model)
+
+
+@router.get("/trainings/{training_id}", response_model=TrainingRecord, summary="A training")
+def training(tracker: Ledger, training_id: int) -> TrainingRecord:
+    """Params, metric summaries, dataset, artifact, context and stages of one training."""
+    return tracker.get_training(training_id)
+
+
+@router.get("/trainings/{training_id}/history", response_model=list[data.Series], summary="A training's metrics")
+def history(
+    tracker: Ledger, training_id: int, metric: str | None = None, max_points: MaxPoints = data.SERIES_POINTS_MAX
+) -> list[data.Series]:
+    """Every metric's history (or only ``metric``) of one training, as ``[step, value]`` points."""
+    with tracker.store.transaction(read_only=True) as s:
+        return data.training_series(s, training_id, metric=metric, max_points=max_points)
+
+
+@router.get("/audit", response_model=list[AuditRecord], summary="The audit log")
+def audit(
+    tracker: Ledger,
+    action: Annotated[str | None, Query(description="an action, or a prefix ending in `*`: `deployment.*`")] = None,
+    entity: str | None = None,
+    entity_id: str | None = None,
+    since: Annotated[dt.date | None, Query(description="events from this day on (UTC)")] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+) -> list[AuditRecord]:
+    """Audit events, newest first (``tracker.audit``)."""
+    return list(tracker.audit(action=action, entity=entity, entity_id=entity_id, since=since, limit=limit))

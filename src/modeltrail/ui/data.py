@@ -1,0 +1,406 @@
+"""What the dashboard reads beyond the Tracker API, in a fixed number of queries per page.
+
+A model page with 1,000 versions must render in well under 300 ms, so the versions table
+is read as three narrow queries (versions with their trainings, the chosen metrics' summaries,
+the serving environments) instead of one full training record per version. Metric histories
+can hold millions of points; charts get at most ``max_points`` of them per series, every
+``stride``-th point picked in the database, so a long history never crosses the wire whole.
+
+Every function takes an open read-only session and returns detached records; names and
+filters only reach SQL as bound parameters.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session
+
+from .. import queries, registry, schema
+from ..errors import NotFoundError, ValidationError
+from ..records import DeploymentRecord, ModelRecord
+from ..values import decode_float
+
+#: Metric columns of the versions table: the metrics most versions logged.
+KEY_METRICS_MAX = 6
+#: Points of one chart series; longer histories are thinned to every n-th point.
+SERIES_POINTS_MAX = 1000
+#: Versions drawn on one step-curve chart.
+CURVES_MAX = 12
+#: The metric a timed stage logs its duration as: ``<stage>.duration_s``.
+STAGE_SUFFIX = ".duration_s"
+#: Below this many points in all, a training's histories are read in one query.
+ONE_QUERY_POINTS_MAX = 20_000
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """A model as the list shows it: its record and the version serving in each environment now."""
+
+    id: int
+    name: str
+    framework: str | None
+    model_type: str | None
+    description: str | None
+    created_at: dt.datetime
+    latest_version: int | None
+    tags: dict[str, str] = field(default_factory=dict)
+    environments: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """A metric some versions of a model logged: how many did, and which direction is better."""
+
+    name: str
+    versions: int
+    mode: str
+
+
+@dataclass(slots=True)
+class VersionRow:
+    """One line of a model's versions table (not frozen: a page makes thousands, and frozen ones cost more)."""
+
+    number: int
+    training_id: int
+    parent_number: int | None
+    created_at: dt.datetime
+    status: str
+    duration_s: float | None
+    run_by: str | None
+    git_commit: str | None
+    #: Param keys added, removed or changed against the parent version.
+    changed_params: list[str] = field(default_factory=list)
+    environments: list[str] = field(default_factory=list)
+    #: The final (last logged) value of each key metric the version logged.
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelPage:
+    """Everything the model page shows except the leaderboard."""
+
+    model: ModelSummary
+    metrics: list[MetricInfo]
+    key_metrics: list[str]
+    versions: list[VersionRow]
+    deployments: list[DeploymentRecord]
+
+
+@dataclass(frozen=True)
+class Series:
+    """One metric's history in one training, thinned to every ``stride``-th point when long.
+
+    ``points`` are ``[step, value]`` pairs; the last logged point is always included.
+    """
+
+    metric: str
+    training_id: int
+    version: int | None
+    total: int
+    stride: int
+    points: list[tuple[int, float]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class FilterOptions:
+    """Values the model list can be filtered by."""
+
+    frameworks: list[str]
+    model_types: list[str]
+    tags: list[str]
+
+
+# ------------------------------------------------------------------ models
+def environments_by_model(s: Session) -> dict[int, dict[str, int]]:
+    """Model id -> {environment: version number serving there now}, for every model in one query."""
+    d, v = schema.Deployment, schema.Version
+    out: dict[int, dict[str, int]] = {}
+    query = (
+        select(d.model_id, d.environment, v.number)
+        .join(v, v.id == d.version_id)
+        .where(d.status == registry.ACTIVE)
+        .order_by(d.model_id, d.environment, d.id)
+    )
+    for model_id, environment, number in s.execute(query):
+        out.setdefault(model_id, {})[environment] = number
+    return out
+
+
+def model_summaries(s: Session, models: list[ModelRecord]) -> list[ModelSummary]:
+    serving = environments_by_model(s)
+    return [summary_of(m, serving.get(m.id, {})) for m in models]
+
+
+def summary_of(m: ModelRecord, environments: dict[str, int]) -> ModelSummary:
+    return ModelSummary(
+        id=m.id,
+        name=m.name,
+        framework=m.framework,
+        model_type=m.model_type,
+        description=m.description,
+        created_at=m.created_at,
+        latest_version=m.latest_version,
+        tags=dict(m.tags),
+        environments=dict(environments),
+    )
+
+
+def filter_options(s: Session) -> FilterOptions:
+    """Distinct frameworks, types and tags (``key=value``), for the list's filter menus."""
+    m, t = schema.Model, schema.ModelTag
+
+    def distinct(column: Any) -> list[str]:
+        return [v for v in s.execute(select(column).where(column.is_not(None)).distinct().order_by(column)).scalars()]
+
+    tags = [
+        f"{key}={value}" if value else key
+        for key, value in s.execute(select(t.key, t.value).distinct().order_by(t.key, t.value))
+    ]
+    return FilterOptions(frameworks=distinct(m.framework), model_types=distinct(m.model_type), tags=tags)
+
+
+# ------------------------------------------------------------------ one model
+def model_metrics(s: Session, model_id: int) -> list[MetricInfo]:
+    """Every metric the model's versions logged, most widely logged first, stage timings after the rest."""
+    v, ms, mk = schema.Version, schema.MetricSummary, schema.MetricKey
+    count = func.count(ms.id)
+    query = (
+        select(mk.name, count)
+        .select_from(v)
+        .join(ms, ms.training_id == v.training_id)
+        .join(mk, mk.id == ms.key_id)
+        .where(v.model_id == model_id)
+        .group_by(mk.name)
+        .order_by(count.desc(), mk.name)
+    )
+    found = [MetricInfo(name=name, versions=n, mode=registry.metric_mode(name)) for name, n in s.execute(query)]
+    # Stage timings ("fit.duration_s") are metrics too, but rarely the one a table or ranking is about.
+    return sorted(found, key=lambda m: (-m.versions, m.name.endswith(STAGE_SUFFIX), m.name))
+
+
+def _changed_keys(diff: Any) -> list[str]:
+    """The keys of a stored param diff (its values, which may carry float tags, are not needed)."""
+    if not isinstance(diff, dict):
+        return []
+    keys: set[str] = set()
+    for part in ("added", "removed", "changed"):
+        value = diff.get(part)
+        if isinstance(value, dict):
+            keys.update(value)
+    return sorted(keys)
+
+
+def version_rows(s: Session, model_id: int, key_metrics: list[str]) -> list[VersionRow]:
+    """Every version of a model with its training's facts and the key metrics' final values."""
+    v, t = schema.Version, schema.Training
+    conn = s.connection()  # Core rows: a thousand versions are read without the ORM's per-row cost
+    rows = conn.execute(
+        select(
+            v.id,
+            v.number,
+            v.training_id,
+            v.parent_id,
+            v.param_diff,
+            v.created_at,
+            t.status,
+            t.duration_s,
+            t.run_by,
+            t.git_commit,
+        )
+        .join(t, t.id == v.training_id)
+        .where(v.model_id == model_id)
+        .order_by(v.number)
+    ).all()
+    number_of = {r.id: r.number for r in rows}
+    finals: dict[int, dict[str, float]] = {}
+    if key_metrics and rows:
+        ms, mk = schema.MetricSummary, schema.MetricKey
+        query = (
+            select(ms.training_id, mk.name, ms.last_value, ms.last_kind)
+            .select_from(v)
+            .join(ms, ms.training_id == v.training_id)
+            .join(mk, and_(mk.id == ms.key_id, mk.name.in_(key_metrics)))
+            .where(v.model_id == model_id)
+        )
+        for training_id, name, value, kind in conn.execute(query).all():
+            finals.setdefault(training_id, {})[name] = decode_float(value, kind)
+    serving = registry.active_environments(s, model_id)
+    return [
+        VersionRow(
+            number=r.number,
+            training_id=r.training_id,
+            parent_number=number_of.get(r.parent_id) if r.parent_id else None,
+            created_at=r.created_at,
+            status=r.status,
+            duration_s=r.duration_s,
+            run_by=r.run_by,
+            git_commit=r.git_commit,
+            changed_params=_changed_keys(r.param_diff),
+            environments=serving.get(r.id, []),
+            metrics=finals.get(r.training_id, {}),
+        )
+        for r in rows
+    ]
+
+
+def model_page(s: Session, model_ref: Any) -> ModelPage:
+    """A model, its metrics, its versions table and its deployment timelines, in seven queries."""
+    model = queries.resolve_model(s, model_ref)
+    record = queries.model_records(s, [model])[0]
+    metrics = model_metrics(s, model.id)
+    key_metrics = [m.name for m in metrics[:KEY_METRICS_MAX]]
+    deployments = registry.deployments(s, model.id)
+    environments = {d.environment: d.version for d in deployments if d.status == registry.ACTIVE}
+    return ModelPage(
+        model=summary_of(record, environments),
+        metrics=metrics,
+        key_metrics=key_metrics,
+        versions=version_rows(s, model.id, key_metrics),
+        deployments=list(deployments),
+    )
+
+
+# ------------------------------------------------------------------ histories
+def _stride(total: int, max_points: int) -> int:
+    return max(1, math.ceil(total / max_points)) if max_points > 0 else 1
+
+
+def _points(
+    s: Session, training_id: int, key_id: int, total: int, max_points: int, last: tuple[int, float] | None
+) -> tuple[int, list[tuple[int, float]]]:
+    """Every ``stride``-th point of one history (row numbers counted in the database), ending with the last."""
+    mp = schema.MetricPoint
+    stride = _stride(total, max_points)
+    where = (mp.training_id == training_id, mp.key_id == key_id)
+    if stride == 1:
+        rows = s.execute(select(mp.step, mp.value, mp.kind).where(*where).order_by(mp.step, mp.id)).all()
+    else:
+        rn = func.row_number().over(order_by=(mp.step, mp.id)).label("rn")
+        inner = select(mp.step, mp.value, mp.kind, rn).where(*where).subquery()
+        rows = s.execute(
+            select(inner.c.step, inner.c.value, inner.c.kind)
+            .where(or_((inner.c.rn - 1) % stride == 0, inner.c.rn == total))
+            .order_by(inner.c.rn)
+        ).all()
+    points = [(step, decode_float(value, kind)) for step, value, kind in rows]
+    if last is not None and points and last[0] > points[-1][0]:
+        points.append(last)
+    return stride, points
+
+
+def _summaries(s: Session, training_ids: list[int], metric: str | None) -> list[Any]:
+    ms, mk = schema.MetricSummary, schema.MetricKey
+    query = (
+        select(ms.training_id, ms.key_id, mk.name, ms.count, ms.last_step, ms.last_value, ms.last_kind)
+        .join(mk, mk.id == ms.key_id)
+        .where(ms.training_id.in_(training_ids))
+        .order_by(mk.name)
+    )
+    if metric is not None:
+        query = query.where(mk.name == metric)
+    return list(s.execute(query).all()) if training_ids else []
+
+
+def _check_max_points(max_points: int) -> int:
+    if isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 0:
+        raise ValidationError(f"max_points must be 0 (all) or a positive integer, got {max_points!r}", value=max_points)
+    return max_points
+
+
+def training_series(
+    s: Session, training_id: int, *, metric: str | None = None, max_points: int = SERIES_POINTS_MAX
+) -> list[Series]:
+    """Each metric's history of one training (or only ``metric``), thinned to ``max_points`` (0: all)."""
+    _check_max_points(max_points)
+    if s.get(schema.Training, training_id) is None:
+        raise NotFoundError(f"no training with id {training_id!r}", value=training_id)
+    number = s.execute(
+        select(schema.Version.number).where(schema.Version.training_id == training_id)
+    ).scalar_one_or_none()
+    found = _summaries(s, [training_id], metric)
+    total = sum(r.count for r in found)
+    if total <= ONE_QUERY_POINTS_MAX and all(_stride(r.count, max_points) == 1 for r in found):
+        mp, mk = schema.MetricPoint, schema.MetricKey
+        by_key: dict[str, list[tuple[int, float]]] = {r.name: [] for r in found}
+        rows = s.execute(
+            select(mk.name, mp.step, mp.value, mp.kind)
+            .join(mk, mk.id == mp.key_id)
+            .where(mp.training_id == training_id, mp.key_id.in_([r.key_id for r in found]))
+            .order_by(mp.key_id, mp.step, mp.id)
+        )
+        for name, step, value, kind in rows:
+            by_key[name].append((step, decode_float(value, kind)))
+        return [
+            Series(
+                metric=r.name, training_id=training_id, version=number, total=r.count, stride=1, points=by_key[r.name]
+            )
+            for r in found
+        ]
+    out = []
+    for r in found:
+        stride, points = _points(
+            s, training_id, r.key_id, r.count, max_points, (r.last_step, decode_float(r.last_value, r.last_kind))
+        )
+        out.append(
+            Series(metric=r.name, training_id=training_id, version=number, total=r.count, stride=stride, points=points)
+        )
+    return out
+
+
+def curves(
+    s: Session, model_ref: Any, metric: str, versions: list[int] | None, *, max_points: int = SERIES_POINTS_MAX
+) -> list[Series]:
+    """``metric``'s history in each of ``versions`` (default: the latest that logged it), one series each."""
+    _check_max_points(max_points)
+    model = queries.resolve_model(s, model_ref)
+    v, ms, mk = schema.Version, schema.MetricSummary, schema.MetricKey
+    if versions is None:
+        latest = s.execute(
+            select(v.number)
+            .join(ms, ms.training_id == v.training_id)
+            .join(mk, and_(mk.id == ms.key_id, mk.name == metric))
+            .where(v.model_id == model.id)
+            .order_by(v.number.desc())
+            .limit(CURVES_MAX // 2)
+        ).scalars()
+        versions = sorted(latest)
+    if len(versions) > CURVES_MAX:
+        raise ValidationError(f"at most {CURVES_MAX} versions on one chart, got {len(versions)}", value=versions)
+    rows = {n: queries.resolve_version(s, model, n) for n in dict.fromkeys(versions)}
+    number_of = {row.training_id: n for n, row in rows.items()}
+    out = []
+    for r in _summaries(s, list(number_of), metric):
+        stride, points = _points(
+            s, r.training_id, r.key_id, r.count, max_points, (r.last_step, decode_float(r.last_value, r.last_kind))
+        )
+        out.append(
+            Series(
+                metric=metric,
+                training_id=r.training_id,
+                version=number_of[r.training_id],
+                total=r.count,
+                stride=stride,
+                points=points,
+            )
+        )
+    return sorted(out, key=lambda series: series.version or 0)
+
+
+@dataclass(frozen=True)
+class AuditOptions:
+    """Actions and entities the audit log holds, for its filter menus."""
+
+    actions: list[str]
+    entities: list[str]
+
+
+def audit_options(s: Session) -> AuditOptions:
+    a = schema.AuditEvent
+    actions = list(s.execute(select(a.action).distinct().order_by(a.action)).scalars())
+    entities = list(s.execute(select(a.entity).distinct().order_by(a.entity)).scalars())
+    return AuditOptions(actions=actions, entities=entities)

@@ -1,0 +1,254 @@
+"""The HTML pages: server-rendered, one read-only transaction each, charts drawn by the shipped script.
+
+Pages name a model by its id (``/models/3``): names may hold any character, ``/`` included, and an
+id never collides with a name made of digits. Empty form fields mean "any", so a filter form can be
+submitted as it is.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, Response
+
+from .. import queries, registry, schema
+from ..errors import ValidationError
+from . import data
+from .api import Ledger, parse_versions
+from .tables import version_rows_html
+
+router = APIRouter(include_in_schema=False)
+
+#: Entries of the leaderboard on a model page; the API gives the whole ranking.
+LEADERBOARD_SIZE = 10
+AUDIT_LIMIT_MAX = 1000
+Text = Annotated[str | None, Query()]
+
+
+def blank(value: str | None) -> str | None:
+    """An empty or all-space form field as None."""
+    return value.strip() or None if value is not None else None
+
+
+def render(request: Request, template: str, nav: str, context: Mapping[str, Any]) -> Response:
+    templates = request.app.state.templates
+    return templates.TemplateResponse(request, template, {**context, "nav": nav})
+
+
+@router.get("/", response_class=HTMLResponse)
+def models_page(
+    request: Request,
+    tracker: Ledger,
+    name: Text = None,
+    framework: Text = None,
+    model_type: Text = None,
+    tag: Text = None,
+) -> Response:
+    """The model list, filtered by name, framework, type and tag."""
+    filters = {"name": blank(name), "framework": blank(framework), "model_type": blank(model_type), "tag": blank(tag)}
+    with tracker.store.transaction(read_only=True) as s:
+        models = queries.find_models(
+            s,
+            framework=filters["framework"],
+            model_type=filters["model_type"],
+            tag=filters["tag"],
+            name_like=filters["name"],
+        )
+        rows = data.model_summaries(s, list(models))
+        options = data.filter_options(s)
+    environments = sorted({env for row in rows for env in row.environments})
+    return render(
+        request,
+        "models.html",
+        "models",
+        {"models": rows, "filters": filters, "options": options, "environments": environments},
+    )
+
+
+def _timelines(deployments: list[Any]) -> dict[str, list[Any]]:
+    """Deployments per environment, newest first: how a timeline reads."""
+    out: dict[str, list[Any]] = {}
+    for d in deployments:
+        out.setdefault(d.environment, []).append(d)
+    return {env: sorted(rows, key=lambda d: d.id, reverse=True) for env, rows in sorted(out.items())}
+
+
+@router.get("/models/{model_id:int}", response_class=HTMLResponse)
+def model_page(
+    request: Request, tracker: Ledger, model_id: int, metric: Text = None, mode: Text = None, by: Text = None
+) -> Response:
+    """A model: serving now, versions table, leaderboard, comparison form and deployment timelines."""
+    metric, by = blank(metric), blank(by) or "best"
+    with tracker.store.transaction(read_only=True) as s:
+        page = data.model_page(s, model_id)
+        metric = metric or (page.key_metrics[0] if page.key_metrics else None)
+        mode = blank(mode) or (registry.metric_mode(metric) if metric else "max")
+        board = (
+            registry.leaderboard(s, model_id, metric, mode=mode, by=by, limit=LEADERBOARD_SIZE)
+            if metric is not None
+            else []
+        )
+    numbers = [v.number for v in page.versions]
+    compare_b = numbers[-1] if numbers else None
+    compare_a = (page.versions[-1].parent_number or numbers[-2]) if len(numbers) > 1 else None
+    return render(
+        request,
+        "model.html",
+        "models",
+        {
+            "page": page,
+            "model": page.model,
+            "metric": metric,
+            "mode": mode,
+            "by": by,
+            "board": board,
+            "timelines": _timelines(page.deployments),
+            "compare_a": compare_a,
+            "compare_b": compare_b,
+            "version_rows": version_rows_html(page.model.id, page.versions, page.key_metrics),
+        },
+    )
+
+
+@router.get("/models/{model_id:int}/compare", response_class=HTMLResponse)
+def compare_page(
+    request: Request, tracker: Ledger, model_id: int, a: int | None = None, b: int | None = None
+) -> Response:
+    """Two versions side by side; by default the latest against its parent."""
+    with tracker.store.transaction(read_only=True) as s:
+        row = queries.resolve_model(s, model_id)
+        model = queries.model_records(s, [row])[0]
+        if b is None:
+            b = queries.resolve_version(s, row).number
+        if a is None:
+            parent_id = queries.resolve_version(s, row, b).parent_id
+            parent = s.get(schema.Version, parent_id) if parent_id else None
+            a = parent.number if parent is not None else b - 1
+        comparison = registry.compare(s, row.id, a, b)
+    return render(request, "compare.html", "models", {"model": model, "c": comparison})
+
+
+@router.get("/models/{model_id:int}/charts", response_class=HTMLResponse)
+def charts_page(
+    request: Request,
+    tracker: Ledger,
+    model_id: int,
+    metric: Text = None,
+    v: Annotated[list[str] | None, Query()] = None,
+) -> Response:
+    """One metric across every version, and several versions' step curves on one chart."""
+    versions = parse_versions([x for x in v or [] if x.strip()])
+    with tracker.store.transaction(read_only=True) as s:
+        model = queries.model_records(s, [queries.resolve_model(s, model_id)])[0]
+        metrics = data.model_metrics(s, model_id)
+        metric = blank(metric) or (metrics[0].name if metrics else None)
+        across = registry.metric_by_version(s, model_id, metric) if metric else []
+        curves = data.curves(s, model_id, metric, versions) if metric else []
+    mode = registry.metric_mode(metric) if metric else "max"
+    across_chart = {
+        "x_label": "version",
+        "y_label": metric,
+        "series": [
+            {"name": "final", "points": [[m.version, m.last] for m in across]},
+            {"name": f"best ({mode})", "points": [[m.version, m.best] for m in across], "dashed": True},
+        ],
+    }
+    curves_chart = {
+        "x_label": "step",
+        "y_label": metric,
+        "series": [{"name": f"v{c.version}", "points": c.points} for c in curves],
+    }
+    return render(
+        request,
+        "charts.html",
+        "models",
+        {
+            "model": model,
+            "metrics": metrics,
+            "metric": metric,
+            "mode": mode,
+            "across": across,
+            "curves": curves,
+            "across_chart": across_chart,
+            "curves_chart": curves_chart,
+            "versions_text": ",".join(str(c.version) for c in curves),
+        },
+    )
+
+
+@router.get("/trainings/{training_id:int}", response_class=HTMLResponse)
+def training_page(request: Request, tracker: Ledger, training_id: int) -> Response:
+    """A training: params, context, dataset, artifact, stage durations, and a chart of every metric."""
+    with tracker.store.transaction(read_only=True) as s:
+        record = queries.training(s, training_id)
+        model = queries.model_records(s, [queries.resolve_model(s, record.model)])[0]
+        series = data.training_series(s, training_id)
+    charts = [
+        (item, {"x_label": "step", "y_label": item.metric, "series": [{"name": item.metric, "points": item.points}]})
+        for item in series
+    ]
+    longest = max((stage.duration_s for stage in record.stages), default=0.0) or 1.0
+    return render(
+        request,
+        "training.html",
+        "models",
+        {"t": record, "model": model, "charts": charts, "longest_stage": longest},
+    )
+
+
+@router.get("/audit", response_class=HTMLResponse)
+def audit_page(
+    request: Request,
+    tracker: Ledger,
+    action: Text = None,
+    entity: Text = None,
+    entity_id: Text = None,
+    since: Text = None,
+    limit: Annotated[int, Query(ge=1, le=AUDIT_LIMIT_MAX)] = 100,
+) -> Response:
+    """The audit log, newest first, filtered by action (``prefix*``), entity, entity id and day."""
+    filters = {"action": blank(action), "entity": blank(entity), "entity_id": blank(entity_id), "since": blank(since)}
+    day = None
+    if filters["since"] is not None:
+        try:
+            day = dt.date.fromisoformat(filters["since"])
+        except ValueError:
+            raise ValidationError(f"since is a day (YYYY-MM-DD), got {filters['since']!r}", value=since) from None
+    events = tracker.audit(
+        action=filters["action"], entity=filters["entity"], entity_id=filters["entity_id"], since=day, limit=limit
+    )
+    with tracker.store.transaction(read_only=True) as s:
+        options = data.audit_options(s)
+    return render(
+        request, "audit.html", "audit", {"events": events, "filters": filters, "limit": limit, "options": options}
+    )
+
+
+@router.get("/api", response_class=HTMLResponse)
+def api_page(request: Request) -> Response:
+    """The JSON API's routes and parameters, read from the OpenAPI document, readable offline."""
+    spec = request.app.openapi()
+    routes = []
+    for path, operations in spec.get("paths", {}).items():
+        for method, operation in operations.items():
+            routes.append(
+                {
+                    "method": method.upper(),
+                    "path": path,
+                    "summary": operation.get("summary", ""),
+                    "description": operation.get("description", ""),
+                    "params": [
+                        {
+                            "name": p["name"],
+                            "in": p["in"],
+                            "required": p.get("required", False),
+                            "description": p.get("description", ""),
+                        }
+                        for p in operation.get("parameters", [])
+                    ],
+                }
+            )
+    return render(request, "api.html", "api", {"routes": routes, "description": spec["info"].get("description", "")})

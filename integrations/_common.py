@@ -69,5 +69,5 @@ def require(module: str, extra: str) -> Any:
         return importlib.import_module(module)
     except ModuleNotFoundError as e:
         raise ModuleNotFoundError(
-            f"modeltrail.integrations.{extra} needs {module}: pip install \"modeltrail[{extra}]\""
+            f'modeltrail.integrations.{extra} needs {module}: pip install "modeltrail[{extra}]"'
         ) from e

@@ -56,7 +56,7 @@ from typing import Any
 from modeltrail.dataset import Dataset
 from modeltrail.records import VersionRecord
 from modeltrail.tracker import Tracker
-from modeltrail.training import Training, active_training
+from modeltrail.training import Stage, Training, active_training
 from modeltrail.values import flatten
 
 from ._common import guarded, require
@@ -141,6 +141,7 @@ class ModeltrailCallback(_Callback):
     def _reset(self) -> None:
         self._tracker: Tracker | None = None
         self._run: Training | None = None
+        self._stage: Stage | None = None  # the "train" stage of a training this callback owns
         self._owned = False
         self._in_fit = False
         self._fit_done = False
@@ -194,8 +195,13 @@ class ModeltrailCallback(_Callback):
         self._fit_done = False
         self._lr = None
         self._run = None
+        self._stage = None
         with guarded("keras: starting the training"):
             self._start()
+        run = self._live()
+        if self._owned and run is not None:
+            with guarded("keras: starting the train stage"):
+                self._stage = run.begin_stage("train")
 
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         self._lr = None
@@ -226,6 +232,9 @@ class ModeltrailCallback(_Callback):
                 path = self._artifact_path(run)
                 self.model.save(path)
                 run.log_artifact(path)
+        if self._stage is not None:
+            with guarded("keras: ending the train stage"):
+                self._stage.end()  # a fit that raises never gets here: finishing the training fails the stage
         if self._owned and not self._scoped:
             self._end("finished")
 

@@ -239,6 +239,8 @@ class ModeltrailLogger(Logger):
                     tags=self._tags,
                 )
                 self._owned = True
+                # The fit is its "train" stage; finishing the training ends it (failed with the fit's error).
+                self._training.begin_stage("train")
         except Exception as e:  # an unusable ledger must not stop the fit
             self._disabled = True
             warn_once("ModeltrailLogger: starting the training", e)

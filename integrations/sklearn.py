@@ -19,6 +19,7 @@ params and the CV scores. Bookkeeping failures warn once and never break the fit
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import copy
 import logging
@@ -28,7 +29,7 @@ import re
 import sys
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -310,11 +311,12 @@ class TrackedEstimator(BaseEstimator):
                 with guarded("sklearn: start training"):
                     run.__enter__()  # makes it modeltrail.active_training() for autolog and nested fits
             try:
-                started = time.perf_counter()
-                result = fit()
-                fit_time = time.perf_counter() - started
+                with _marked(run if own else None, "train"):
+                    started = time.perf_counter()
+                    result = fit()
+                    fit_time = time.perf_counter() - started
                 if run is not None:
-                    self._record(run, estimator, X, y, fit_time)
+                    self._record(run, estimator, X, y, fit_time, stages=own)
             except BaseException as e:
                 if own:
                     assert run is not None
@@ -358,17 +360,19 @@ class TrackedEstimator(BaseEstimator):
             if dataset is not None:
                 run.set_dataset(dataset)
 
-    def _record(self, run: Training, fitted: Any, X: Any, y: Any, fit_time: float) -> None:
-        """Everything known after fit: metrics, search results, the saved model."""
-        with guarded("sklearn: metrics"):
-            metrics: dict[str, float] = {"fit_time_s": fit_time}
-            if _reusable(X):
-                metrics.update(_metrics(fitted, X, y))
-            run.log_metrics(metrics)
-        if self.validation_data is not None:
-            with guarded("sklearn: validation metrics"):
-                X_val, y_val = self.validation_data
-                run.log_metrics({f"val_{k}": v for k, v in _metrics(fitted, X_val, y_val).items()})
+    def _record(self, run: Training, fitted: Any, X: Any, y: Any, fit_time: float, *, stages: bool = False) -> None:
+        """Everything known after fit: metrics (in an "evaluate" stage of a training it owns), search results, the
+        saved model."""
+        with _marked(run if stages else None, "evaluate"):
+            with guarded("sklearn: metrics"):
+                metrics: dict[str, float] = {"fit_time_s": fit_time}
+                if _reusable(X):
+                    metrics.update(_metrics(fitted, X, y))
+                run.log_metrics(metrics)
+            if self.validation_data is not None:
+                with guarded("sklearn: validation metrics"):
+                    X_val, y_val = self.validation_data
+                    run.log_metrics({f"val_{k}": v for k, v in _metrics(fitted, X_val, y_val).items()})
         if hasattr(fitted, "cv_results_"):
             with guarded("sklearn: search results"):
                 _log_search(run, fitted)
@@ -429,6 +433,28 @@ def _inside_cv_fold() -> bool:
             return True
         frame = frame.f_back
     return False
+
+
+@contextlib.contextmanager
+def _marked(run: Training | None, name: str) -> Iterator[None]:
+    """Record the block as stage ``name`` of ``run`` (nothing when None); the stage fails with the block's exception.
+
+    Bookkeeping failures warn once and never stop the fit.
+    """
+    stage = None
+    if run is not None:
+        with guarded(f"sklearn: {name} stage"):
+            stage = run.begin_stage(name)
+    try:
+        yield
+    except BaseException as e:
+        if stage is not None:
+            with guarded(f"sklearn: {name} stage"):
+                stage.end(e)
+        raise
+    if stage is not None:
+        with guarded(f"sklearn: {name} stage"):
+            stage.end()
 
 
 def _estimator_params(estimator: Any) -> dict[str, Any]:

@@ -13,12 +13,14 @@ import datetime as dt
 import json
 import math
 import os
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from .config import mask_password, resolve_uri
 from .errors import ConfigurationError, ModeltrailError, ValidationError
+from .progress import Progress
 
 if TYPE_CHECKING:
     from .store import Store
@@ -107,8 +109,8 @@ def parse_time(text: str) -> dt.datetime | dt.date:
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
 
 
-def _open(args: argparse.Namespace) -> Tracker:
-    """The ledger named by ``--uri`` / ``MODELTRAIL_URI``; never creates one (``db upgrade`` does)."""
+def _open(args: argparse.Namespace, *, create: bool = False) -> Tracker:
+    """The ledger named by ``--uri`` / ``MODELTRAIL_URI``; created only for imports (otherwise ``db upgrade`` does)."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
@@ -121,7 +123,8 @@ def _open(args: argparse.Namespace) -> Tracker:
         raise ConfigurationError(f"not a database URL: {mask_password(uri)!r}", value=mask_password(uri)) from e
     database = url.database or ""
     if (
-        url.get_backend_name() == "sqlite"
+        not create
+        and url.get_backend_name() == "sqlite"
         and database not in ("", ":memory:")
         and not database.startswith("file:")
         and not os.path.exists(database)
@@ -130,7 +133,7 @@ def _open(args: argparse.Namespace) -> Tracker:
             f"no modeltrail database at {database!r}: log a training first, or create it with `modeltrail db upgrade`",
             value=database,
         )
-    return Tracker(uri, create=False, spool=False)  # a command answers now or fails: no offline spool
+    return Tracker(uri, create=create, spool=False)  # a command answers now or fails: no offline spool
 
 
 def _open_unchecked(args: argparse.Namespace) -> Store:
@@ -278,6 +281,10 @@ def cmd_compare(args: argparse.Namespace, out: Output) -> int:
             lines.append(f"code: {fmt(_short(c.commit_a))} -> {fmt(_short(c.commit_b))} (changed)")
         else:
             lines.append(f"code: same commit ({fmt(_short(c.commit_a))})")
+        if c.evaluations:
+            lines.append("evaluations (latest on each dataset):")
+            erow = [(e.dataset, e.key, e.mode, e.value_a, e.value_b, e.delta) for e in c.evaluations]
+            lines.append(_indent(table(erow, ["dataset", "metric", "best is", a, b, "change"])))
         return "\n".join(lines)
 
     out.emit(c, text)
@@ -289,15 +296,19 @@ def _indent(text: str) -> str:
 
 
 def cmd_best(args: argparse.Namespace, out: Output) -> int:
-    e = _open(args).best_version(args.model, metric=args.metric, mode=args.mode, by=args.by)
+    e = _open(args).best_version(args.model, metric=args.metric, mode=args.mode, by=args.by, dataset=args.dataset)
     how = "best over its history" if args.by == "best" else "final value"
+    if args.dataset is not None:
+        how = f"latest evaluation on {args.dataset}"
     serving = f"; serving in {', '.join(e.environments)}" if e.environments else ""
     out.emit(e, lambda: f"{e.model} version {e.version}: {e.metric} = {fmt(e.value)} ({how}, step {e.step}){serving}")
     return 0
 
 
 def cmd_leaderboard(args: argparse.Namespace, out: Output) -> int:
-    rows = _open(args).leaderboard(args.model, args.metric, mode=args.mode, by=args.by, limit=args.limit)
+    rows = _open(args).leaderboard(
+        args.model, args.metric, mode=args.mode, by=args.by, limit=args.limit, dataset=args.dataset
+    )
     out.emit(
         rows,
         lambda: (
@@ -510,10 +521,260 @@ def cmd_plot(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
+# ------------------------------------------------------------- evaluations
+def _metric_pairs(pairs: Sequence[str]) -> dict[str, float]:
+    """``KEY=VALUE`` arguments as metrics; ``nan``, ``inf`` and ``-inf`` are numbers too."""
+    out: dict[str, float] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValidationError(f"--metric takes KEY=VALUE, got {pair!r}", value=pair)
+        try:
+            out[key] = float(value)
+        except ValueError as e:
+            raise ValidationError(f"--metric {key}: {value!r} is not a number", value=value) from e
+    return out
+
+
+def _evaluation_rows(rows: Sequence[Any]) -> list[tuple[Any, ...]]:
+    return [
+        (e.version, e.dataset, (e.dataset_digest or "")[:12] or None, e.evaluated_at, e.evaluated_by, _metrics_line(e))
+        for e in rows
+    ]
+
+
+def _metrics_line(e: Any) -> str:
+    return ", ".join(f"{k}={fmt(v)}" for k, v in sorted(e.metrics.items())) or "-"
+
+
+def cmd_evaluate(args: argparse.Namespace, out: Output) -> int:
+    e = _open(args).evaluate(
+        args.model, version=args.version, dataset=args.dataset, metrics=_metric_pairs(args.metric or []),
+        evaluated_by=args.by, description=args.description,
+    )  # fmt: skip
+    out.emit(e, lambda: f"evaluation {e.id}: {e.model} version {e.version} on {e.dataset}: {_metrics_line(e)}")
+    return 0
+
+
+def cmd_evaluations(args: argparse.Namespace, out: Output) -> int:
+    rows = _open(args).evaluations(args.model, version=args.version, dataset=args.dataset)
+    headers = ["version", "dataset", "digest", "evaluated", "by", "metrics"]
+    out.emit(rows, lambda: table(_evaluation_rows(rows), headers) if rows else "no evaluations")
+    return 0
+
+
+# ------------------------------------------------------------- traceability
+def cmd_lineage(args: argparse.Namespace, out: Output) -> int:
+    tracker = _open(args)
+    if args.dataset is not None:
+        if args.model is not None:
+            raise ValidationError("give a model (and version), or --dataset DIGEST, not both")
+        uses = tracker.trained_on(args.dataset)
+        serving = tracker.serving_trained_on(args.dataset)
+
+        def reverse() -> str:
+            if not uses:
+                return f"no version was trained on a dataset with digest {args.dataset}"
+            lines = [f"versions trained on dataset {args.dataset}:"]
+            rows = [
+                (u.model, u.version, u.training_id, u.dataset.name, u.dataset.digest[:12], u.environments) for u in uses
+            ]
+            lines.append(_indent(table(rows, ["model", "version", "training", "dataset", "digest", "serving now"])))
+            if serving:
+                lines.append("serving now:")
+                active = [(d.environment, d.model, d.version, d.deployed_at, d.endpoint) for d in serving]
+                lines.append(_indent(table(active, ["environment", "model", "version", "since", "endpoint"])))
+            else:
+                lines.append("serving now: nowhere")
+            return "\n".join(lines)
+
+        out.emit({"digest": args.dataset, "versions": uses, "serving": serving}, reverse)
+        return 0
+    if args.model is None:
+        raise ValidationError("lineage needs a model (and optionally a version), or --dataset DIGEST")
+    chain = tracker.lineage(args.model, args.version)
+
+    def text() -> str:
+        t, v, d = chain.training, chain.version, chain.dataset
+        env = chain.environment
+        packages = ", ".join(f"{k} {val}" for k, val in sorted((env.get("packages") or {}).items())) or "-"
+        lines = [f"{chain.model} version {v.number}"]
+        if d is not None:
+            shape = f" ({fmt(d.n_rows)} rows, {fmt(d.n_features)} features)" if d.n_rows is not None else ""
+            lines.append(f"dataset   {d.name}  sha256 {d.digest}{shape}" + (f"  from {d.source}" if d.source else ""))
+        else:
+            lines.append("dataset   - (none recorded)")
+        lines.append(
+            f"  -> training {t.id} ({t.status}) started {fmt(t.started_at)}, {fmt(t.duration_s)}s, "
+            f"by {fmt(t.run_by)} on {fmt(t.host)}"
+        )
+        code = chain.code
+        if code:
+            lines.append(
+                f"     code     commit {fmt(code.get('commit'))} (branch {fmt(code.get('branch'))}, "
+                f"dirty: {fmt(code.get('dirty'))})"
+            )
+        else:
+            lines.append(f"     code     commit {fmt(t.git_commit)}")
+        command = env.get("command")
+        lines.append(f"     command  {shlex.join(str(c) for c in command) if isinstance(command, list) else '-'}")
+        lines.append(f"     python   {fmt(env.get('python'))} on {fmt(env.get('platform'))}")
+        lines.append(f"     packages {packages}")
+        lines.append(f"     params   {', '.join(f'{k}={fmt(val)}' for k, val in sorted(t.params.items())) or '-'}")
+        parent = f" (parent {v.parent_number})" if v.parent_number is not None else ""
+        lines.append(f"  -> version {v.number}{parent} created {fmt(v.created_at)}, artifact {fmt(v.artifact_path)}")
+        if chain.evaluations:
+            lines.append("     evaluations:")
+            rows = [(e.dataset, e.evaluated_at, _metrics_line(e)) for e in chain.evaluations]
+            lines.append(_indent(_indent(_indent(table(rows, ["dataset", "evaluated", "metrics"])))))
+        if chain.deployments:
+            lines.append("  -> deployments:")
+            timeline = [
+                (x.environment, x.status, x.action, x.deployed_at, x.ended_at, x.deployed_by) for x in chain.deployments
+            ]
+            lines.append(
+                _indent(_indent(table(timeline, ["environment", "status", "action", "deployed", "ended", "by"])))
+            )
+        lines.append(f"serving now: {', '.join(chain.environments) or 'nowhere'}")
+        return "\n".join(lines)
+
+    out.emit(chain, text)
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace, out: Output) -> int:
+    tracker = _open(args)
+    r = tracker.reproduce(args.model, args.version)
+    digest = None
+    if args.dataset is not None:
+        from .dataset import Dataset
+
+        digest = Dataset.from_file(args.dataset).digest
+    differences = None
+    if args.check:
+        from .lineage import differences as find_differences
+
+        differences = find_differences(r, dataset_digest=digest)
+
+    def text() -> str:
+        lines = [f"to retrain {r.model} version {r.version} (training {r.training_id}):"]
+        if r.git_commit:
+            dirty = "  # the tree had uncommitted changes, which were not recorded" if r.git_dirty else ""
+            where = f"  # in {r.git_root}" if r.git_root else ""
+            lines.append(f"  git checkout {r.git_commit}{dirty or where}")
+        else:
+            lines.append("  # no git commit was recorded")
+        if r.cwd:
+            lines.append(f"  cd {shlex.quote(r.cwd)}")
+        lines.append(f"  {shlex.join(r.command)}" if r.command else "  # no command line was recorded")
+        lines.append(f"git commit  {fmt(r.git_commit)} (branch {fmt(r.git_branch)}, dirty: {fmt(r.git_dirty)})")
+        lines.append(f"python      {fmt(r.python)} on {fmt(r.platform)}")
+        lines.append(f"packages    {' '.join(f'{k}=={v}' for k, v in r.packages.items()) or '-'}")
+        lines.append(f"params      {', '.join(f'{k}={fmt(v)}' for k, v in r.params.items()) or '-'}")
+        lines.append(f"seeds       {', '.join(f'{k}={fmt(v)}' for k, v in sorted(r.seeds.items())) or '-'}")
+        lines.append(f"dataset     {f'{r.dataset.name} sha256 {r.dataset.digest}' if r.dataset else '-'}")
+        if differences is not None:
+            if differences:
+                lines.append(f"{len(differences)} differences from this environment:")
+                rows = [(x.what, x.recorded, x.current) for x in differences]
+                lines.append(_indent(table(rows, ["what", "recorded", "now"])))
+            else:
+                lines.append("no differences from this environment")
+        return "\n".join(lines)
+
+    data: Any = r if differences is None else {"reproduction": r, "differences": differences}
+    out.emit(data, text)
+    return 1 if differences else 0
+
+
+# ------------------------------------------------------------- exchange
+def cmd_export(args: argparse.Namespace, out: Output) -> int:
+    from .exchange import dumps, export_version, version_numbers
+
+    tracker = _open(args)
+    store = tracker.store
+    with store.transaction(read_only=True) as s:
+        name, numbers = version_numbers(s, args.model, args.version)
+    written: list[str] = []
+    target = None
+    if args.output and args.output != "-":
+        target = open(args.output, "w", encoding="utf-8")  # noqa: SIM115 - closed below
+    if args.dir:
+        os.makedirs(args.dir, exist_ok=True)
+    try:
+        with Progress(f"exporting {name}", total=len(numbers), unit="versions") as bar:
+            for number in numbers:
+                with store.transaction(read_only=True) as s:
+                    document = export_version(s, name, number)
+                if args.dir:
+                    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in name).strip("._") or "model"
+                    path = os.path.join(args.dir, f"{safe}-v{number}.json")
+                    with open(path, "w", encoding="utf-8") as fh:
+                        fh.write(dumps(document, indent=2) + "\n")
+                    written.append(path)
+                else:
+                    (target or sys.stdout).write(dumps(document) + "\n")
+                bar.advance()
+    finally:
+        if target is not None:
+            target.close()
+    if args.dir or target is not None:
+        result = {"model": name, "versions": numbers, "files": written or [args.output]}
+        where = args.dir if args.dir else args.output
+        out.emit(result, lambda: f"exported {len(numbers)} versions of {name} to {where}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace, out: Output) -> int:
+    from .exchange import import_documents, parse_documents, read_documents
+
+    documents: list[dict[str, Any]] = []
+    for path in args.files:
+        documents += parse_documents(sys.stdin.read(), source="<stdin>") if path == "-" else read_documents(path)
+    tracker = _open(args, create=True)
+    source = ", ".join(os.path.basename(p) for p in args.files)
+    with Progress("importing", total=len(documents), unit="versions") as bar:
+        result = import_documents(
+            tracker.store, documents, deployments=not args.no_deployments, source=source, on_document=bar.advance
+        )
+    out.emit(
+        dict(result),
+        lambda: (
+            f"imported {len(result['imported'])} versions"
+            + (f" ({', '.join(f'{m} v{n}' for m, n in result['imported'])})" if result["imported"] else "")
+            + (f"; {len(result['skipped'])} already there" if result["skipped"] else "")
+        ),
+    )
+    return 0
+
+
+def cmd_import_mlflow(args: argparse.Namespace, out: Output) -> int:
+    from .mlflow_import import import_mlflow
+
+    tracker = _open(args, create=True)
+    with Progress(f"importing {mask_password(args.source)}", unit="runs") as bar:
+
+        def progress(done: int, total: int) -> None:
+            if bar.total != total:
+                bar.set_total(total)
+            bar.advance(done - bar.done)
+
+        result = import_mlflow(tracker.store, args.source, batch_size=args.batch_size, on_progress=progress)
+    out.emit(
+        result,
+        lambda: (
+            f"imported from {result.source}: {result.trainings} runs as trainings, {result.versions} as versions "
+            f"of {len(result.models)} models, {result.metric_points} metric points; {result.skipped} already there"
+        ),
+    )
+    return 0
+
+
 def cmd_db_upgrade(args: argparse.Namespace, out: Output) -> int:
     store = _open_unchecked(args)
     try:
-        before, after = store.upgrade(args.revision)
+        with Progress(f"upgrading the schema of {store.display_uri}"):
+            before, after = store.upgrade(args.revision)
     finally:
         store.close()
     result = {"uri": store.display_uri, "from": before, "to": after}
@@ -555,11 +816,12 @@ def cmd_sync(args: argparse.Namespace, out: Output) -> int:
 
     uri = resolve_uri(args.uri)
     before = spool.pending(uri)
-    tracker = Tracker(uri, spool=True)
-    try:
-        waiting = tracker.sync(timeout=args.timeout)
-    finally:
-        tracker.close()
+    with Progress(f"replaying {before} spooled entries into {mask_password(uri)}"):
+        tracker = Tracker(uri, spool=True)
+        try:
+            waiting = tracker.sync(timeout=args.timeout)
+        finally:
+            tracker.close()
     left = spool.pending(uri)
     result = {"uri": mask_password(uri), "replayed": max(before - left, 0), "waiting": max(left, waiting)}
     out.emit(
@@ -655,12 +917,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("best", cmd_best, "the best version by a metric")
     p.add_argument("model")
     p.add_argument("--metric", required=True)
+    p.add_argument("--dataset", help="rank by the latest evaluation on this dataset instead of training metrics")
     mode_by(p)
 
     p = add("leaderboard", cmd_leaderboard, "all versions ranked by a metric")
     p.add_argument("model")
     p.add_argument("--metric", required=True)
     p.add_argument("--limit", type=int)
+    p.add_argument("--dataset", help="rank by the latest evaluation on this dataset instead of training metrics")
     mode_by(p)
 
     p = add("history", cmd_history, "metric points of one version, or of one metric across versions")
@@ -738,6 +1002,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--analyst", default="modeltrail_analyst", help="read-only user")
     p.add_argument("--host", default="%", help="the users' host part")
     p.set_defaults(handler=cmd_db_grants)
+
+    p = add("evaluate", cmd_evaluate, "record metrics of an existing version measured on a named dataset")
+    p.add_argument("model")
+    p.add_argument("version", type=int)
+    p.add_argument("--dataset", required=True, help="the dataset's name (a test set, a new month of data)")
+    p.add_argument("--metric", action="append", required=True, metavar="KEY=VALUE", help="repeatable")
+    p.add_argument("--by", help="who evaluated (default: the OS user)")
+    p.add_argument("--description")
+
+    p = add("evaluations", cmd_evaluations, "evaluations of a model's versions on named datasets")
+    p.add_argument("model")
+    p.add_argument("--version", type=int)
+    p.add_argument("--dataset")
+
+    p = add("lineage", cmd_lineage, "dataset -> training -> version -> deployments; or what used a dataset")
+    p.add_argument("model", nargs="?")
+    p.add_argument("version", nargs="?", type=int, help="default: the latest")
+    p.add_argument("--dataset", metavar="DIGEST", help="versions trained on this dataset digest (or prefix)")
+
+    p = add("reproduce", cmd_reproduce, "what retraining a version needs; --check compares with this environment")
+    p.add_argument("model")
+    p.add_argument("version", nargs="?", type=int, help="default: the latest")
+    p.add_argument("--check", action="store_true", help="list every difference; exit status 1 when there are some")
+    p.add_argument("--dataset", metavar="PATH", help="with --check: compare this file's digest with the recorded one")
+
+    p = add("export", cmd_export, "one JSON document per version (JSON Lines on stdout, or files)")
+    p.add_argument("model")
+    p.add_argument("--version", type=int, help="only this version")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("-o", "--output", help="a JSON Lines file (default: stdout)")
+    group.add_argument("--dir", help="a directory: one pretty-printed <model>-v<N>.json per version")
+
+    p = add("import", cmd_import, "load exported documents into this ledger (all or nothing)")
+    p.add_argument("files", nargs="+", metavar="FILE", help="JSON / JSON Lines files or directories; - for stdin")
+    p.add_argument("--no-deployments", action="store_true", help="leave the deployment history out")
+
+    p = add("import-mlflow", cmd_import_mlflow, "import a MLflow SQL tracking store: runs, metrics, registered models")
+    p.add_argument(
+        "--from", dest="source", required=True, metavar="URL", help="MLflow's database, e.g. sqlite:///mlflow.db"
+    )
+    p.add_argument("--batch-size", type=int, default=100, help="runs per transaction")
 
     p = add("sync", cmd_sync, "replay work spooled locally while the database was unreachable")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the database")

@@ -32,6 +32,9 @@ _WRITER = {
     "metric_summaries": "INSERT, UPDATE",
     "ingested_batches": "INSERT",
     "versions": "INSERT",
+    "stages": "INSERT, UPDATE",
+    "evaluations": "INSERT",
+    "evaluation_metrics": "INSERT",
     "audit_events": "INSERT",
 }
 _OPERATOR = {

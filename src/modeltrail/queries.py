@@ -201,7 +201,7 @@ def dataset_record(row: schema.Dataset | None) -> DatasetRecord | None:
     )
 
 
-def training_records(s: Session, rows: list[tuple[schema.Training, str, int | None]]) -> RecordList[TrainingRecord]:
+def training_records(s: Session, rows: Sequence[tuple[schema.Training, str, int | None]]) -> RecordList[TrainingRecord]:
     ids = [t.id for t, _, _ in rows]
     params = params_of(s, ids)
     metrics = summaries(s, ids)
@@ -267,13 +267,13 @@ def trainings(s: Session, model_ref: Any = None, *, status: str | None = None) -
         query = query.where(t.model_id == resolve_model(s, model_ref).id)
     if status is not None:
         query = query.where(t.status == status)
-    return training_records(s, [tuple(r) for r in s.execute(query.order_by(t.started_at, t.id))])
+    return training_records(s, [(r[0], r[1], r[2]) for r in s.execute(query.order_by(t.started_at, t.id))])
 
 
 def training(s: Session, training_id: int) -> TrainingRecord:
     t, m, v = schema.Training, schema.Model, schema.Version
     query = select(t, m.name, v.number).join(m, m.id == t.model_id).outerjoin(v, v.training_id == t.id)
-    rows = [tuple(r) for r in s.execute(query.where(t.id == training_id))]
+    rows = [(r[0], r[1], r[2]) for r in s.execute(query.where(t.id == training_id))]
     if not rows:
         raise NotFoundError(f"no training with id {training_id!r}", value=training_id)
     return training_records(s, rows)[0]

@@ -173,6 +173,34 @@ class ModelDetails:
 
 
 @dataclass(frozen=True)
+class EvaluationRecord:
+    """An existing version scored on a named dataset after its training (``tracker.evaluate``)."""
+
+    id: int
+    uuid: str
+    model: str
+    version: int
+    dataset: str
+    dataset_digest: str | None
+    evaluated_at: dt.datetime
+    evaluated_by: str | None
+    description: str | None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EvaluationDelta:
+    """One metric of two versions' latest evaluations on one dataset, and ``b - a``."""
+
+    dataset: str
+    key: str
+    mode: str
+    value_a: float
+    value_b: float
+    delta: float
+
+
+@dataclass(frozen=True)
 class MetricDelta:
     """One metric both versions logged: final (last) and best values, and ``b - a`` for each.
 
@@ -212,6 +240,8 @@ class Comparison:
     commit_a: str | None
     commit_b: str | None
     code_changed: bool
+    #: Metrics of the latest evaluation of each version on every dataset both were evaluated on.
+    evaluations: RecordList[EvaluationDelta] = field(default_factory=lambda: RecordList())
 
 
 @dataclass(frozen=True)
@@ -228,6 +258,8 @@ class LeaderboardEntry:
     last: float
     best: float | None
     environments: list[str] = field(default_factory=list)
+    #: The dataset whose evaluations were ranked (``leaderboard(..., dataset=...)``); None for training metrics.
+    dataset: str | None = None
 
 
 @dataclass(frozen=True)
@@ -300,3 +332,64 @@ class AuditRecord:
     host: str | None
     before: Any
     after: Any
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """Where a version came from and where it went: dataset -> training -> version -> deployments.
+
+    ``code`` is the git state the training ran at (commit, branch, dirty, root); ``environment`` the
+    interpreter, platform, command line and package versions; ``deployments`` the whole timeline of
+    the version in every environment, ``environments`` where it serves now.
+    """
+
+    model: str
+    version: VersionRecord
+    dataset: DatasetRecord | None
+    training: TrainingRecord
+    code: dict[str, Any]
+    environment: dict[str, Any]
+    deployments: RecordList[DeploymentRecord]
+    environments: list[str]
+    evaluations: RecordList[EvaluationRecord]
+
+
+@dataclass(frozen=True)
+class DatasetUse:
+    """A version trained on a dataset, and where it serves now: the reverse lineage of a dataset digest."""
+
+    model: str
+    version: int
+    training_id: int
+    dataset: DatasetRecord
+    environments: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Reproduction:
+    """What retraining a version needs: code, command line, interpreter, packages, params, seeds and data."""
+
+    model: str
+    version: int
+    training_id: int
+    git_commit: str | None
+    git_branch: str | None
+    git_dirty: bool | None
+    git_root: str | None
+    command: list[str] | None
+    cwd: str | None
+    python: str | None
+    platform: str | None
+    packages: dict[str, str]
+    params: dict[str, Any]
+    seeds: dict[str, Any]
+    dataset: DatasetRecord | None
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One way the current environment differs from what a version was trained with."""
+
+    what: str
+    recorded: Any
+    current: Any

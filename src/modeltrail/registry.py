@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+import uuid as uuid_mod
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,7 @@ from sqlalchemy.sql import Select
 
 from . import schema
 from .audit import os_identity, record_event
+from .dataset import Dataset
 from .errors import NotFoundError, ValidationError
 from .queries import (
     dataset_record,
@@ -43,6 +45,8 @@ from .records import (
     Comparison,
     CurvePoint,
     DeploymentRecord,
+    EvaluationDelta,
+    EvaluationRecord,
     LeaderboardEntry,
     MetricDelta,
     ModelDetails,
@@ -53,7 +57,7 @@ from .records import (
     VersionMetric,
 )
 from .store import upsert
-from .training import check_metric_key
+from .training import _dataset_row, check_metric_key
 from .values import as_metric_value, decode_float, encode_float, param_diff
 
 if TYPE_CHECKING:
@@ -709,6 +713,7 @@ def compare(s: Session, model_ref: Any, a: int, b: int, *, modes: Mapping[str, s
         commit_a=ra.git_commit,
         commit_b=rb.git_commit,
         code_changed=ra.git_commit != rb.git_commit,
+        evaluations=_evaluation_deltas(s, model, a, b, modes),
     )
 
 
@@ -741,17 +746,28 @@ def leaderboard_query(model_id: int, metric: str, *, mode: str, by: str) -> Sele
 
 
 def leaderboard(
-    s: Session, model_ref: Any, metric: str, *, mode: str = "max", by: str = "best", limit: int | None = None
+    s: Session,
+    model_ref: Any,
+    metric: str,
+    *,
+    mode: str = "max",
+    by: str = "best",
+    limit: int | None = None,
+    dataset: str | None = None,
 ) -> RecordList[LeaderboardEntry]:
     """Versions ranked by ``metric``: by each training's best value over its whole history, or its last one.
 
-    Equal values share a rank. Versions that never logged ``metric`` are left out.
+    With ``dataset``, by ``metric`` of each version's latest evaluation on that dataset instead
+    (``by`` does not apply: an evaluation has one value). Equal values share a rank. Versions
+    that never logged (or were never evaluated with) ``metric`` are left out.
     """
     mode, by = check_mode(mode), check_rank_by(by)
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ValidationError(f"limit must be a positive integer, got {limit!r}", value=limit)
     check_metric_key(metric)
     model = resolve_model(s, model_ref)
+    if dataset is not None:
+        return _evaluation_leaderboard(s, model, metric, check_dataset_name(dataset), mode=mode, limit=limit)
     query = leaderboard_query(model.id, metric, mode=mode, by=by)
     if limit is not None:
         query = query.limit(limit)
@@ -829,6 +845,223 @@ def metric_by_version(s: Session, model_ref: Any, metric: str, *, mode: str | No
                 environments=serving.get(row.id, []),
             )
         )
+    return out
+
+
+# ------------------------------------------------------------ evaluations
+DESCRIPTION_MAX = 10_000
+
+
+def check_dataset_name(name: Any) -> str:
+    if not isinstance(name, str) or not name.strip() or len(name) > schema.NAME_MAX or name != name.strip():
+        raise ValidationError(
+            f"a dataset name is 1 to {schema.NAME_MAX} characters without surrounding spaces, got {name!r}", value=name
+        )
+    return name
+
+
+def evaluate(
+    s: Session,
+    store: Store,
+    model_ref: Any,
+    version: int | None,
+    *,
+    dataset: Dataset | str,
+    metrics: Mapping[str, Any],
+    evaluated_by: str | None = None,
+    description: str | None = None,
+    evaluated_at: dt.datetime | None = None,
+    uuid: str | None = None,
+) -> EvaluationRecord:
+    """Record metrics of an existing version measured on ``dataset``; no training, no new version.
+
+    The evaluation and its audit event are one transaction. ``dataset`` is a fingerprinted
+    :class:`~modeltrail.Dataset` (kept in ``datasets``, so lineage by digest finds it) or just a name.
+    """
+    if isinstance(dataset, Dataset):
+        name, row = dataset.name, _dataset_row(dataset)
+    else:
+        name, row = check_dataset_name(dataset), None
+    if not isinstance(metrics, Mapping) or not metrics:
+        raise ValidationError(f"metrics must be a non-empty mapping of name to number, got {metrics!r}", value=metrics)
+    values = {check_metric_key(k): as_metric_value(v, k) for k, v in metrics.items()}
+    who = _check_text("evaluated_by", evaluated_by, USER_MAX) or os_identity()[0][:USER_MAX]
+    description = _check_text("description", description, DESCRIPTION_MAX)
+    moment = schema.utcnow() if evaluated_at is None else check_time(evaluated_at)
+    model = resolve_model(s, model_ref)
+    target = resolve_version(s, model, version)
+    from .operations import get_or_create_dataset
+
+    dataset_id = get_or_create_dataset(s, row) if row is not None else None
+    evaluation = schema.Evaluation(
+        uuid=uuid or str(uuid_mod.uuid4()),
+        version_id=target.id,
+        dataset_name=name,
+        dataset_id=dataset_id,
+        evaluated_at=moment,
+        evaluated_by=who,
+        description=description,
+    )
+    s.add(evaluation)
+    s.flush()
+    add_evaluation_metrics(s, evaluation.id, values)
+    record_event(
+        s, store, action="evaluation.create", entity="evaluation", entity_id=evaluation.id,
+        after={"model": model.name, "version": target.number, "dataset": name,
+               "digest": row["digest"] if row else None, "metrics": values, "by": who},
+    )  # fmt: skip
+    return EvaluationRecord(
+        id=evaluation.id,
+        uuid=evaluation.uuid,
+        model=model.name,
+        version=target.number,
+        dataset=name,
+        dataset_digest=row["digest"] if row else None,
+        evaluated_at=moment,
+        evaluated_by=who,
+        description=description,
+        metrics=values,
+    )
+
+
+def add_evaluation_metrics(s: Session, evaluation_id: int, values: Mapping[str, float]) -> None:
+    """Insert one evaluation's metrics (keys made on first use)."""
+    keys = schema.MetricKey.__table__
+    upsert(s, keys, [{"name": k} for k in sorted(values)], keys=["name"])
+    key_ids = {n: i for n, i in s.execute(select(keys.c.name, keys.c.id).where(keys.c.name.in_(list(values))))}
+    rows = []
+    for key, value in sorted(values.items()):
+        stored, kind = encode_float(value)
+        rows.append({"evaluation_id": evaluation_id, "key_id": key_ids[key], "value": stored, "kind": kind})
+    s.execute(insert(schema.EvaluationMetric), rows)
+
+
+def evaluation_records(s: Session, query: Select) -> RecordList[EvaluationRecord]:
+    """Records from a query over (Evaluation, version number, model name, dataset digest)."""
+    rows = s.execute(query).all()
+    metrics: dict[int, dict[str, float]] = {row[0].id: {} for row in rows}
+    if metrics:
+        em, mk = schema.EvaluationMetric, schema.MetricKey
+        for evaluation_id, name, value, kind in s.execute(
+            select(em.evaluation_id, mk.name, em.value, em.kind)
+            .join(mk, mk.id == em.key_id)
+            .where(em.evaluation_id.in_(list(metrics)))
+            .order_by(em.evaluation_id, mk.name)
+        ):
+            metrics[evaluation_id][name] = decode_float(value, kind)
+    return RecordList(
+        EvaluationRecord(
+            id=e.id,
+            uuid=e.uuid,
+            model=model_name,
+            version=number,
+            dataset=e.dataset_name,
+            dataset_digest=digest,
+            evaluated_at=e.evaluated_at,
+            evaluated_by=e.evaluated_by,
+            description=e.description,
+            metrics=metrics[e.id],
+        )
+        for e, number, model_name, digest in rows
+    )
+
+
+def evaluation_query() -> Select:
+    e, v, m, d = schema.Evaluation, schema.Version, schema.Model, schema.Dataset
+    return (
+        select(e, v.number, m.name, d.digest)
+        .join(v, v.id == e.version_id)
+        .join(m, m.id == v.model_id)
+        .outerjoin(d, d.id == e.dataset_id)
+    )
+
+
+def evaluations(
+    s: Session, model_ref: Any, *, version: int | None = None, dataset: str | None = None
+) -> RecordList[EvaluationRecord]:
+    """A model's evaluations (of one version, on one dataset), by version then time."""
+    model = resolve_model(s, model_ref)
+    e, v = schema.Evaluation, schema.Version
+    query = evaluation_query().where(v.model_id == model.id)
+    if version is not None:
+        query = query.where(e.version_id == resolve_version(s, model, version).id)
+    if dataset is not None:
+        query = query.where(e.dataset_name == check_dataset_name(dataset))
+    return evaluation_records(s, query.order_by(v.number, e.evaluated_at, e.id))
+
+
+def _latest_evaluations(
+    s: Session, model: schema.Model, numbers: Sequence[int] | None = None
+) -> dict[tuple[int, str], EvaluationRecord]:
+    """(version number, dataset) -> the latest evaluation of that version on that dataset."""
+    latest: dict[tuple[int, str], EvaluationRecord] = {}
+    e, v = schema.Evaluation, schema.Version
+    query = evaluation_query().where(v.model_id == model.id)
+    if numbers is not None:
+        query = query.where(v.number.in_(list(numbers)))
+    for record in evaluation_records(s, query.order_by(e.evaluated_at, e.id)):
+        latest[(record.version, record.dataset)] = record  # later rows replace earlier ones
+    return latest
+
+
+def _evaluation_leaderboard(
+    s: Session, model: schema.Model, metric: str, dataset: str, *, mode: str, limit: int | None
+) -> RecordList[LeaderboardEntry]:
+    latest = _latest_evaluations(s, model)
+    scored = [
+        (record, record.metrics[metric])
+        for (_, name), record in latest.items()
+        if name == dataset and metric in record.metrics
+    ]
+    sign = -1.0 if mode == "max" else 1.0
+    scored.sort(key=lambda pair: (math.isnan(pair[1]), sign * pair[1] if not math.isnan(pair[1]) else 0.0,
+                                  pair[0].version))  # fmt: skip
+    if limit is not None:
+        scored = scored[:limit]
+    training_of = {r.number: (r.training_id, r.id) for r in versions(s, model.id)}
+    serving = active_environments(s, model.id)
+    out: RecordList[LeaderboardEntry] = RecordList()
+    rank, previous = 0, None
+    for i, (record, value) in enumerate(scored):
+        if previous is None or not (value == previous or (math.isnan(value) and math.isnan(previous))):
+            rank = i + 1
+        previous = value
+        training_id, version_id = training_of[record.version]
+        out.append(
+            LeaderboardEntry(
+                rank=rank,
+                model=model.name,
+                version=record.version,
+                training_id=training_id,
+                metric=metric,
+                value=value,
+                step=None,
+                last=value,
+                best=value,
+                environments=serving.get(version_id, []),
+                dataset=dataset,
+            )
+        )
+    return out
+
+
+def _evaluation_deltas(
+    s: Session, model: schema.Model, a: int, b: int, modes: Mapping[str, str]
+) -> RecordList[EvaluationDelta]:
+    latest = _latest_evaluations(s, model, [a, b])
+    out: RecordList[EvaluationDelta] = RecordList()
+    for dataset in sorted(
+        {name for number, name in latest if number == a} & {name for number, name in latest if number == b}
+    ):
+        ea, eb = latest[(a, dataset)], latest[(b, dataset)]
+        for key in sorted(ea.metrics.keys() & eb.metrics.keys()):
+            va, vb = ea.metrics[key], eb.metrics[key]
+            out.append(
+                EvaluationDelta(
+                    dataset=dataset, key=key, mode=modes.get(key) or metric_mode(key), value_a=va, value_b=vb,
+                    delta=vb - va,
+                )
+            )  # fmt: skip
     return out
 
 

@@ -345,3 +345,36 @@ class Stage(Base):
     duration_s: Mapped[float] = mapped_column(Double)
     error: Mapped[str | None] = mapped_column(Text)
     params: Mapped[Any | None] = mapped_column(Json)
+
+
+class Evaluation(Base):
+    """An existing version scored on a named dataset (a test set, a new month of data) after its training.
+
+    Not a training: it makes no version. ``dataset_name`` is always set; ``dataset_id`` only when the
+    caller gave a fingerprinted :class:`~modeltrail.Dataset`. ``uuid`` makes imports idempotent.
+    """
+
+    __tablename__ = "evaluations"
+    __table_args__ = (Index(None, "version_id", "dataset_name", "evaluated_at"), MYSQL_TABLE_ARGS)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id"))
+    dataset_name: Mapped[str] = mapped_column(String(NAME_MAX))
+    dataset_id: Mapped[int | None] = mapped_column(ForeignKey("datasets.id"), index=True)
+    evaluated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    evaluated_by: Mapped[str | None] = mapped_column(String(128))
+    description: Mapped[str | None] = mapped_column(Text)
+
+
+class EvaluationMetric(Base):
+    """One metric of one evaluation; the float is stored as value + kind like every other metric."""
+
+    __tablename__ = "evaluation_metrics"
+    __table_args__ = (UniqueConstraint("evaluation_id", "key_id"), MYSQL_TABLE_ARGS)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    evaluation_id: Mapped[int] = mapped_column(ForeignKey("evaluations.id", ondelete="CASCADE"))
+    key_id: Mapped[int] = mapped_column(ForeignKey("metric_keys.id"))
+    value: Mapped[float | None] = mapped_column(Double)
+    kind: Mapped[int] = mapped_column(SmallInteger, default=0)

@@ -7,6 +7,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from . import lineage as lineage_mod
 from . import queries, registry
 from .config import mask_password, resolve_uri
 from .dataset import Dataset
@@ -15,14 +16,19 @@ from .records import (
     AuditRecord,
     Comparison,
     CurvePoint,
+    DatasetUse,
     DeploymentRecord,
+    Difference,
+    EvaluationRecord,
     LeaderboardEntry,
+    Lineage,
     MetricPoint,
     ModelDetails,
     ModelRecord,
     ProductionComparison,
     ProductionMetricRecord,
     RecordList,
+    Reproduction,
     TrainingRecord,
     VersionMetric,
     VersionRecord,
@@ -176,16 +182,28 @@ class Tracker:
             return registry.compare(s, model, a, b, modes=modes)
 
     def leaderboard(
-        self, model: str | int, metric: str, *, mode: str = "max", by: str = "best", limit: int | None = None
+        self,
+        model: str | int,
+        metric: str,
+        *,
+        mode: str = "max",
+        by: str = "best",
+        limit: int | None = None,
+        dataset: str | None = None,
     ) -> RecordList[LeaderboardEntry]:
-        """Versions ranked by ``metric``: ``by="best"`` uses each training's best value over its whole history."""
-        with self.store.transaction(read_only=True) as s:
-            return registry.leaderboard(s, model, metric, mode=mode, by=by, limit=limit)
+        """Versions ranked by ``metric``: ``by="best"`` uses each training's best value over its whole history.
 
-    def best_version(self, model: str | int, *, metric: str, mode: str = "max", by: str = "best") -> LeaderboardEntry:
+        With ``dataset``, versions are ranked by ``metric`` of their latest evaluation on that dataset.
+        """
+        with self.store.transaction(read_only=True) as s:
+            return registry.leaderboard(s, model, metric, mode=mode, by=by, limit=limit, dataset=dataset)
+
+    def best_version(
+        self, model: str | int, *, metric: str, mode: str = "max", by: str = "best", dataset: str | None = None
+    ) -> LeaderboardEntry:
         """The top of :meth:`leaderboard`; NotFoundError when no version logged ``metric``."""
         with self.store.transaction(read_only=True) as s:
-            top = registry.leaderboard(s, model, metric, mode=mode, by=by, limit=1)
+            top = registry.leaderboard(s, model, metric, mode=mode, by=by, limit=1, dataset=dataset)
         if not top:
             raise NotFoundError(f"no version of model {model!r} logged metric {metric!r}", value=metric)
         return top[0]
@@ -208,6 +226,86 @@ class Tracker:
         """Every metric point of one version (the latest by default), optionally only ``metrics``."""
         with self.store.transaction(read_only=True) as s:
             return registry.version_history(s, model, version, metrics=metrics)
+
+    # ---------------------------------------------------------- evaluations
+    def evaluate(
+        self,
+        model: str | int,
+        *,
+        version: int | None = None,
+        dataset: Dataset | str,
+        metrics: Mapping[str, Any],
+        evaluated_by: str | None = None,
+        description: str | None = None,
+        evaluated_at: dt.datetime | None = None,
+    ) -> EvaluationRecord:
+        """Record ``metrics`` of an existing version (the latest by default) on ``dataset``; makes no version.
+
+        ``dataset`` is a :class:`Dataset` (its digest joins the lineage) or a name ("test-2026-12").
+        Comparisons show evaluation metrics and ``leaderboard(..., dataset=...)`` ranks by them.
+        """
+        store = self.store
+        return store.run(
+            lambda s: registry.evaluate(
+                s, store, model, version, dataset=dataset, metrics=metrics, evaluated_by=evaluated_by,
+                description=description, evaluated_at=evaluated_at,
+            )
+        )  # fmt: skip
+
+    def evaluations(
+        self, model: str | int, *, version: int | None = None, dataset: str | None = None
+    ) -> RecordList[EvaluationRecord]:
+        """Evaluations of a model's versions (of one version, on one dataset), by version then time."""
+        with self.store.transaction(read_only=True) as s:
+            return registry.evaluations(s, model, version=version, dataset=dataset)
+
+    # ---------------------------------------------------------- traceability
+    def lineage(self, model: str | int, version: int | None = None) -> Lineage:
+        """dataset -> training (code commit, environment, params) -> version -> deployments, for one version."""
+        with self.store.transaction(read_only=True) as s:
+            return lineage_mod.lineage(s, model, version)
+
+    def trained_on(self, digest: str) -> RecordList[DatasetUse]:
+        """Every version, of any model, trained on the dataset with this digest (or a prefix of it)."""
+        with self.store.transaction(read_only=True) as s:
+            return lineage_mod.trained_on(s, digest)
+
+    def serving_trained_on(self, digest: str) -> RecordList[DeploymentRecord]:
+        """The active deployments (environment, model, version) of versions trained on this dataset digest."""
+        with self.store.transaction(read_only=True) as s:
+            return lineage_mod.serving_trained_on(s, digest)
+
+    def reproduce(self, model: str | int, version: int | None = None) -> Reproduction:
+        """What retraining a version needs: git commit and dirty flag, command, packages, params, seeds, data."""
+        with self.store.transaction(read_only=True) as s:
+            return lineage_mod.reproduction(s, model, version)
+
+    def reproduce_check(
+        self, model: str | int, version: int | None = None, *, dataset_digest: str | None = None
+    ) -> list[Difference]:
+        """Every difference between what ``version`` was trained with and this environment (empty: none)."""
+        return lineage_mod.differences(self.reproduce(model, version), dataset_digest=dataset_digest)
+
+    # ---------------------------------------------------------- exchange
+    def export(self, model: str | int, *, version: int | None = None) -> list[dict[str, Any]]:
+        """One document per version (or for ``version``) following the shipped JSON Schema; see ``exchange``."""
+        from .exchange import export_documents
+
+        return list(export_documents(self.store, model, version=version))
+
+    def import_documents(
+        self, documents: Sequence[Mapping[str, Any]], *, deployments: bool = True, source: str | None = None
+    ) -> dict[str, Any]:
+        """Load exported documents into this ledger, all or nothing; versions keep their numbers."""
+        from .exchange import import_documents
+
+        return dict(import_documents(self.store, documents, deployments=deployments, source=source))
+
+    def import_mlflow(self, url: str, *, batch_size: int = 100) -> Any:
+        """Import a MLflow SQL tracking store (experiments, runs, registered models); see ``mlflow_import``."""
+        from .mlflow_import import import_mlflow
+
+        return import_mlflow(self.store, url, batch_size=batch_size)
 
     # ---------------------------------------------------------- deployments
     def deploy(

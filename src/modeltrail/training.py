@@ -113,6 +113,7 @@ class Training:
         self.artifact: dict[str, Any] | None = None
         self._extra_context: dict[str, Any] = {}
         self._stages = 0
+        self._open_stages: list[Stage] = []
         self.failed_stage: str | None = None
         self._last_step: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -251,6 +252,14 @@ class Training:
             self._stages += 1
         return Stage(self, name, position)
 
+    def begin_stage(self, name: str) -> Stage:
+        """Start stage ``name`` now and return it; :meth:`Stage.end` ends it.
+
+        For code that cannot hold a ``with`` block open across the stage: framework callbacks
+        begin a stage in one hook and end it in another.
+        """
+        return self.stage(name).begin()
+
     def flush(self, timeout: float | None = None) -> None:
         """Block until everything logged so far is in the database (or the durable spool)."""
         self._writer.flush(timeout)
@@ -273,10 +282,7 @@ class Training:
         if exc is None:
             self.finish()
             return
-        error = f"{exc_type.__name__ if exc_type else 'Error'}: {exc}"
-        if self.failed_stage is not None:
-            error = f"stage {self.failed_stage!r} failed: {error}"
-        self.finish("failed", error=error)
+        self.finish("failed", error=f"{exc_type.__name__ if exc_type else 'Error'}: {exc}")
 
     def finish(self, status: str = "finished", *, error: str | None = None) -> VersionRecord | None:
         """End the training. A finished training becomes the model's next version; a failed one does not.
@@ -286,6 +292,14 @@ class Training:
         """
         if status not in STATUSES:
             raise ValidationError(f"status must be one of {STATUSES}, got {status!r}", value=status)
+        if self.status == "running":
+            # Stages begun with begin_stage and never ended (a callback that never came) end with the training.
+            for stage in list(self._open_stages):
+                stage.end(None if status == "finished" else error or "the training ended before this stage did")
+        if status == "failed" and self.failed_stage is not None:
+            # Whoever ends the training (a ``with`` block, an adapter's hook), its error names the failed stage.
+            prefix = f"stage {self.failed_stage!r} failed"
+            error = prefix if not error else error if error.startswith(prefix) else f"{prefix}: {error}"
         with self._lock:
             if self.status != "running":
                 return self.version
@@ -316,31 +330,54 @@ class Training:
 
 
 class Stage:
-    """One stage of a :class:`Training`; see :meth:`Training.stage`."""
+    """One stage of a :class:`Training`; see :meth:`Training.stage` and :meth:`Training.begin_stage`."""
 
     def __init__(self, training: Training, name: str, position: int) -> None:
         self.training = training
         self.name = name
         self.position = position
         self.params: dict[str, Any] = {}
-        self.status = "running"
+        self.status = "pending"
         self.duration_s: float | None = None
+        self.error: str | None = None
 
     def __repr__(self) -> str:
         return f"Stage({self.name!r}, status={self.status!r})"
 
     def __enter__(self) -> Stage:
-        self._started_ts = _now()
-        self._t0 = time.perf_counter()
-        return self
+        return self.begin()
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        self.end(exc)
+
+    def begin(self) -> Stage:
+        """Start the clock (once)."""
+        if self.status == "pending":
+            self._started_ts = _now()
+            self._t0 = time.perf_counter()
+            self.status = "running"
+            with self.training._lock:
+                self.training._open_stages.append(self)
+        return self
+
+    def end(self, error: BaseException | str | None = None) -> None:
+        """Record the stage: finished, or failed with ``error`` (an exception or its text). Later calls do nothing.
+
+        The training's error then names this stage as the one that failed (the first failure wins).
+        """
+        if self.status != "running":
+            return
+        with self.training._lock:
+            if self in self.training._open_stages:
+                self.training._open_stages.remove(self)
         self.duration_s = time.perf_counter() - self._t0
-        self.status = "finished" if exc is None else "failed"
-        error = None if exc is None else f"{exc_type.__name__ if exc_type else 'Error'}: {exc}"
-        if exc is not None and self.training.failed_stage is None:
+        if isinstance(error, BaseException):
+            error = f"{type(error).__name__}: {error}"
+        self.status = "finished" if error is None else "failed"
+        self.error = error
+        if error is not None and self.training.failed_stage is None:
             self.training.failed_stage = self.name
         stage = {
             "name": self.name,
@@ -353,7 +390,8 @@ class Stage:
             "params": {k: encode_param(k, v)[0] for k, v in self.params.items()},
         }
         self.training._writer.submit("stage", {"uuid": self.training.uuid, "stage": stage})
-        self.training.log_metric(f"{self.name}.duration_s", self.duration_s, step=self.position)
+        if self.training.status == "running":
+            self.training.log_metric(f"{self.name}.duration_s", self.duration_s, step=self.position)
 
     def log_param(self, key: str, value: Any) -> None:
         self.log_params({key: value})

@@ -170,7 +170,8 @@ def test_validation_is_not_double_counted_and_evaluate_needs_an_open_training(sq
 
     (plain,) = tracker.trainings("plain")
     assert plain.metrics["val_loss"].count == EPOCHS and plain.metrics["loss"].count == EPOCHS
-    assert sorted(plain.metrics) == ["accuracy", "loss", "lr", "val_accuracy", "val_loss"]
+    assert sorted(plain.metrics) == ["accuracy", "loss", "lr", "train.duration_s", "val_accuracy", "val_loss"]
+    assert [(st.name, st.status) for st in plain.stages] == [("train", "finished")]
 
     with ModeltrailCallback(model="scoped", uri=sqlite_url, save_model=False) as scoped:
         model = build()
@@ -197,7 +198,10 @@ def test_failing_fit_in_with_block_is_failed_without_version(db_url_sqlite_mysql
     tracker = modeltrail.Tracker(db_url_sqlite_mysql)
     (run,) = tracker.trainings("broken")
     assert run.status == "failed" and run.error is not None
-    assert run.error.startswith("ValueError: ") and "boom in a user layer" in run.error  # Keras adds call arguments
+    assert run.error.startswith("stage 'train' failed: ValueError: ")  # Keras adds call arguments
+    assert "boom in a user layer" in run.error
+    assert [(st.name, st.status) for st in run.stages] == [("train", "failed")]
+    assert run.stages[0].error is not None and "boom in a user layer" in run.stages[0].error
     assert run.version is None and list(tracker.versions("broken")) == [] and cb.version is None
     assert run.artifact_path is None and not Path("artifacts").exists()
     assert history(tracker, run.id, "val_loss") == [(0, pytest.approx(run.metrics["val_loss"].last))]
@@ -212,7 +216,8 @@ def test_keyboard_interrupt_in_with_block_is_failed_and_propagates(sqlite_url: s
     with pytest.raises(KeyboardInterrupt), ModeltrailCallback(model="interrupted", uri=sqlite_url) as cb:
         build().fit(x, y, epochs=EPOCHS, callbacks=[cb, Interrupt()], verbose=0)
     (run,) = modeltrail.Tracker(sqlite_url).trainings("interrupted")
-    assert run.status == "failed" and run.error is not None and run.error.startswith("KeyboardInterrupt")
+    assert run.status == "failed" and run.error is not None
+    assert run.error.startswith("stage 'train' failed: KeyboardInterrupt")
     assert run.params["callbacks"] == ["Interrupt"]
     assert run.metrics["loss"].count == 1  # ours ran before the interrupting callback
 
@@ -227,7 +232,7 @@ def test_plain_callback_records_a_failed_fit_at_its_next_fit(sqlite_url: str) ->
 
     build().fit(x, y, epochs=2, callbacks=[cb], verbose=0)
     first, second = sorted(tracker.trainings("retried"), key=lambda r: r.id)
-    assert (first.status, first.error, first.version) == ("failed", INTERRUPTED, None)
+    assert (first.status, first.error, first.version) == ("failed", f"stage 'train' failed: {INTERRUPTED}", None)
     assert (second.status, second.version) == ("finished", 1)
 
 
@@ -243,7 +248,7 @@ def test_discarded_callback_records_the_failed_fit(sqlite_url: str) -> None:
             thread.join(30)
     (run,) = modeltrail.Tracker(sqlite_url).trainings("dropped")
     assert run.status == "failed" and run.version is None
-    assert run.error == f"{INTERRUPTED}; the callback was discarded"
+    assert run.error == f"stage 'train' failed: {INTERRUPTED}; the callback was discarded"
 
 
 def test_unreachable_database_warns_once_and_fit_completes(tmp_path: Path) -> None:
@@ -271,7 +276,8 @@ def test_failures_while_logging_warn_once_and_the_training_still_finishes(
     x, y = data()
     with pytest.warns(_common.ModeltrailWarning, match="logging epoch metrics") as caught:
         fitted = build().fit(x, y, epochs=EPOCHS, callbacks=[cb], verbose=0)
-    assert len([w for w in caught if issubclass(w.category, _common.ModeltrailWarning)]) == 1
+    ours = [str(w.message) for w in caught if issubclass(w.category, _common.ModeltrailWarning)]
+    assert len([m for m in ours if "logging epoch metrics" in m]) == 1  # once per hook, not per epoch
     assert len(fitted.history["loss"]) == EPOCHS
     (run,) = modeltrail.Tracker(sqlite_url).trainings("flaky")
     assert (run.status, run.version, run.metrics) == ("finished", 1, {})
@@ -393,5 +399,6 @@ def test_uncaught_exception_is_recorded_failed_at_exit(scripts: dict[str, tuple[
     assert code == 1 and "boom in a user layer" in err
     (run,) = modeltrail.Tracker(url).trainings("crashed")
     assert run.status == "failed" and run.version is None
-    assert run.error is not None and run.error.startswith(f"{INTERRUPTED}; the process exited after ValueError: ")
+    assert run.error is not None
+    assert run.error.startswith(f"stage 'train' failed: {INTERRUPTED}; the process exited after ValueError: ")
     assert "boom in a user layer" in run.error

@@ -101,6 +101,7 @@ def test_fit_records_hparams_metrics_settings_and_checkpoints(db_url_sqlite_mysq
     [record] = tracker.trainings(MODEL)
     assert record.status == "finished" and record.version == 1 and record.error is None
     assert record.duration_s is not None and record.duration_s > 0
+    assert [(st.name, st.status) for st in record.stages] == [("train", "finished")]
     assert tracker.model(MODEL).framework == "lightning"
     params = record.params
     # save_hyperparameters, flattened
@@ -164,7 +165,10 @@ def test_exception_in_training_step_fails_the_training_and_propagates(db_url_sql
 
     [record] = tracker.trainings(MODEL)
     assert record.status == "failed"
-    assert record.error == "Boom: bad batch at step 3"
+    assert record.error == "stage 'train' failed: Boom: bad batch at step 3"
+    assert [(st.name, st.status, st.error) for st in record.stages] == [
+        ("train", "failed", "Boom: bad batch at step 3")
+    ]
     assert record.version is None and list(tracker.versions(MODEL)) == []
     assert [p.step for p in tracker.metric_history(record.id, "train_loss")] == [0, 1, 2]
     assert record.params["lr"] == 0.1

@@ -90,6 +90,11 @@ def test_classifier_records_params_metrics_dataset_artifact_and_versions(
     assert (model.framework, model.model_type, model.latest_version) == ("sklearn", "classifier", 1)
     record = t.get_training(clf.training_id_)
     assert record.status == "finished" and record.error is None and record.duration_s > 0
+    assert [(st.name, st.position, st.status) for st in record.stages] == [
+        ("train", 0, "finished"),
+        ("evaluate", 1, "finished"),
+    ]
+    assert record.metrics["train.duration_s"].last == record.stages[0].duration_s > 0
     assert record.params["n_estimators"] == 20
     assert record.params["random_state"] == 0
     assert record.params["estimator_class"] == "sklearn.ensemble._forest.RandomForestClassifier"
@@ -396,7 +401,10 @@ def test_failing_fit_propagates_and_is_recorded_failed(db_url_sqlite_mysql: str)
     t = ledger(db_url_sqlite_mysql)
     (record,) = t.trainings("boom")
     assert record.status == "failed" and record.version is None
-    assert record.error == "Boom: bad data after 1 rows"
+    assert record.error == "stage 'train' failed: Boom: bad data after 1 rows"
+    assert [(st.name, st.status, st.error) for st in record.stages] == [
+        ("train", "failed", "Boom: bad data after 1 rows")
+    ]
     assert record.artifact_path is None and record.params["fuse"] == 1
     assert t.versions("boom") == []
 

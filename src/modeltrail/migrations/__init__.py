@@ -20,7 +20,13 @@ if TYPE_CHECKING:
     from ..store import Store
 
 #: Every revision in order, oldest first; a test checks this against the scripts.
-REVISIONS: tuple[str, ...] = ("0001_initial", "0002_production_metrics", "0003_ingested_batches", "0004_stages")
+REVISIONS: tuple[str, ...] = (
+    "0001_initial",
+    "0002_production_metrics",
+    "0003_ingested_batches",
+    "0004_stages",
+    "0005_evaluations",
+)
 HERE = Path(__file__).resolve().parent
 
 
@@ -65,8 +71,13 @@ def upgrade(store: Store, revision: str = "head") -> tuple[str | None, str | Non
 
         store.run(
             lambda s: record_event(
-                s, store, action="schema.upgrade", entity="schema", entity_id=str(after),
-                before={"revision": before}, after={"revision": after},
+                s,
+                store,
+                action="schema.upgrade",
+                entity="schema",
+                entity_id=str(after),
+                before={"revision": before},
+                after={"revision": after},
             )
         )
     return before, after

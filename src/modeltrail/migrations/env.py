@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from alembic import context
 
 from modeltrail.schema import VERSION_TABLE, Base
@@ -10,7 +12,7 @@ config = context.config
 connection = config.attributes.get("connection")
 
 
-def run_migrations(conn: object) -> None:
+def run_migrations(conn: Any) -> None:
     context.configure(
         connection=conn,
         target_metadata=Base.metadata,

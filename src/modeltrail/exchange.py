@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 from . import schema
 from .audit import record_event
 from .errors import ValidationError
-from .operations import get_or_create_dataset, get_or_create_model
+from .operations import get_or_create_dataset, get_or_create_model, metric_key_ids
 from .queries import resolve_model, resolve_version
 from .registry import ACTIVE, add_evaluation_metrics
 from .store import upsert
@@ -562,16 +562,6 @@ def _insert_training(s: Session, model_id: int, t: Mapping[str, Any]) -> int:
         {key: [(p[0], _unfloat(p[1]), float(p[2])) for p in points] for key, points in t["metrics"].items()},
     )
     return training.id
-
-
-def metric_key_ids(s: Session, names: Iterable[str]) -> dict[str, int]:
-    """Ids of metric keys, made on first use."""
-    wanted = sorted(set(names))
-    if not wanted:
-        return {}
-    keys = schema.MetricKey.__table__
-    upsert(s, keys, [{"name": n} for n in wanted], keys=["name"])
-    return {n: i for n, i in s.execute(select(keys.c.name, keys.c.id).where(keys.c.name.in_(wanted)))}
 
 
 def insert_metric_history(s: Session, training_id: int, metrics: Mapping[str, list[tuple[int, float, float]]]) -> int:

@@ -15,7 +15,7 @@ spool replays them after an outage, and applying one twice changes nothing:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import insert, select, update
@@ -215,6 +215,16 @@ def get_or_create_dataset(s: Session, dataset: Mapping[str, Any]) -> int:
     return s.execute(
         select(table.c.id).where(table.c.digest == dataset["digest"], table.c.name == dataset["name"])
     ).scalar_one()
+
+
+def metric_key_ids(s: Session, names: Iterable[str]) -> dict[str, int]:
+    """Ids of metric keys, made on first use."""
+    wanted = sorted(set(names))
+    if not wanted:
+        return {}
+    keys = schema.MetricKey.__table__
+    upsert(s, keys, [{"name": n} for n in wanted], keys=["name"])
+    return {n: i for n, i in s.execute(select(keys.c.name, keys.c.id).where(keys.c.name.in_(wanted)))}
 
 
 def params_of(s: Session, training_id: int) -> dict[str, Any]:

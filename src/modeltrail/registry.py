@@ -29,6 +29,7 @@ from . import schema
 from .audit import os_identity, record_event
 from .dataset import Dataset
 from .errors import NotFoundError, ValidationError
+from .operations import metric_key_ids
 from .queries import (
     dataset_record,
     model_records,
@@ -56,7 +57,6 @@ from .records import (
     VersionDetails,
     VersionMetric,
 )
-from .store import upsert
 from .training import _dataset_row, check_metric_key
 from .values import as_metric_value, decode_float, encode_float, param_diff
 
@@ -284,11 +284,30 @@ def _version_numbers(s: Session, version_ids: set[int]) -> dict[int, int]:
     return {i: n for i, n in s.execute(select(v.id, v.number).where(v.id.in_(version_ids)))}
 
 
-def _insert(s: Session, **values: Any) -> schema.Deployment:
-    row = schema.Deployment(**values)
+def _append(
+    s: Session,
+    store: Store,
+    model: schema.Model,
+    number: int,
+    *,
+    before: dict[str, Any] | None,
+    noted: dict[str, Any],
+    **values: Any,
+) -> DeploymentRecord:
+    """Add one timeline entry and its audit event (same transaction); ``noted`` goes into the event."""
+    row = schema.Deployment(model_id=model.id, **values)
     s.add(row)
     s.flush()
-    return row
+    record_event(
+        s,
+        store,
+        action=f"deployment.{row.action}",
+        entity="deployment",
+        entity_id=row.id,
+        before=before,
+        after={**_snapshot(row, number, model.name), **noted},
+    )
+    return deployment_record(row, number, model.name)
 
 
 def deploy(
@@ -317,9 +336,13 @@ def deploy(
     if previous is not None:
         before = _snapshot(previous, _version_numbers(s, {previous.version_id})[previous.version_id], model.name)
         _end(s, previous, SUPERSEDED, now)
-    row = _insert(
+    return _append(
         s,
-        model_id=model.id,
+        store,
+        model,
+        target.number,
+        before=before,
+        noted={"reason": reason, "by": who},
         version_id=target.id,
         environment=environment,
         endpoint=endpoint,
@@ -330,17 +353,6 @@ def deploy(
         reason=reason,
         replaces_id=previous.id if previous is not None else None,
     )
-    record = deployment_record(row, target.number, model.name)
-    record_event(
-        s,
-        store,
-        action="deployment.deploy",
-        entity="deployment",
-        entity_id=row.id,
-        before=before,
-        after={**_snapshot(row, target.number, model.name), "reason": reason, "by": who},
-    )
-    return record
 
 
 def rollback_stack(timeline: Sequence[schema.Deployment]) -> list[schema.Deployment]:
@@ -403,9 +415,13 @@ def rollback(
     now = schema.utcnow()
     before = _snapshot(current, numbers[current.version_id], model.name)
     _end(s, current, ROLLED_BACK, now)
-    row = _insert(
+    return _append(
         s,
-        model_id=model.id,
+        store,
+        model,
+        numbers[target.version_id],
+        before=before,
+        noted={"reason": reason, "by": who, "restores_id": target.id},
         version_id=target.version_id,
         environment=environment,
         endpoint=target.endpoint,
@@ -417,17 +433,6 @@ def rollback(
         replaces_id=current.id,
         rollback_of_id=current.id,
     )
-    number = numbers[target.version_id]
-    record_event(
-        s,
-        store,
-        action="deployment.rollback",
-        entity="deployment",
-        entity_id=row.id,
-        before=before,
-        after={**_snapshot(row, number, model.name), "reason": reason, "by": who, "restores_id": target.id},
-    )
-    return deployment_record(row, number, model.name)
 
 
 def undeploy(
@@ -457,9 +462,13 @@ def undeploy(
     now = schema.utcnow()
     before = _snapshot(current, number, model.name)
     _end(s, current, RETIRED, now)
-    row = _insert(
+    return _append(
         s,
-        model_id=model.id,
+        store,
+        model,
+        number,
+        before=before,
+        noted={"reason": reason, "by": who},
         version_id=current.version_id,
         environment=environment,
         endpoint=current.endpoint,
@@ -471,16 +480,6 @@ def undeploy(
         reason=reason,
         replaces_id=current.id,
     )
-    record_event(
-        s,
-        store,
-        action="deployment.undeploy",
-        entity="deployment",
-        entity_id=row.id,
-        before=before,
-        after={**_snapshot(row, number, model.name), "reason": reason, "by": who},
-    )
-    return deployment_record(row, number, model.name)
 
 
 # ------------------------------------------------------------ production metrics
@@ -522,9 +521,7 @@ def log_production_metrics(
                 f"no deployment {deployment_id} of {model.name!r} in {environment!r}", value=deployment_id
             )
     deployment = _deployment_records(rows)[0]
-    keys = schema.MetricKey.__table__
-    upsert(s, keys, [{"name": k} for k in sorted(values)], keys=["name"])
-    key_ids = {n: i for n, i in s.execute(select(keys.c.name, keys.c.id).where(keys.c.name.in_(list(values))))}
+    key_ids = metric_key_ids(s, values)
     points = []
     for key, value in values.items():
         stored, kind = encode_float(value)
@@ -926,9 +923,7 @@ def evaluate(
 
 def add_evaluation_metrics(s: Session, evaluation_id: int, values: Mapping[str, float]) -> None:
     """Insert one evaluation's metrics (keys made on first use)."""
-    keys = schema.MetricKey.__table__
-    upsert(s, keys, [{"name": k} for k in sorted(values)], keys=["name"])
-    key_ids = {n: i for n, i in s.execute(select(keys.c.name, keys.c.id).where(keys.c.name.in_(list(values))))}
+    key_ids = metric_key_ids(s, values)
     rows = []
     for key, value in sorted(values.items()):
         stored, kind = encode_float(value)

@@ -447,10 +447,7 @@ class Writer:
         return touched
 
     def _resolve_keys(self, s: Session, names: set[str]) -> None:
-        table = schema.MetricKey.__table__
-        upsert(s, table, [{"name": n} for n in sorted(names)], keys=["name"])
-        for name, key_id in s.execute(select(table.c.name, table.c.id).where(table.c.name.in_(names))):
-            self._key_ids[name] = key_id
+        self._key_ids.update(operations.metric_key_ids(s, names))
 
     def _load_summaries(self, s: Session, pairs: set[tuple[int, int]]) -> dict[tuple[int, int], Summary]:
         """Summaries already stored for ``pairs`` (a training resumed or replayed), empty ones for the rest."""

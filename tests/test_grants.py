@@ -55,9 +55,8 @@ def role_urls(mysql_url: str):
 def test_each_role_does_its_job_and_is_refused_the_rest(role_urls: dict[str, str]) -> None:
     writer = modeltrail.Tracker(role_urls["writer"], spool=False)
     for lr in (0.1, 0.2):
-        with writer.training("churn", framework="sklearn", params={"lr": lr}) as run:
-            with run.stage("train"):
-                run.log_metrics({"auc": 0.9, "loss": 0.3})
+        with writer.training("churn", framework="sklearn", params={"lr": lr}) as run, run.stage("train"):
+            run.log_metrics({"auc": 0.9, "loss": 0.3})
     assert [v.number for v in writer.versions("churn")] == [1, 2]
     assert [s.name for s in writer.trainings("churn")[1].stages] == ["train"]
     writer.evaluate("churn", version=2, dataset="holdout", metrics={"auc": 0.88})

@@ -81,7 +81,6 @@ def test_back_pressure_bounds_the_queue(sqlite_url: str) -> None:
     writer = tracker.store.writer
     writer.max_pending = 1_000
     with tracker.training("m") as run:
-        run._max_pending = 1_000
         peak = 0
         for i in range(20_000):
             run.log_metric("x", float(i), step=i)

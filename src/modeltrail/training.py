@@ -121,7 +121,7 @@ class Training:
         self._writer = writer
         self._append = writer.queue.append
         self._queue = writer.queue
-        self._max_pending = writer.max_pending
+        self._wake_at = min(writer.batch_size, writer.max_pending)
         self._started_ts = _now()
         self._t0 = time.perf_counter()
         op = {
@@ -173,8 +173,8 @@ class Training:
             step = check_step(step)
         self._last_step[key] = step
         self._append((self.uuid, key, step, value, _now()))
-        if len(self._queue) > self._max_pending:
-            self._writer.wait_for_room()
+        if len(self._queue) > self._wake_at:
+            self._writer.nudge()
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         if not isinstance(metrics, Mapping):

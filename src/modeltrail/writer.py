@@ -145,7 +145,7 @@ class Writer:
         self,
         store: Store,
         *,
-        interval: float = 0.05,
+        interval: float = 1.0,  # a slow trickle is written once a second; a full batch wakes it at once
         batch_size: int = 20_000,
         max_pending: int = 1_000_000,
         retry_interval: float = 2.0,
@@ -182,9 +182,10 @@ class Writer:
     def register(self, uuid_: str, training_id: int) -> None:
         self._ids[uuid_] = training_id
 
-    def wait_for_room(self) -> None:
-        """Back-pressure: block the caller while the queue is over its bound."""
-        self._wake.set()
+    def nudge(self) -> None:
+        """A full batch is waiting: wake the writer now; block while the queue is over its bound."""
+        if not self._wake.is_set():  # set() takes a lock; reading the flag does not
+            self._wake.set()
         while len(self.queue) > self.max_pending and self._thread.is_alive():
             time.sleep(0.005)
 

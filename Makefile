@@ -31,18 +31,17 @@ lint: $(VENV)/.installed-dev
 BENCH_VENV ?= .venv-bench
 BENCH_PY   := $(BENCH_VENV)/bin/python
 
-$(BENCH_VENV)/.ready: pyproject.toml $(CONSTRAINTS) benchmarks/requirements.txt
+$(BENCH_VENV)/.ready: pyproject.toml $(CONSTRAINTS) benchmarks/requirements.txt benchmarks/requirements-adapters.txt
 	test -x $(BENCH_PY) || $(PYTHON) -m venv $(BENCH_VENV)
-	$(BENCH_PY) -m pip install -q -c $(CONSTRAINTS) -e . -r benchmarks/requirements.txt
+	$(BENCH_PY) -m pip install -q -c $(CONSTRAINTS) -e . -r benchmarks/requirements.txt -r benchmarks/requirements-adapters.txt
 	touch $@
 
 # Every benchmark runs; the target fails at the end if any missed a target.
 bench: $(BENCH_VENV)/.ready
 	status=0; \
 	$(BENCH_PY) benchmarks/bench_logging.py $(BENCH_ARGS) || status=1; \
-	if [ -f benchmarks/bench_queries.py ]; then \
-		$(BENCH_PY) benchmarks/bench_queries.py $(BENCH_QUERIES_ARGS) || status=1; \
-	fi; \
+	$(BENCH_PY) benchmarks/bench_queries.py $(BENCH_QUERIES_ARGS) || status=1; \
+	$(BENCH_PY) benchmarks/bench_adapters.py $(BENCH_ADAPTERS_ARGS) || status=1; \
 	exit $$status
 
 clean:

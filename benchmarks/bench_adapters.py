@@ -115,7 +115,7 @@ def variants(frameworks: list[str], backends: list[str], mlflow_async: bool) -> 
                     "modeltrail",
                     b,
                     "ModeltrailLogger: 2 hparams + 11 trainer.* params; train_loss and epoch every step "
-                    "(queued, written by its writer thread every 50 ms); finish -> version",
+                    "(queued; modeltrail's writer thread writes them in batches); finish -> version",
                     compare_to="mlflow",
                 )
             )

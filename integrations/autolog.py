@@ -118,7 +118,7 @@ def describe_arguments(signature: inspect.Signature, args: Sequence[Any], kwargs
 
 def describe(value: Any) -> Any:
     """Data becomes "type(shape=..., dtype=...)"; configuration values stay as they are."""
-    from modeltrail.values import qualified_name
+    from modeltrail._values import qualified_name
 
     shape = getattr(value, "shape", None)
     if shape is not None and not isinstance(value, type):
@@ -412,7 +412,7 @@ def _lightning_fit(original: Callable[..., Any]) -> Callable[..., Any]:
 def run_script(path: str, argv: list[str], *, uri: str | None = None, model: str | None = None) -> int:
     """Run ``path`` as ``__main__`` with autolog on; returns its exit status."""
     if not os.path.isfile(path):
-        from modeltrail.errors import ValidationError
+        from modeltrail._errors import ValidationError
 
         raise ValidationError(f"no such script: {path!r}", value=path)
     saved_argv, saved_path = sys.argv[:], sys.path[:]
@@ -429,7 +429,7 @@ def run_script(path: str, argv: list[str], *, uri: str | None = None, model: str
         disable_autolog()
         sys.argv, sys.path[:] = saved_argv, saved_path
         with guarded("autolog: flush"):
-            from modeltrail.store import close_all
+            from modeltrail._store import close_all
 
             close_all()
 

@@ -53,11 +53,11 @@ from collections.abc import Mapping
 from types import FrameType, TracebackType
 from typing import Any
 
-from modeltrail.dataset import Dataset
-from modeltrail.records import VersionRecord
-from modeltrail.tracker import Tracker
-from modeltrail.training import Stage, Training, active_training
-from modeltrail.values import flatten
+from modeltrail._dataset import Dataset
+from modeltrail._records import VersionRecord
+from modeltrail._tracker import Tracker
+from modeltrail._training import Stage, Training, active_training
+from modeltrail._values import flatten
 
 from ._common import guarded, require
 

@@ -46,14 +46,14 @@ from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
 from lightning.pytorch.loggers.logger import DummyExperiment, Logger, rank_zero_experiment  # noqa: E402
 from lightning.pytorch.utilities.rank_zero import rank_zero_only  # noqa: E402
 
-from modeltrail.config import resolve_uri  # noqa: E402
-from modeltrail.training import active_training, check_metric_key, check_model_name  # noqa: E402
-from modeltrail.values import as_metric_value, flatten  # noqa: E402
+from modeltrail._config import resolve_uri  # noqa: E402
+from modeltrail._training import active_training, check_metric_key, check_model_name  # noqa: E402
+from modeltrail._values import as_metric_value, flatten  # noqa: E402
 
 if TYPE_CHECKING:
-    from modeltrail.records import VersionRecord
-    from modeltrail.tracker import Tracker
-    from modeltrail.training import Training
+    from modeltrail._records import VersionRecord
+    from modeltrail._tracker import Tracker
+    from modeltrail._training import Training
 
 __all__ = ["ModeltrailLogger"]
 
@@ -226,7 +226,7 @@ class ModeltrailLogger(Logger):
                 self._warn_unrecorded("outside-fit", f"trainer.{_stage(trainer)}() outside a fit is not recorded")
                 return None
             else:
-                from modeltrail.tracker import Tracker
+                from modeltrail._tracker import Tracker
 
                 if self._tracker is None:
                     self._tracker = Tracker(self._uri)

@@ -50,8 +50,8 @@ from sklearn.utils.metaestimators import available_if  # noqa: E402
 from sklearn.utils.validation import check_is_fitted  # noqa: E402
 
 if TYPE_CHECKING:
-    from modeltrail.dataset import Dataset
-    from modeltrail.training import Training
+    from modeltrail._dataset import Dataset
+    from modeltrail._training import Training
 
 log = logging.getLogger("modeltrail.integrations.sklearn")
 
@@ -233,7 +233,7 @@ class TrackedEstimator(BaseEstimator):
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __repr__(self, N_CHAR_MAX: int = 700) -> str:
-        from modeltrail.config import mask_password
+        from modeltrail._config import mask_password
 
         return mask_password(super().__repr__(N_CHAR_MAX))  # the uri's password stays out of logs
 
@@ -458,11 +458,11 @@ def _marked(run: Training | None, name: str) -> Iterator[None]:
 
 
 def _estimator_params(estimator: Any) -> dict[str, Any]:
-    """``get_params(deep=True)`` plus the class, in modeltrail.values' readable form (nested
+    """``get_params(deep=True)`` plus the class, in modeltrail._values' readable form (nested
     estimators by their repr), with passwords of URLs masked: a nested TrackedEstimator's
     ``uri`` must not put a database password into the ledger."""
-    from modeltrail.config import mask_password
-    from modeltrail.values import to_jsonable
+    from modeltrail._config import mask_password
+    from modeltrail._values import to_jsonable
 
     def masked(value: Any) -> Any:
         if isinstance(value, str):

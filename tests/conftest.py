@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 import modeltrail
-from modeltrail import store as store_mod
+from modeltrail import _store as store_mod
 
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 MYSQL_ADMIN = os.environ.get("MODELTRAIL_TEST_MYSQL", "mysql+pymysql://root@127.0.0.1:3306/test")

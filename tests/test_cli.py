@@ -14,7 +14,8 @@ import pytest
 from sqlalchemy import create_engine, func, select
 
 import modeltrail
-from modeltrail import Dataset, schema
+from modeltrail import Dataset
+from modeltrail import _schema as schema
 from modeltrail.cli import main
 
 
@@ -216,7 +217,7 @@ def test_bad_input_exits_2_with_one_line_and_changes_nothing(
     code, out, err = run(capsys, *argv)
     assert code == 2 and out == ""
     assert err.startswith("modeltrail: error: ") and err.count("\n") == 1, err
-    assert count_rows(ledger, schema.Deployment) == 0
+    assert count_rows(ledger, schema.DeploymentRow) == 0
 
 
 @pytest.mark.parametrize(
@@ -233,7 +234,7 @@ def test_sql_injection_is_just_a_name_that_is_not_found(
     assert run_json(capsys, "models", "--name", "%") == []
     assert run_json(capsys, "deployments", "churn-rf", "--env", name[:60].strip()) == []
     assert [m["name"] for m in run_json(capsys, "models")] == ["churn-lgbm", "churn-rf"]
-    assert (count_rows(ledger, schema.Model), count_rows(ledger, schema.Version)) == (2, 4)
+    assert (count_rows(ledger, schema.ModelRow), count_rows(ledger, schema.VersionRow)) == (2, 4)
 
 
 def test_password_never_printed(capsys: pytest.CaptureFixture[str]) -> None:
@@ -252,7 +253,7 @@ def test_missing_sqlite_file_is_an_error_and_is_not_created(capsys: pytest.Captu
 def test_db_upgrade_brings_an_outdated_database_to_head(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     from alembic import command
 
-    from modeltrail import migrations
+    from modeltrail import _migrations as migrations
 
     engine = create_engine(db_url)
     with engine.begin() as conn:
@@ -278,7 +279,7 @@ def test_db_upgrade_brings_an_outdated_database_to_head(db_url: str, capsys: pyt
 
 
 def test_db_upgrade_creates_a_new_sqlite_ledger(capsys: pytest.CaptureFixture[str], tmp_path) -> None:
-    from modeltrail import migrations
+    from modeltrail import _migrations as migrations
 
     url = f"sqlite:///{tmp_path / 'new' / 'ledger.db'}"
     result = run_json(capsys, "--uri", url, "db", "upgrade")
@@ -343,7 +344,7 @@ def test_sync_replays_a_spool_left_by_an_ended_process(sqlite_url: str, tmp_path
     import textwrap
 
     import modeltrail
-    from modeltrail import spool
+    from modeltrail import _spool as spool
     from modeltrail.cli import main
 
     modeltrail.Tracker(sqlite_url).close()
@@ -351,7 +352,7 @@ def test_sync_replays_a_spool_left_by_an_ended_process(sqlite_url: str, tmp_path
     script = textwrap.dedent(
         f"""
         import modeltrail
-        from modeltrail.errors import StorageUnavailableError
+        from modeltrail._errors import StorageUnavailableError
         tracker = modeltrail.Tracker({sqlite_url!r})
         writer = tracker.store.writer
         writer._go_offline(StorageUnavailableError("simulated outage"))

@@ -15,9 +15,10 @@ from sqlalchemy import create_engine, func, select
 from tests.conftest import make_db_url
 
 import modeltrail
-from modeltrail import Dataset, ValidationError, schema
+from modeltrail import Dataset, ValidationError
+from modeltrail import _schema as schema
+from modeltrail._exchange.documents import dumps, json_schema, schema_errors
 from modeltrail.cli import main
-from modeltrail.exchange import dumps, json_schema, schema_errors
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 import modeltrail
-from modeltrail.errors import PermissionDeniedError, ValidationError
-from modeltrail.grants import grant_statements
+from modeltrail._errors import PermissionDeniedError, ValidationError
+from modeltrail._grants import grant_statements
 
 
 def test_grant_statements_cover_every_table_and_never_audit_updates() -> None:
@@ -44,7 +44,7 @@ def role_urls(mysql_url: str):
             for role, user in users.items()
         }
     finally:
-        modeltrail.store.close_all()
+        modeltrail._store.close_all()
         with admin.connect() as conn:
             for user in users.values():
                 conn.execute(text(f"DROP USER IF EXISTS '{user}'@'%'"))

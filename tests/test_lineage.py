@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 import modeltrail
-from modeltrail import Dataset, ValidationError, context
+from modeltrail import Dataset, ValidationError
+from modeltrail import _context as context
 from modeltrail.cli import main
 
 DIGEST_A = "a1" * 32

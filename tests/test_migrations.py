@@ -6,9 +6,9 @@ import pytest
 from sqlalchemy import create_engine, text
 
 import modeltrail
-from modeltrail import migrations
-from modeltrail.errors import SchemaOutdatedError
-from modeltrail.store import Store
+from modeltrail import _migrations as migrations
+from modeltrail._errors import SchemaOutdatedError
+from modeltrail._store import Store
 
 # Rows valid at the first revision; every later revision must keep them readable.
 SEED = [

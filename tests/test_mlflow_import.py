@@ -15,9 +15,10 @@ from sqlalchemy import create_engine, func, select
 from tests.conftest import CI
 
 import modeltrail
-from modeltrail import ValidationError, schema
+from modeltrail import ValidationError
+from modeltrail import _schema as schema
+from modeltrail._exchange.mlflow import training_uuid
 from modeltrail.cli import main
-from modeltrail.mlflow_import import training_uuid
 
 pytestmark = pytest.mark.slow
 

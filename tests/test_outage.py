@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 from tests.proxy import Proxy
 
 import modeltrail
-from modeltrail import spool as spool_mod
+from modeltrail import _spool as spool_mod
 
 
 @pytest.fixture

@@ -9,11 +9,11 @@ import pytest
 from sqlalchemy import create_engine, text
 
 import modeltrail
-from modeltrail import migrations
-from modeltrail.config import DEFAULT_URI, mask_password, resolve_uri
-from modeltrail.errors import ConfigurationError, SchemaError, SchemaOutdatedError, StorageUnavailableError
-from modeltrail.schema import VERSION_TABLE, Base
-from modeltrail.store import Store
+from modeltrail import _migrations as migrations
+from modeltrail._config import DEFAULT_URI, mask_password, resolve_uri
+from modeltrail._errors import ConfigurationError, SchemaError, SchemaOutdatedError, StorageUnavailableError
+from modeltrail._schema import VERSION_TABLE, Base
+from modeltrail._store import Store
 
 
 def test_url_comes_from_argument_then_environment_then_default(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -25,8 +25,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, insert, select
 
 import modeltrail
-from modeltrail import schema
-from modeltrail.errors import ConfigurationError
+from modeltrail import _schema as schema
+from modeltrail._errors import ConfigurationError
 from modeltrail.ui import app as ui_app
 from modeltrail.ui import server
 
@@ -417,10 +417,10 @@ def bulk_versions(url: str, model: str, count: int) -> int:
     tracker.flush()
     store = tracker.store
     with store.transaction() as s:
-        model_id = s.execute(select(schema.Model.id).where(schema.Model.name == model)).scalar_one()
-        keys = dict(s.execute(select(schema.MetricKey.name, schema.MetricKey.id)).all())
-        next_training = s.execute(select(func.max(schema.Training.id))).scalar_one() + 1
-        next_version = s.execute(select(func.max(schema.Version.id))).scalar_one() + 1
+        model_id = s.execute(select(schema.ModelRow.id).where(schema.ModelRow.name == model)).scalar_one()
+        keys = dict(s.execute(select(schema.MetricKeyRow.name, schema.MetricKeyRow.id)).all())
+        next_training = s.execute(select(func.max(schema.TrainingRow.id))).scalar_one() + 1
+        next_version = s.execute(select(func.max(schema.VersionRow.id))).scalar_one() + 1
         parent = next_version - 1
         now = dt.datetime.now(dt.timezone.utc)
         trainings, versions, params, summaries = [], [], [], []
@@ -480,10 +480,10 @@ def bulk_versions(url: str, model: str, count: int) -> int:
                     }
                 )
         for table, rows in (
-            (schema.Training, trainings),
-            (schema.Version, versions),
-            (schema.Param, params),
-            (schema.MetricSummary, summaries),
+            (schema.TrainingRow, trainings),
+            (schema.VersionRow, versions),
+            (schema.ParamRow, params),
+            (schema.MetricSummaryRow, summaries),
         ):
             s.execute(insert(table), rows)
     tracker.close()

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from modeltrail.errors import ValidationError
-from modeltrail.values import (
+from modeltrail._errors import ValidationError
+from modeltrail._values import (
     REDACTED,
     as_metric_value,
     decode_float,

@@ -12,19 +12,19 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "ConfigurationError": "errors",
-    "Dataset": "dataset",
-    "ModeltrailError": "errors",
-    "NotFoundError": "errors",
-    "PermissionDeniedError": "errors",
-    "SchemaError": "errors",
-    "SchemaOutdatedError": "errors",
-    "StorageError": "errors",
-    "StorageUnavailableError": "errors",
-    "Tracker": "tracker",
-    "Training": "training",
-    "ValidationError": "errors",
-    "active_training": "training",
+    "ConfigurationError": "_errors",
+    "Dataset": "_dataset",
+    "ModeltrailError": "_errors",
+    "NotFoundError": "_errors",
+    "PermissionDeniedError": "_errors",
+    "SchemaError": "_errors",
+    "SchemaOutdatedError": "_errors",
+    "StorageError": "_errors",
+    "StorageUnavailableError": "_errors",
+    "Tracker": "_tracker",
+    "Training": "_training",
+    "ValidationError": "_errors",
+    "active_training": "_training",
     "autolog": "integrations.autolog",
     "disable_autolog": "integrations.autolog",
     "enable_autolog": "integrations.autolog",
@@ -65,8 +65,8 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from .dataset import Dataset
-    from .errors import (
+    from ._dataset import Dataset
+    from ._errors import (
         ConfigurationError,
         ModeltrailError,
         NotFoundError,
@@ -77,6 +77,6 @@ if TYPE_CHECKING:
         StorageUnavailableError,
         ValidationError,
     )
+    from ._tracker import Tracker
+    from ._training import Training, active_training
     from .integrations.autolog import autolog, disable_autolog, enable_autolog
-    from .tracker import Tracker
-    from .training import Training, active_training

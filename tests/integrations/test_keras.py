@@ -26,7 +26,7 @@ if keras.backend.backend() != "torch":
 import numpy as np  # noqa: E402
 
 import modeltrail  # noqa: E402
-from modeltrail.errors import StorageError  # noqa: E402
+from modeltrail._errors import StorageError  # noqa: E402
 from modeltrail.integrations import _common  # noqa: E402
 from modeltrail.integrations.keras import INTERRUPTED, ModeltrailCallback  # noqa: E402
 

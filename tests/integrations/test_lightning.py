@@ -27,7 +27,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 import modeltrail
-from modeltrail import store as store_mod
+from modeltrail import _store as store_mod
 from modeltrail.integrations import _common
 from modeltrail.integrations.lightning import ModeltrailLogger
 

@@ -39,7 +39,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import estimator_checks_generator
 
 import modeltrail
-from modeltrail import store as store_mod
+from modeltrail import _store as store_mod
 from modeltrail.integrations import _common
 from modeltrail.integrations._common import ModeltrailWarning
 from modeltrail.integrations.sklearn import TrackedEstimator
@@ -320,7 +320,7 @@ def test_clone_and_pickle_round_trip(db_url_sqlite_mysql: str) -> None:
 
     clf.fit(X, y)
     blob = pickle.dumps(clf)
-    assert b"sqlalchemy" not in blob and b"modeltrail.tracker" not in blob
+    assert b"sqlalchemy" not in blob and b"modeltrail._tracker" not in blob
     back = pickle.loads(blob)
     np.testing.assert_array_equal(back.predict_proba(X), clf.predict_proba(X))
     assert (back.training_id_, back.version_) == (clf.training_id_, 1)

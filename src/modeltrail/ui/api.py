@@ -15,9 +15,9 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from .. import queries
-from ..errors import ValidationError
-from ..records import (
+from .._errors import ValidationError
+from .._read import queries
+from .._records import (
     AuditRecord,
     Comparison,
     DeploymentRecord,
@@ -27,8 +27,8 @@ from ..records import (
     VersionMetric,
     VersionRecord,
 )
-from ..registry import metric_mode
-from ..tracker import Tracker
+from .._registry import metric_mode
+from .._tracker import Tracker
 from . import data
 
 router = APIRouter(prefix="/api", tags=["api"])

@@ -34,8 +34,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
-from ..errors import ConfigurationError, ModeltrailError, NotFoundError, SchemaError, StorageError, ValidationError
-from ..tracker import Tracker
+from .._errors import ConfigurationError, ModeltrailError, NotFoundError, SchemaError, StorageError, ValidationError
+from .._tracker import Tracker
 from . import api, pages
 from .format import FILTERS
 
@@ -78,7 +78,7 @@ def _check_sqlite_exists(uri: str) -> None:
 
 def open_ledger(uri: str | None) -> Tracker:
     """A Tracker that can only read: no schema creation, no spool, no writer thread."""
-    from ..config import resolve_uri
+    from .._config import resolve_uri
 
     resolved = resolve_uri(uri)
     _check_sqlite_exists(resolved)

@@ -20,10 +20,12 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from .. import queries, registry, schema
-from ..errors import NotFoundError, ValidationError
-from ..records import DeploymentRecord, ModelRecord
-from ..values import decode_float
+from .. import _registry as registry
+from .. import _schema as schema
+from .._errors import NotFoundError, ValidationError
+from .._read import queries
+from .._records import DeploymentRecord, ModelRecord
+from .._values import decode_float
 
 #: Metric columns of the versions table: the metrics most versions logged.
 KEY_METRICS_MAX = 6
@@ -118,7 +120,7 @@ class FilterOptions:
 # ------------------------------------------------------------------ models
 def environments_by_model(s: Session) -> dict[int, dict[str, int]]:
     """Model id -> {environment: version number serving there now}, for every model in one query."""
-    d, v = schema.Deployment, schema.Version
+    d, v = schema.DeploymentRow, schema.VersionRow
     out: dict[int, dict[str, int]] = {}
     query = (
         select(d.model_id, d.environment, v.number)
@@ -152,7 +154,7 @@ def summary_of(m: ModelRecord, environments: dict[str, int]) -> ModelSummary:
 
 def filter_options(s: Session) -> FilterOptions:
     """Distinct frameworks, types and tags (``key=value``), for the list's filter menus."""
-    m, t = schema.Model, schema.ModelTag
+    m, t = schema.ModelRow, schema.ModelTagRow
 
     def distinct(column: Any) -> list[str]:
         return [v for v in s.execute(select(column).where(column.is_not(None)).distinct().order_by(column)).scalars()]
@@ -167,7 +169,7 @@ def filter_options(s: Session) -> FilterOptions:
 # ------------------------------------------------------------------ one model
 def model_metrics(s: Session, model_id: int) -> list[MetricInfo]:
     """Every metric the model's versions logged, most widely logged first, stage timings after the rest."""
-    v, ms, mk = schema.Version, schema.MetricSummary, schema.MetricKey
+    v, ms, mk = schema.VersionRow, schema.MetricSummaryRow, schema.MetricKeyRow
     count = func.count(ms.id)
     query = (
         select(mk.name, count)
@@ -197,7 +199,7 @@ def _changed_keys(diff: Any) -> list[str]:
 
 def version_rows(s: Session, model_id: int, key_metrics: list[str]) -> list[VersionRow]:
     """Every version of a model with its training's facts and the key metrics' final values."""
-    v, t = schema.Version, schema.Training
+    v, t = schema.VersionRow, schema.TrainingRow
     conn = s.connection()  # Core rows: a thousand versions are read without the ORM's per-row cost
     rows = conn.execute(
         select(
@@ -219,7 +221,7 @@ def version_rows(s: Session, model_id: int, key_metrics: list[str]) -> list[Vers
     number_of = {r.id: r.number for r in rows}
     finals: dict[int, dict[str, float]] = {}
     if key_metrics and rows:
-        ms, mk = schema.MetricSummary, schema.MetricKey
+        ms, mk = schema.MetricSummaryRow, schema.MetricKeyRow
         query = (
             select(ms.training_id, mk.name, ms.last_value, ms.last_kind)
             .select_from(v)
@@ -274,7 +276,7 @@ def _points(
     s: Session, training_id: int, key_id: int, total: int, max_points: int, last: tuple[int, float] | None
 ) -> tuple[int, list[tuple[int, float]]]:
     """Every ``stride``-th point of one history (row numbers counted in the database), ending with the last."""
-    mp = schema.MetricPoint
+    mp = schema.MetricPointRow
     stride = _stride(total, max_points)
     where = (mp.training_id == training_id, mp.key_id == key_id)
     if stride == 1:
@@ -294,7 +296,7 @@ def _points(
 
 
 def _summaries(s: Session, training_ids: list[int], metric: str | None) -> list[Any]:
-    ms, mk = schema.MetricSummary, schema.MetricKey
+    ms, mk = schema.MetricSummaryRow, schema.MetricKeyRow
     query = (
         select(ms.training_id, ms.key_id, mk.name, ms.count, ms.last_step, ms.last_value, ms.last_kind)
         .join(mk, mk.id == ms.key_id)
@@ -317,15 +319,15 @@ def training_series(
 ) -> list[Series]:
     """Each metric's history of one training (or only ``metric``), thinned to ``max_points`` (0: all)."""
     _check_max_points(max_points)
-    if s.get(schema.Training, training_id) is None:
+    if s.get(schema.TrainingRow, training_id) is None:
         raise NotFoundError(f"no training with id {training_id!r}", value=training_id)
     number = s.execute(
-        select(schema.Version.number).where(schema.Version.training_id == training_id)
+        select(schema.VersionRow.number).where(schema.VersionRow.training_id == training_id)
     ).scalar_one_or_none()
     found = _summaries(s, [training_id], metric)
     total = sum(r.count for r in found)
     if total <= ONE_QUERY_POINTS_MAX and all(_stride(r.count, max_points) == 1 for r in found):
-        mp, mk = schema.MetricPoint, schema.MetricKey
+        mp, mk = schema.MetricPointRow, schema.MetricKeyRow
         by_key: dict[str, list[tuple[int, float]]] = {r.name: [] for r in found}
         rows = s.execute(
             select(mk.name, mp.step, mp.value, mp.kind)
@@ -358,7 +360,7 @@ def curves(
     """``metric``'s history in each of ``versions`` (default: the latest that logged it), one series each."""
     _check_max_points(max_points)
     model = queries.resolve_model(s, model_ref)
-    v, ms, mk = schema.Version, schema.MetricSummary, schema.MetricKey
+    v, ms, mk = schema.VersionRow, schema.MetricSummaryRow, schema.MetricKeyRow
     if versions is None:
         latest = s.execute(
             select(v.number)
@@ -400,7 +402,7 @@ class AuditOptions:
 
 
 def audit_options(s: Session) -> AuditOptions:
-    a = schema.AuditEvent
+    a = schema.AuditEventRow
     actions = list(s.execute(select(a.action).distinct().order_by(a.action)).scalars())
     entities = list(s.execute(select(a.entity).distinct().order_by(a.entity)).scalars())
     return AuditOptions(actions=actions, entities=entities)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
-from ..values import display
+from .._values import display
 
 #: What a missing value reads as (an en dash), and the minus and infinity signs.
 MISSING, MINUS, INFINITY = "\u2013", "\u2212", "\u221e"

@@ -14,8 +14,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
-from .. import queries, registry, schema
-from ..errors import ValidationError
+from .. import _registry as registry
+from .. import _schema as schema
+from .._errors import ValidationError
+from .._read import queries
 from . import data
 from .api import Ledger, parse_versions
 from .tables import version_rows_html
@@ -125,7 +127,7 @@ def compare_page(
             b = queries.resolve_version(s, row).number
         if a is None:
             parent_id = queries.resolve_version(s, row, b).parent_id
-            parent = s.get(schema.Version, parent_id) if parent_id else None
+            parent = s.get(schema.VersionRow, parent_id) if parent_id else None
             a = parent.number if parent is not None else b - 1
         comparison = registry.compare(s, row.id, a, b)
     return render(request, "compare.html", "models", {"model": model, "c": comparison})

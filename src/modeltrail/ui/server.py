@@ -14,7 +14,7 @@ import re
 
 import uvicorn
 
-from ..errors import ConfigurationError
+from .._errors import ConfigurationError
 from .app import create_app
 
 ENV_TOKEN = "MODELTRAIL_UI_TOKEN"

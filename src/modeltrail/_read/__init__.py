@@ -1,0 +1,1 @@
+"""The read side: queries, rankings, lineage and audit reads; never writes."""

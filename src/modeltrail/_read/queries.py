@@ -1,0 +1,338 @@
+"""The read side, shared by the Python API, the CLI and the dashboard.
+
+Every function takes an open session and returns detached records. Names and
+filters only ever reach SQL as bound parameters.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from .. import _schema as schema
+from .._errors import NotFoundError, ValidationError
+from .._records import (
+    DatasetRecord,
+    MetricPoint,
+    MetricSummary,
+    ModelRecord,
+    RecordList,
+    StageRecord,
+    TrainingRecord,
+    VersionRecord,
+)
+from .._values import decode_float, from_jsonable
+
+
+# ------------------------------------------------------------------ lookups
+def resolve_model(s: Session, ref: Any, *, for_update: bool = False) -> schema.ModelRow:
+    """A model by name, by id (int) or by a record that has one.
+
+    ``for_update`` locks the row (``SELECT ... FOR UPDATE``): writers that must see the
+    latest committed state of a model's versions or deployments take this lock first.
+    """
+    if isinstance(ref, ModelRecord):
+        ref = ref.id
+    if isinstance(ref, bool) or not isinstance(ref, (int, str)):
+        raise ValidationError(f"a model is named by its name or id, got {ref!r}", value=ref)
+
+    def one(condition: Any) -> schema.ModelRow | None:
+        query = select(schema.ModelRow).where(condition)
+        if for_update:
+            query = query.with_for_update()
+        return s.execute(query).scalar_one_or_none()
+
+    model = None
+    if isinstance(ref, str):
+        model = one(schema.ModelRow.name == ref)
+        if model is None and ref.isdigit() and len(ref) < 10:
+            model = one(schema.ModelRow.id == int(ref))
+    elif -(2**31) <= ref < 2**31:
+        model = one(schema.ModelRow.id == ref)
+    if model is None:
+        raise NotFoundError(f"no model {ref!r}", value=ref)
+    return model
+
+
+def resolve_version(s: Session, model: schema.ModelRow, number: int | None = None) -> schema.VersionRow:
+    """Version ``number`` of ``model``; the latest when ``number`` is None."""
+    query = select(schema.VersionRow).where(schema.VersionRow.model_id == model.id)
+    if number is None:
+        version = s.execute(query.order_by(schema.VersionRow.number.desc()).limit(1)).scalar_one_or_none()
+        if version is None:
+            raise NotFoundError(f"model {model.name!r} has no versions yet", value=model.name)
+        return version
+    if isinstance(number, bool) or not isinstance(number, int):
+        raise ValidationError(f"a version number is an integer, got {number!r}", value=number)
+    version = None
+    if -(2**31) <= number < 2**31:  # beyond INTEGER no version exists (and PostgreSQL would refuse the bind)
+        version = s.execute(query.where(schema.VersionRow.number == number)).scalar_one_or_none()
+    if version is None:
+        raise NotFoundError(f"model {model.name!r} has no version {number}", value=number)
+    return version
+
+
+def resolve_training_id(s: Session, ref: Any, *, version: int | None = None) -> int:
+    """A training id from a Training, a record, a training id, or a model name (+ version number)."""
+    if isinstance(ref, VersionRecord):
+        return ref.training_id
+    if hasattr(ref, "id") and hasattr(ref, "uuid"):  # Training or TrainingRecord
+        return int(ref.id)
+    if isinstance(ref, int) and not isinstance(ref, bool) and version is None:
+        if s.get(schema.TrainingRow, ref) is None:
+            raise NotFoundError(f"no training with id {ref}", value=ref)
+        return ref
+    if isinstance(ref, (str, int, ModelRecord)):
+        return resolve_version(s, resolve_model(s, ref), version).training_id
+    raise ValidationError(f"cannot find a training from {ref!r}", value=ref)
+
+
+# ------------------------------------------------------------------ records
+def model_records(s: Session, models: Iterable[schema.ModelRow]) -> RecordList[ModelRecord]:
+    models = list(models)
+    ids = [m.id for m in models]
+    latest: dict[int, int] = {}
+    tags: dict[int, dict[str, str]] = {}
+    if ids:
+        latest = dict(
+            s.execute(
+                select(schema.VersionRow.model_id, func.max(schema.VersionRow.number))
+                .where(schema.VersionRow.model_id.in_(ids))
+                .group_by(schema.VersionRow.model_id)
+            ).all()
+        )
+        for model_id, key, value in s.execute(
+            select(schema.ModelTagRow.model_id, schema.ModelTagRow.key, schema.ModelTagRow.value).where(
+                schema.ModelTagRow.model_id.in_(ids)
+            )
+        ):
+            tags.setdefault(model_id, {})[key] = value
+    return RecordList(
+        ModelRecord(
+            id=m.id,
+            name=m.name,
+            model_type=m.model_type,
+            framework=m.framework,
+            description=m.description,
+            created_at=m.created_at,
+            latest_version=latest.get(m.id),
+            tags=tags.get(m.id, {}),
+        )
+        for m in models
+    )
+
+
+def find_models(
+    s: Session,
+    *,
+    framework: str | None = None,
+    model_type: str | None = None,
+    tag: str | None = None,
+    name_like: str | None = None,
+) -> RecordList[ModelRecord]:
+    """Models filtered by framework, type, tag (``key`` or ``key=value``) and name substring."""
+    query = select(schema.ModelRow).order_by(schema.ModelRow.name)
+    if framework is not None:
+        query = query.where(schema.ModelRow.framework == framework)
+    if model_type is not None:
+        query = query.where(schema.ModelRow.model_type == model_type)
+    if name_like is not None:
+        query = query.where(schema.ModelRow.name.contains(name_like, autoescape=True))
+    if tag is not None:
+        key, _, value = tag.partition("=")
+        sub = select(schema.ModelTagRow.model_id).where(schema.ModelTagRow.key == key)
+        if value:
+            sub = sub.where(schema.ModelTagRow.value == value)
+        query = query.where(schema.ModelRow.id.in_(sub))
+    return model_records(s, s.execute(query).scalars())
+
+
+def summaries(s: Session, training_ids: list[int]) -> dict[int, dict[str, MetricSummary]]:
+    """Metric summaries of many trainings in one query."""
+    out: dict[int, dict[str, MetricSummary]] = {t: {} for t in training_ids}
+    if not training_ids:
+        return out
+    ms, mk = schema.MetricSummaryRow, schema.MetricKeyRow
+    rows = s.execute(select(ms, mk.name).join(mk, mk.id == ms.key_id).where(ms.training_id.in_(training_ids)))
+    for summary, name in rows:
+        out[summary.training_id][name] = summary_record(name, summary)
+    return out
+
+
+def summary_record(name: str, row: Any) -> MetricSummary:
+    """A summary from a ``metric_summaries`` row (an ORM object or a row of its columns)."""
+    return MetricSummary(
+        key=name,
+        count=row.count,
+        last=decode_float(row.last_value, row.last_kind),
+        last_step=row.last_step,
+        min=decode_float(row.min_value, row.min_kind) if row.min_step is not None else None,
+        min_step=row.min_step,
+        max=decode_float(row.max_value, row.max_kind) if row.max_step is not None else None,
+        max_step=row.max_step,
+    )
+
+
+def params_of(s: Session, training_ids: list[int]) -> dict[int, dict[str, Any]]:
+    out: dict[int, dict[str, Any]] = {t: {} for t in training_ids}
+    if training_ids:
+        p = schema.ParamRow
+        for tid, key, value in s.execute(select(p.training_id, p.key, p.value).where(p.training_id.in_(training_ids))):
+            out[tid][key] = from_jsonable(value)
+    return out
+
+
+def dataset_record(row: schema.DatasetRow | None) -> DatasetRecord | None:
+    if row is None:
+        return None
+    return DatasetRecord(
+        id=row.id,
+        name=row.name,
+        digest=row.digest,
+        n_rows=row.n_rows,
+        n_features=row.n_features,
+        shape=row.shape,
+        features=row.features,
+        source=row.source,
+    )
+
+
+def training_records(
+    s: Session, rows: Sequence[tuple[schema.TrainingRow, str, int | None]]
+) -> RecordList[TrainingRecord]:
+    ids = [t.id for t, _, _ in rows]
+    params = params_of(s, ids)
+    metrics = summaries(s, ids)
+    stages = stages_of(s, ids)
+    dataset_ids = {t.dataset_id for t, _, _ in rows if t.dataset_id is not None}
+    datasets = (
+        {d.id: d for d in s.execute(select(schema.DatasetRow).where(schema.DatasetRow.id.in_(dataset_ids))).scalars()}
+        if dataset_ids
+        else {}
+    )
+    return RecordList(
+        TrainingRecord(
+            id=t.id,
+            uuid=t.uuid,
+            model=model_name,
+            status=t.status,
+            started_at=t.started_at,
+            ended_at=t.ended_at,
+            duration_s=t.duration_s,
+            version=number,
+            dataset=dataset_record(datasets.get(t.dataset_id)) if t.dataset_id else None,
+            artifact_path=t.artifact_path,
+            artifact_sha256=t.artifact_sha256,
+            artifact_size=t.artifact_size,
+            error=t.error,
+            run_by=t.run_by,
+            host=t.host,
+            git_commit=t.git_commit,
+            context=t.context or {},
+            params=params[t.id],
+            metrics=metrics[t.id],
+            stages=stages[t.id],
+        )
+        for t, model_name, number in rows
+    )
+
+
+def stages_of(s: Session, training_ids: list[int]) -> dict[int, list[StageRecord]]:
+    out: dict[int, list[StageRecord]] = {t: [] for t in training_ids}
+    if training_ids:
+        st = schema.StageRow
+        for row in s.execute(select(st).where(st.training_id.in_(training_ids)).order_by(st.training_id, st.position)):
+            stage = row[0]
+            out[stage.training_id].append(
+                StageRecord(
+                    name=stage.name,
+                    position=stage.position,
+                    status=stage.status,
+                    started_at=stage.started_at,
+                    ended_at=stage.ended_at,
+                    duration_s=stage.duration_s,
+                    error=stage.error,
+                    params=from_jsonable(stage.params or {}),
+                )
+            )
+    return out
+
+
+def trainings(s: Session, model_ref: Any = None, *, status: str | None = None) -> RecordList[TrainingRecord]:
+    t, m, v = schema.TrainingRow, schema.ModelRow, schema.VersionRow
+    query = select(t, m.name, v.number).join(m, m.id == t.model_id).outerjoin(v, v.training_id == t.id)
+    if model_ref is not None:
+        query = query.where(t.model_id == resolve_model(s, model_ref).id)
+    if status is not None:
+        query = query.where(t.status == status)
+    return training_records(s, [(r[0], r[1], r[2]) for r in s.execute(query.order_by(t.started_at, t.id))])
+
+
+def training(s: Session, training_id: int) -> TrainingRecord:
+    t, m, v = schema.TrainingRow, schema.ModelRow, schema.VersionRow
+    query = select(t, m.name, v.number).join(m, m.id == t.model_id).outerjoin(v, v.training_id == t.id)
+    rows = [(r[0], r[1], r[2]) for r in s.execute(query.where(t.id == training_id))]
+    if not rows:
+        raise NotFoundError(f"no training with id {training_id!r}", value=training_id)
+    return training_records(s, rows)[0]
+
+
+def trainings_by_id(s: Session, training_ids: Sequence[int]) -> dict[int, TrainingRecord]:
+    """Many trainings by id, in a fixed number of queries."""
+    if not training_ids:
+        return {}
+    t, m, v = schema.TrainingRow, schema.ModelRow, schema.VersionRow
+    query = select(t, m.name, v.number).join(m, m.id == t.model_id).outerjoin(v, v.training_id == t.id)
+    rows = [tuple(r) for r in s.execute(query.where(t.id.in_(list(training_ids))))]
+    return {r.id: r for r in training_records(s, rows)}  # type: ignore[arg-type]
+
+
+def version_record(model_name: str, row: schema.VersionRow, parent_number: int | None) -> VersionRecord:
+    return VersionRecord(
+        id=row.id,
+        model=model_name,
+        number=row.number,
+        training_id=row.training_id,
+        parent_number=parent_number,
+        artifact_path=row.artifact_path,
+        param_diff=from_jsonable(row.param_diff or {"added": {}, "removed": {}, "changed": {}}),
+        created_at=row.created_at,
+    )
+
+
+def versions(s: Session, model_ref: Any) -> RecordList[VersionRecord]:
+    model = resolve_model(s, model_ref)
+    rows = list(
+        s.execute(
+            select(schema.VersionRow).where(schema.VersionRow.model_id == model.id).order_by(schema.VersionRow.number)
+        )
+        .scalars()
+        .all()
+    )
+    number_of = {r.id: r.number for r in rows}
+    return RecordList(version_record(model.name, r, number_of.get(r.parent_id) if r.parent_id else None) for r in rows)
+
+
+def metric_history(s: Session, training_id: int, key: str) -> RecordList[MetricPoint]:
+    """Every point of one metric of one training, in step order (ties in logging order)."""
+    key_id = s.execute(select(schema.MetricKeyRow.id).where(schema.MetricKeyRow.name == key)).scalar_one_or_none()
+    if key_id is None:
+        return RecordList()
+    mp = schema.MetricPointRow
+    rows = s.execute(
+        select(mp.step, mp.value, mp.kind, mp.ts)
+        .where(mp.training_id == training_id, mp.key_id == key_id)
+        .order_by(mp.step, mp.id)
+    )
+    return RecordList(
+        MetricPoint(
+            step=step,
+            value=decode_float(value, kind),
+            timestamp=dt.datetime.fromtimestamp(ts, dt.timezone.utc),
+        )
+        for step, value, kind, ts in rows
+    )

@@ -1,0 +1,380 @@
+"""The ledger's tables, in one place.
+
+Plain relational tables that people can query with SQL. Decisions worth knowing:
+
+* Metric history rows stay narrow: the metric name lives once in ``metric_keys``
+  and history rows carry its integer id.
+* MySQL's DOUBLE rejects NaN and infinities, so every stored float is a pair:
+  ``value`` (finite, NULL for NaN, +/-DBL_MAX for +/-inf so ordering still works)
+  and ``kind`` (0 finite, 1 NaN, 2 +inf, 3 -inf). ``modeltrail._values`` maps both ways.
+* ``metric_summaries`` holds last/min/max per training and metric, kept current by
+  the writer, so comparisons and leaderboards never scan the history.
+* Indexed strings are at most 255 characters: utf8mb4 needs 4 bytes a character
+  and InnoDB keys stop at 3072 bytes.
+* Timestamps are timezone-aware UTC; MySQL keeps microseconds (DATETIME(6)).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+#: The table Alembic keeps the schema revision in. Not ``alembic_version``, so a
+#: team's own migrations in the same database never collide with ours.
+VERSION_TABLE = "modeltrail_version"
+
+SHORT = 255  # longest indexed string (see module docstring)
+NAME_MAX = 200  # model and dataset names
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Timezone-aware UTC on the Python side on every backend.
+
+    SQLite and MySQL have no zone-aware type, so UTC is stored naive there and the
+    zone is re-attached on read; PostgreSQL gets ``timestamptz``.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(DateTime(timezone=True))
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: modeltrail stores timezone-aware UTC only")
+        value = value.astimezone(dt.timezone.utc)
+        if dialect.name != "postgresql":
+            value = value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.timezone.utc)
+        return value.astimezone(dt.timezone.utc)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def from_timestamp(ts: float) -> dt.datetime:
+    """A Unix time as an aware UTC datetime (spooled operations carry Unix times)."""
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc)
+
+
+class JSONText(TypeDecorator[Any]):
+    """JSON kept as TEXT on SQLite.
+
+    A column declared ``JSON`` gets NUMERIC affinity in SQLite, which silently turns
+    the stored text ``0.0`` into the integer ``0``; TEXT affinity keeps it verbatim.
+    """
+
+    impl = Text()
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        return None if value is None else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> Any:
+        return None if value is None else json.loads(value)
+
+
+Json = JSON().with_variant(JSONText(), "sqlite")
+
+# BIGINT everywhere but SQLite, where only INTEGER PRIMARY KEY is the rowid alias.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+Double = Float(precision=53).with_variant(mysql.DOUBLE(asdecimal=False), "mysql", "mariadb")
+LongText = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {dt.datetime: UTCDateTime(), dict[str, Any]: Json, Any: Json}
+
+
+MYSQL_TABLE_ARGS = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
+
+
+class ModelRow(Base):
+    __tablename__ = "models"
+    __table_args__ = (Index(None, "framework", "model_type"), MYSQL_TABLE_ARGS)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_MAX), unique=True)
+    model_type: Mapped[str | None] = mapped_column(String(64))
+    framework: Mapped[str | None] = mapped_column(String(64))
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ModelTagRow(Base):
+    __tablename__ = "model_tags"
+    __table_args__ = (UniqueConstraint("model_id", "key"), Index(None, "key", "value"), MYSQL_TABLE_ARGS)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(128))
+    value: Mapped[str] = mapped_column(String(SHORT), default="")
+
+
+class DatasetRow(Base):
+    __tablename__ = "datasets"
+    __table_args__ = (UniqueConstraint("digest", "name"), MYSQL_TABLE_ARGS)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_MAX))
+    digest: Mapped[str] = mapped_column(String(64))
+    n_rows: Mapped[int | None] = mapped_column(BigInteger)
+    n_features: Mapped[int | None] = mapped_column(BigInteger)
+    shape: Mapped[Any | None] = mapped_column(Json)
+    features: Mapped[Any | None] = mapped_column(Json)
+    source: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class TrainingRow(Base):
+    __tablename__ = "trainings"
+    __table_args__ = (Index(None, "model_id", "started_at"), Index(None, "status"), MYSQL_TABLE_ARGS)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: A client-made id: the spool replays by it, so a replay never duplicates a training.
+    uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[dt.datetime | None]
+    duration_s: Mapped[float | None] = mapped_column(Double)
+    dataset_id: Mapped[int | None] = mapped_column(ForeignKey("datasets.id"), index=True)
+    artifact_path: Mapped[str | None] = mapped_column(Text)
+    artifact_sha256: Mapped[str | None] = mapped_column(String(64))
+    artifact_size: Mapped[int | None] = mapped_column(BigInteger)
+    error: Mapped[str | None] = mapped_column(Text)
+    run_by: Mapped[str | None] = mapped_column(String(128))
+    host: Mapped[str | None] = mapped_column(String(SHORT))
+    git_commit: Mapped[str | None] = mapped_column(String(64), index=True)
+    context: Mapped[Any | None] = mapped_column(Json)
+
+
+class ParamRow(Base):
+    __tablename__ = "params"
+    __table_args__ = (UniqueConstraint("training_id", "key"), MYSQL_TABLE_ARGS)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    training_id: Mapped[int] = mapped_column(ForeignKey("trainings.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(SHORT))
+    value: Mapped[Any | None] = mapped_column(Json)
+    display: Mapped[str] = mapped_column(LongText)
+
+
+class MetricKeyRow(Base):
+    __tablename__ = "metric_keys"
+    __table_args__ = (MYSQL_TABLE_ARGS,)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(SHORT), unique=True)
+
+
+class MetricPointRow(Base):
+    __tablename__ = "metric_points"
+    __table_args__ = (Index(None, "training_id", "key_id", "step"), MYSQL_TABLE_ARGS)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    training_id: Mapped[int] = mapped_column(ForeignKey("trainings.id", ondelete="CASCADE"))
+    key_id: Mapped[int] = mapped_column(ForeignKey("metric_keys.id"))
+    step: Mapped[int] = mapped_column(BigInteger)
+    value: Mapped[float | None] = mapped_column(Double)
+    kind: Mapped[int] = mapped_column(SmallInteger, default=0)
+    #: Seconds since the epoch, UTC: a float keeps history rows narrow and cheap to insert.
+    ts: Mapped[float] = mapped_column(Double)
+
+
+class MetricSummaryRow(Base):
+    __tablename__ = "metric_summaries"
+    __table_args__ = (
+        UniqueConstraint("training_id", "key_id"),
+        Index(None, "key_id", "max_value"),
+        Index(None, "key_id", "min_value"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    training_id: Mapped[int] = mapped_column(ForeignKey("trainings.id", ondelete="CASCADE"))
+    key_id: Mapped[int] = mapped_column(ForeignKey("metric_keys.id"))
+    count: Mapped[int] = mapped_column(BigInteger)
+    last_step: Mapped[int] = mapped_column(BigInteger)
+    last_value: Mapped[float | None] = mapped_column(Double)
+    last_kind: Mapped[int] = mapped_column(SmallInteger)
+    min_step: Mapped[int | None] = mapped_column(BigInteger)
+    min_value: Mapped[float | None] = mapped_column(Double)
+    min_kind: Mapped[int] = mapped_column(SmallInteger)
+    max_step: Mapped[int | None] = mapped_column(BigInteger)
+    max_value: Mapped[float | None] = mapped_column(Double)
+    max_kind: Mapped[int] = mapped_column(SmallInteger)
+    updated_ts: Mapped[float] = mapped_column(Double)
+
+
+class VersionRow(Base):
+    __tablename__ = "versions"
+    __table_args__ = (UniqueConstraint("model_id", "number"), MYSQL_TABLE_ARGS)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
+    number: Mapped[int] = mapped_column(Integer)
+    training_id: Mapped[int] = mapped_column(ForeignKey("trainings.id"), unique=True)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("versions.id"))
+    artifact_path: Mapped[str | None] = mapped_column(Text)
+    #: {"added": {k: v}, "removed": {k: v}, "changed": {k: {"old": v, "new": v}}} against the parent.
+    param_diff: Mapped[Any | None] = mapped_column(Json)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class DeploymentRow(Base):
+    __tablename__ = "deployments"
+    __table_args__ = (
+        Index(None, "model_id", "environment", "deployed_at"),
+        Index(None, "environment", "status"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id"), index=True)
+    environment: Mapped[str] = mapped_column(String(64))
+    endpoint: Mapped[str | None] = mapped_column(Text)
+    #: active, superseded, rolled_back or retired; only status and ended_at ever change.
+    status: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(16), default="deploy")
+    deployed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[dt.datetime | None]
+    deployed_by: Mapped[str | None] = mapped_column(String(128))
+    reason: Mapped[str | None] = mapped_column(Text)
+    replaces_id: Mapped[int | None] = mapped_column(ForeignKey("deployments.id"))
+    rollback_of_id: Mapped[int | None] = mapped_column(ForeignKey("deployments.id"))
+
+
+class AuditEventRow(Base):
+    """Append-only: modeltrail inserts here and never updates or deletes."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index(None, "at"), Index(None, "entity", "entity_id"), Index(None, "action"), MYSQL_TABLE_ARGS)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    action: Mapped[str] = mapped_column(String(64))
+    entity: Mapped[str] = mapped_column(String(32))
+    entity_id: Mapped[str] = mapped_column(String(64))
+    db_user: Mapped[str | None] = mapped_column(String(128))
+    os_user: Mapped[str | None] = mapped_column(String(128))
+    host: Mapped[str | None] = mapped_column(String(SHORT))
+    before: Mapped[Any | None] = mapped_column(Json)
+    after: Mapped[Any | None] = mapped_column(Json)
+
+
+class ProductionMetricRow(Base):
+    """A metric measured while a deployment served (latency, live AUC...): compared with its training metrics."""
+
+    __tablename__ = "production_metrics"
+    __table_args__ = (Index(None, "deployment_id", "key_id", "measured_at"), MYSQL_TABLE_ARGS)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id"))
+    key_id: Mapped[int] = mapped_column(ForeignKey("metric_keys.id"))
+    value: Mapped[float | None] = mapped_column(Double)
+    kind: Mapped[int] = mapped_column(SmallInteger, default=0)
+    measured_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class IngestedBatchRow(Base):
+    """One row per metric batch written: a replayed batch (after an outage) is recognised and skipped."""
+
+    __tablename__ = "ingested_batches"
+    __table_args__ = (MYSQL_TABLE_ARGS,)
+
+    batch_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    ingested_ts: Mapped[float] = mapped_column(Double)
+
+
+class StageRow(Base):
+    """One pipeline stage of a training (preprocess, train, evaluate...): its time, outcome and params."""
+
+    __tablename__ = "stages"
+    __table_args__ = (UniqueConstraint("training_id", "position"), MYSQL_TABLE_ARGS)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    training_id: Mapped[int] = mapped_column(ForeignKey("trainings.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[dt.datetime]
+    ended_at: Mapped[dt.datetime]
+    duration_s: Mapped[float] = mapped_column(Double)
+    error: Mapped[str | None] = mapped_column(Text)
+    params: Mapped[Any | None] = mapped_column(Json)
+
+
+class EvaluationRow(Base):
+    """An existing version scored on a named dataset (a test set, a new month of data) after its training.
+
+    Not a training: it makes no version. ``dataset_name`` is always set; ``dataset_id`` only when the
+    caller gave a fingerprinted :class:`~modeltrail.Dataset`. ``uuid`` makes imports idempotent.
+    """
+
+    __tablename__ = "evaluations"
+    __table_args__ = (Index(None, "version_id", "dataset_name", "evaluated_at"), MYSQL_TABLE_ARGS)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id"))
+    dataset_name: Mapped[str] = mapped_column(String(NAME_MAX))
+    dataset_id: Mapped[int | None] = mapped_column(ForeignKey("datasets.id"), index=True)
+    evaluated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    evaluated_by: Mapped[str | None] = mapped_column(String(128))
+    description: Mapped[str | None] = mapped_column(Text)
+
+
+class EvaluationMetricRow(Base):
+    """One metric of one evaluation; the float is stored as value + kind like every other metric."""
+
+    __tablename__ = "evaluation_metrics"
+    __table_args__ = (UniqueConstraint("evaluation_id", "key_id"), MYSQL_TABLE_ARGS)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    evaluation_id: Mapped[int] = mapped_column(ForeignKey("evaluations.id", ondelete="CASCADE"))
+    key_id: Mapped[int] = mapped_column(ForeignKey("metric_keys.id"))
+    value: Mapped[float | None] = mapped_column(Double)
+    kind: Mapped[int] = mapped_column(SmallInteger, default=0)

@@ -1,0 +1,436 @@
+"""The entry point users hold: ``Tracker`` opens a ledger, starts trainings and answers questions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from . import _registry as registry
+from ._config import mask_password, resolve_uri
+from ._dataset import Dataset
+from ._errors import NotFoundError
+from ._read import lineage as lineage_mod
+from ._read import queries
+from ._records import (
+    AuditRecord,
+    Comparison,
+    CurvePoint,
+    DatasetUse,
+    DeploymentRecord,
+    Difference,
+    EvaluationRecord,
+    LeaderboardEntry,
+    Lineage,
+    MetricPoint,
+    ModelDetails,
+    ModelRecord,
+    ProductionComparison,
+    ProductionMetricRecord,
+    RecordList,
+    Reproduction,
+    TrainingRecord,
+    VersionMetric,
+    VersionRecord,
+)
+from ._store import Store, get_store
+from ._training import Training
+
+
+class Tracker:
+    """A handle on one ledger (database). Cheap to make; pickles as its URL only.
+
+    ``uri`` is any SQLAlchemy URL: ``sqlite:///path.db`` (the default, from
+    ``MODELTRAIL_URI`` or ``./modeltrail.db``), ``mysql+pymysql://user:pw@host/db``,
+    ``postgresql+psycopg://user@host/db``.
+    """
+
+    def __init__(
+        self,
+        uri: str | None = None,
+        *,
+        create: bool = True,
+        spool: bool = True,
+        spool_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.uri = resolve_uri(uri)
+        self._create = create
+        self._spool = spool
+        self._spool_dir = os.fspath(spool_dir) if spool_dir is not None else None
+        self._store: Store | None = None
+        # Connect now, so a bad URL or an old schema fails here. An unreachable server is an
+        # error only with spool=False; otherwise trainings are spooled locally until it is back.
+        self.store  # noqa: B018
+
+    def __repr__(self) -> str:
+        return f"Tracker({mask_password(self.uri)!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"uri": self.uri, "create": self._create, "spool": self._spool, "spool_dir": self._spool_dir}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.uri = state["uri"]
+        self._create = state["create"]
+        self._spool = state.get("spool", True)
+        self._spool_dir = state.get("spool_dir")
+        self._store = None
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = get_store(self.uri, create=self._create, offline_ok=self._spool, spool_dir=self._spool_dir)
+        return self._store
+
+    # ---------------------------------------------------------------- writing
+    def training(
+        self,
+        model: str,
+        *,
+        framework: str | None = None,
+        model_type: str | None = None,
+        description: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        dataset: Dataset | None = None,
+        seeds: Mapping[str, Any] | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> Training:
+        """Start a training of ``model`` (created on first use). Use it as a context manager."""
+        return Training(
+            self,
+            model,
+            framework=framework,
+            model_type=model_type,
+            description=description,
+            params=params,
+            dataset=dataset,
+            seeds=seeds,
+            tags=tags,
+        )
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Block until everything logged through this ledger is in the database or the durable spool."""
+        self.store.writer.flush(timeout)
+
+    def sync(self, timeout: float | None = None) -> int:
+        """Replay spooled work (this process's and that of ended processes) now; returns entries still waiting."""
+        self.store.writer.flush(timeout)
+        return int(self.store.writer.sync(timeout))
+
+    def close(self) -> None:
+        """Flush and release the database connections of this ledger in this process."""
+        from ._store import _stores, _stores_lock
+
+        store = self._store
+        if store is None:
+            return
+        with _stores_lock:
+            for key, value in list(_stores.items()):
+                if value is store:
+                    del _stores[key]
+        store.close()
+        self._store = None
+
+    # ---------------------------------------------------------------- reading
+    def model(self, name_or_id: str | int) -> ModelRecord:
+        with self.store.transaction(read_only=True) as s:
+            return queries.model_records(s, [queries.resolve_model(s, name_or_id)])[0]
+
+    def models(
+        self,
+        *,
+        framework: str | None = None,
+        model_type: str | None = None,
+        tag: str | None = None,
+        name: str | None = None,
+    ) -> RecordList[ModelRecord]:
+        """Models by framework, type, tag (``key`` or ``key=value``) and a substring of the name."""
+        with self.store.transaction(read_only=True) as s:
+            return queries.find_models(s, framework=framework, model_type=model_type, tag=tag, name_like=name)
+
+    def trainings(self, model: str | int | None = None, *, status: str | None = None) -> RecordList[TrainingRecord]:
+        with self.store.transaction(read_only=True) as s:
+            return queries.trainings(s, model, status=status)
+
+    def get_training(self, training_id: int) -> TrainingRecord:
+        with self.store.transaction(read_only=True) as s:
+            return queries.training(s, training_id)
+
+    def versions(self, model: str | int) -> RecordList[VersionRecord]:
+        with self.store.transaction(read_only=True) as s:
+            return queries.versions(s, model)
+
+    def metric_history(
+        self, training_or_version: Any, key: str, *, version: int | None = None
+    ) -> RecordList[MetricPoint]:
+        """Every point of metric ``key``: of a training, a version record, or a model's version (latest by default)."""
+        with self.store.transaction(read_only=True) as s:
+            training_id = queries.resolve_training_id(s, training_or_version, version=version)
+            return queries.metric_history(s, training_id, key)
+
+    # ------------------------------------------------------------- registry
+    def show(self, model: str | int) -> ModelDetails:
+        """A model with each version, its training (params, metrics, dataset, artifact) and where it serves."""
+        with self.store.transaction(read_only=True) as s:
+            return registry.model_details(s, model)
+
+    def compare(self, model: str | int, a: int, b: int, *, modes: Mapping[str, str] | None = None) -> Comparison:
+        """What changed from version ``a`` to ``b``: params, shared metrics (final and best), dataset, duration, code.
+
+        ``modes`` says per metric whether "max" or "min" is best; by default losses and errors are "min".
+        """
+        with self.store.transaction(read_only=True) as s:
+            return registry.compare(s, model, a, b, modes=modes)
+
+    def leaderboard(
+        self,
+        model: str | int,
+        metric: str,
+        *,
+        mode: str = "max",
+        by: str = "best",
+        limit: int | None = None,
+        dataset: str | None = None,
+    ) -> RecordList[LeaderboardEntry]:
+        """Versions ranked by ``metric``: ``by="best"`` uses each training's best value over its whole history.
+
+        With ``dataset``, versions are ranked by ``metric`` of their latest evaluation on that dataset.
+        """
+        with self.store.transaction(read_only=True) as s:
+            return registry.leaderboard(s, model, metric, mode=mode, by=by, limit=limit, dataset=dataset)
+
+    def best_version(
+        self, model: str | int, *, metric: str, mode: str = "max", by: str = "best", dataset: str | None = None
+    ) -> LeaderboardEntry:
+        """The top of :meth:`leaderboard`; NotFoundError when no version logged ``metric``."""
+        with self.store.transaction(read_only=True) as s:
+            top = registry.leaderboard(s, model, metric, mode=mode, by=by, limit=1, dataset=dataset)
+        if not top:
+            raise NotFoundError(f"no version of model {model!r} logged metric {metric!r}", value=metric)
+        return top[0]
+
+    def metric_by_version(self, model: str | int, metric: str, *, mode: str | None = None) -> RecordList[VersionMetric]:
+        """``metric``'s final and best value in each version, with where each version serves now."""
+        with self.store.transaction(read_only=True) as s:
+            return registry.metric_by_version(s, model, metric, mode=mode)
+
+    def metric_curves(
+        self, model: str | int, metric: str, *, versions: Sequence[int] | None = None
+    ) -> RecordList[CurvePoint]:
+        """Every point of ``metric`` in every version (or ``versions``): one table, one curve per version."""
+        with self.store.transaction(read_only=True) as s:
+            return registry.metric_curves(s, model, metric, versions=versions)
+
+    def version_history(
+        self, model: str | int, version: int | None = None, *, metrics: Sequence[str] | None = None
+    ) -> RecordList[CurvePoint]:
+        """Every metric point of one version (the latest by default), optionally only ``metrics``."""
+        with self.store.transaction(read_only=True) as s:
+            return registry.version_history(s, model, version, metrics=metrics)
+
+    # ---------------------------------------------------------- evaluations
+    def evaluate(
+        self,
+        model: str | int,
+        *,
+        version: int | None = None,
+        dataset: Dataset | str,
+        metrics: Mapping[str, Any],
+        evaluated_by: str | None = None,
+        description: str | None = None,
+        evaluated_at: dt.datetime | None = None,
+    ) -> EvaluationRecord:
+        """Record ``metrics`` of an existing version (the latest by default) on ``dataset``; makes no version.
+
+        ``dataset`` is a :class:`Dataset` (its digest joins the lineage) or a name ("test-2026-12").
+        Comparisons show evaluation metrics and ``leaderboard(..., dataset=...)`` ranks by them.
+        """
+        store = self.store
+        return store.run(
+            lambda s: registry.evaluate(
+                s, store, model, version, dataset=dataset, metrics=metrics, evaluated_by=evaluated_by,
+                description=description, evaluated_at=evaluated_at,
+            )
+        )  # fmt: skip
+
+    def evaluations(
+        self, model: str | int, *, version: int | None = None, dataset: str | None = None
+    ) -> RecordList[EvaluationRecord]:
+        """Evaluations of a model's versions (of one version, on one dataset), by version then time."""
+        with self.store.transaction(read_only=True) as s:
+            return registry.evaluations(s, model, version=version, dataset=dataset)
+
+    # ---------------------------------------------------------- traceability
+    def lineage(self, model: str | int, version: int | None = None) -> Lineage:
+        """dataset -> training (code commit, environment, params) -> version -> deployments, for one version."""
+        with self.store.transaction(read_only=True) as s:
+            return lineage_mod.lineage(s, model, version)
+
+    def trained_on(self, digest: str) -> RecordList[DatasetUse]:
+        """Every version, of any model, trained on the dataset with this digest (or a prefix of it)."""
+        with self.store.transaction(read_only=True) as s:
+            return lineage_mod.trained_on(s, digest)
+
+    def serving_trained_on(self, digest: str) -> RecordList[DeploymentRecord]:
+        """The active deployments (environment, model, version) of versions trained on this dataset digest."""
+        with self.store.transaction(read_only=True) as s:
+            return lineage_mod.serving_trained_on(s, digest)
+
+    def reproduce(self, model: str | int, version: int | None = None) -> Reproduction:
+        """What retraining a version needs: git commit and dirty flag, command, packages, params, seeds, data."""
+        with self.store.transaction(read_only=True) as s:
+            return lineage_mod.reproduction(s, model, version)
+
+    def reproduce_check(
+        self, model: str | int, version: int | None = None, *, dataset_digest: str | None = None
+    ) -> list[Difference]:
+        """Every difference between what ``version`` was trained with and this environment (empty: none)."""
+        return lineage_mod.differences(self.reproduce(model, version), dataset_digest=dataset_digest)
+
+    # ---------------------------------------------------------- exchange
+    def export(self, model: str | int, *, version: int | None = None) -> list[dict[str, Any]]:
+        """One document per version (or for ``version``) following the shipped JSON Schema; see ``exchange``."""
+        from ._exchange.documents import export_documents
+
+        return list(export_documents(self.store, model, version=version))
+
+    def import_documents(
+        self, documents: Sequence[Mapping[str, Any]], *, deployments: bool = True, source: str | None = None
+    ) -> dict[str, Any]:
+        """Load exported documents into this ledger, all or nothing; versions keep their numbers."""
+        from ._exchange.documents import import_documents
+
+        return dict(import_documents(self.store, documents, deployments=deployments, source=source))
+
+    def import_mlflow(self, url: str, *, batch_size: int = 100) -> Any:
+        """Import a MLflow SQL tracking store (experiments, runs, registered models); see ``mlflow_import``."""
+        from ._exchange.mlflow import import_mlflow
+
+        return import_mlflow(self.store, url, batch_size=batch_size)
+
+    # ---------------------------------------------------------- deployments
+    def deploy(
+        self,
+        model: str | int,
+        version: int,
+        environment: str,
+        *,
+        endpoint: str | None = None,
+        reason: str | None = None,
+        deployed_by: str | None = None,
+    ) -> DeploymentRecord:
+        """Make ``version`` what serves ``environment``; the deployment it replaces is marked superseded."""
+        store = self.store
+        return store.run(
+            lambda s: registry.deploy(
+                s, store, model, version, environment, endpoint=endpoint, reason=reason, deployed_by=deployed_by
+            )
+        )
+
+    def rollback(
+        self, model: str | int, environment: str, *, reason: str | None = None, deployed_by: str | None = None
+    ) -> DeploymentRecord:
+        """Return ``environment`` to the version active before the current one; repeated calls walk further back."""
+        store = self.store
+        return store.run(
+            lambda s: registry.rollback(s, store, model, environment, reason=reason, deployed_by=deployed_by)
+        )
+
+    def undeploy(
+        self,
+        model: str | int,
+        environment: str,
+        *,
+        version: int | None = None,
+        reason: str | None = None,
+        deployed_by: str | None = None,
+    ) -> DeploymentRecord:
+        """Retire what serves ``environment`` (refused unless it is ``version``, when given)."""
+        store = self.store
+        return store.run(
+            lambda s: registry.undeploy(
+                s, store, model, environment, version=version, reason=reason, deployed_by=deployed_by
+            )
+        )
+
+    def deployment(
+        self, model: str | int, environment: str, *, at: dt.datetime | dt.date | None = None
+    ) -> DeploymentRecord | None:
+        """What serves ``environment`` now, or at moment ``at`` (a date means the end of that day, UTC)."""
+        with self.store.transaction(read_only=True) as s:
+            if at is None:
+                return registry.current_deployment(s, model, environment)
+            return registry.deployment_at(s, model, environment, at)
+
+    def deployments(
+        self,
+        model: str | int | None = None,
+        *,
+        environment: str | None = None,
+        version: int | None = None,
+        status: str | None = None,
+    ) -> RecordList[DeploymentRecord]:
+        """The full timeline per environment (oldest first): status, action, who, when, why."""
+        with self.store.transaction(read_only=True) as s:
+            return registry.deployments(s, model, environment=environment, version=version, status=status)
+
+    def environments(self, model: str | int, version: int) -> list[str]:
+        """The environments where ``version`` serves now."""
+        with self.store.transaction(read_only=True) as s:
+            return registry.environments_of(s, model, version)
+
+    def log_production_metrics(
+        self,
+        model: str | int,
+        environment: str,
+        metrics: Mapping[str, Any],
+        *,
+        measured_at: dt.datetime | None = None,
+        deployment_id: int | None = None,
+    ) -> DeploymentRecord:
+        """Record metrics measured while serving, against the active deployment of ``environment``."""
+        store = self.store
+        return store.run(
+            lambda s: registry.log_production_metrics(
+                s, store, model, environment, metrics, measured_at=measured_at, deployment_id=deployment_id
+            )
+        )
+
+    def production_metrics(
+        self,
+        model: str | int,
+        *,
+        environment: str | None = None,
+        metric: str | None = None,
+        version: int | None = None,
+    ) -> RecordList[ProductionMetricRecord]:
+        with self.store.transaction(read_only=True) as s:
+            return registry.production_metrics(s, model, environment=environment, metric=metric, version=version)
+
+    def compare_production(
+        self,
+        model: str | int,
+        environment: str,
+        metric: str,
+        *,
+        training_metric: str | None = None,
+        mode: str | None = None,
+    ) -> RecordList[ProductionComparison]:
+        """Each production measurement of ``metric`` over time beside the serving version's training value."""
+        with self.store.transaction(read_only=True) as s:
+            return registry.compare_production(
+                s, model, environment, metric, training_metric=training_metric, mode=mode
+            )
+
+    def audit(
+        self,
+        *,
+        action: str | None = None,
+        entity: str | None = None,
+        entity_id: Any = None,
+        since: dt.datetime | dt.date | None = None,
+        limit: int = 100,
+    ) -> RecordList[AuditRecord]:
+        """Audit events, newest first; ``action="deployment.*"`` matches a prefix."""
+        with self.store.transaction(read_only=True) as s:
+            return registry.audit_events(s, action=action, entity=entity, entity_id=entity_id, since=since, limit=limit)

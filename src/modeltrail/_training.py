@@ -1,0 +1,426 @@
+"""The core logger: one :class:`Training` is one fit of one model.
+
+Starting and finishing touch the database directly when it is up (they are rare
+and the caller wants the training id and version number back); everything logged
+in between goes through the store's background writer so that ``log_metric``
+costs microseconds. When the database is away, start and finish queue behind
+everything else and go to the durable spool (see ``writer`` and ``spool``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import operator
+import os
+import threading
+import time
+import uuid as uuid_mod
+from collections.abc import Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from . import _schema as schema
+from ._context import capture
+from ._dataset import Dataset, path_digest
+from ._errors import StorageUnavailableError, ValidationError
+from ._records import VersionRecord
+from ._values import as_metric_value, check_key, encode_param, param_diff, to_jsonable
+
+if TYPE_CHECKING:
+    from ._store import Store
+    from ._tracker import Tracker
+
+_now = time.time
+MAX_STEP = 2**62  # fits a signed 64-bit column with room to spare
+
+#: The training whose ``with`` block is running in this context: adapters and autolog
+#: log into it instead of starting their own (a decorated function that calls ``fit``).
+_active: contextvars.ContextVar[Training | None] = contextvars.ContextVar("modeltrail_active", default=None)
+
+
+def active_training() -> Training | None:
+    """The training of the innermost ``with tracker.training(...)`` block of this thread/task, if any."""
+    return _active.get()
+
+
+STATUSES = ("finished", "failed")
+
+
+def check_model_name(name: Any) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise ValidationError(f"model name must be a non-empty string, got {name!r}", value=name)
+    if len(name) > schema.NAME_MAX:
+        raise ValidationError(
+            f"model name is {len(name)} characters, the limit is {schema.NAME_MAX}: {name[:40]!r}...", value=name
+        )
+    if name != name.strip() or "\x00" in name:
+        raise ValidationError(f"model name has leading or trailing whitespace or a NUL: {name!r}", value=name)
+    return name
+
+
+def check_metric_key(key: Any) -> str:
+    return check_key(key, "metric")
+
+
+def check_step(step: Any) -> int:
+    if isinstance(step, (bool, float)):
+        raise ValidationError(f"step must be a non-negative integer, got {step!r}", value=step)
+    try:
+        value = operator.index(step)
+    except TypeError as e:
+        raise ValidationError(f"step must be a non-negative integer, got {step!r}", value=step) from e
+    if not 0 <= value <= MAX_STEP:
+        raise ValidationError(f"step must be a non-negative integer, got {step!r}", value=step)
+    return value
+
+
+class Training:
+    """A running training: log params, metrics and artifacts; leaving the ``with`` block finishes it.
+
+    ``id`` is the database id, or None while the database is unreachable (the
+    training is then identified by ``uuid`` and written when the database is back).
+    """
+
+    def __init__(
+        self,
+        tracker: Tracker,
+        model: str,
+        *,
+        framework: str | None = None,
+        model_type: str | None = None,
+        description: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        dataset: Dataset | None = None,
+        seeds: Mapping[str, Any] | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> None:
+        self.tracker = tracker
+        self.model_name = check_model_name(model)
+        if dataset is not None and not isinstance(dataset, Dataset):
+            raise ValidationError(f"dataset must be a modeltrail.Dataset, got {type(dataset).__name__}", value=dataset)
+        for label, value in (("framework", framework), ("model_type", model_type)):
+            if value is not None and (not isinstance(value, str) or not 0 < len(value) <= 64):
+                raise ValidationError(f"{label} must be a string of 1 to 64 characters, got {value!r}", value=value)
+        stored = {k: encode_param(k, v) for k, v in (params or {}).items()}
+        self.store: Store = tracker.store
+        self.uuid = str(uuid_mod.uuid4())
+        self.id: int | None = None
+        self.status = "running"
+        self.version: VersionRecord | None = None
+        self.error: str | None = None
+        self.params: dict[str, Any] = {k: v for k, (v, _) in stored.items()}
+        self.artifact: dict[str, Any] | None = None
+        self._extra_context: dict[str, Any] = {}
+        self._stages = 0
+        self._open_stages: list[Stage] = []
+        self.failed_stage: str | None = None
+        self._last_step: dict[str, int] = {}
+        self._lock = threading.Lock()
+        writer = self.store.writer
+        self._writer = writer
+        self._append = writer.queue.append
+        self._queue = writer.queue
+        self._wake_at = min(writer.batch_size, writer.max_pending)
+        self._started_ts = _now()
+        self._t0 = time.perf_counter()
+        op = {
+            "uuid": self.uuid,
+            "model": self.model_name,
+            "framework": framework,
+            "model_type": model_type,
+            "description": description,
+            "tags": {str(k): str(v) for k, v in (tags or {}).items()},
+            "params": stored,
+            "dataset": _dataset_row(dataset) if dataset is not None else None,
+            "context": to_jsonable(capture(seeds=dict(seeds) if seeds else None)),
+            "started_ts": self._started_ts,
+        }
+        self.id = self._now_or_spooled("start", op)
+        if self.id is not None:
+            writer.register(self.uuid, self.id)
+
+    def __repr__(self) -> str:
+        return f"Training(id={self.id}, model={self.model_name!r}, status={self.status!r})"
+
+    def _now_or_spooled(self, kind: str, op: dict[str, Any]) -> Any:
+        """Apply ``op`` on this thread when the database is up; otherwise queue it behind the spool."""
+        writer = self._writer
+        if not writer.offline:
+            try:
+                return writer._apply(kind, op)
+            except StorageUnavailableError:
+                pass  # the writer spools it below and warns once
+        writer.submit(kind, op)
+        writer.flush()
+        return None
+
+    # ---------------------------------------------------------------- logging
+    def log_metric(self, key: str, value: float, step: int | None = None) -> None:
+        """Queue one metric point; no I/O happens on this thread.
+
+        ``step`` defaults to one past the last step logged for this key (0 for the first).
+        """
+        if type(key) is not str or key not in self._last_step:
+            check_metric_key(key)  # once per key: later calls only pay for the dict lookup
+        if self.status != "running":
+            raise ValidationError(f"training {self.id} is {self.status}; cannot log metric {key!r}", value=key)
+        if type(value) is not float:
+            value = as_metric_value(value, key)
+        if step is None:
+            step = self._last_step.get(key, -1) + 1
+        elif type(step) is not int or not 0 <= step <= MAX_STEP:
+            step = check_step(step)
+        self._last_step[key] = step
+        self._append((self.uuid, key, step, value, _now()))
+        if len(self._queue) > self._wake_at:
+            self._writer.nudge()
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        if not isinstance(metrics, Mapping):
+            raise ValidationError(f"log_metrics takes a mapping of key to number, got {metrics!r}", value=metrics)
+        checked = [(check_metric_key(k), as_metric_value(v, k)) for k, v in metrics.items()]
+        for key, value in checked:
+            self.log_metric(key, value, step)
+
+    def log_param(self, key: str, value: Any) -> None:
+        self.log_params({key: value})
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Record hyperparameters; a key already recorded with another value is an error, not an overwrite."""
+        if not isinstance(params, Mapping):
+            raise ValidationError(f"log_params takes a mapping, got {params!r}", value=params)
+        self._check_running("log params")
+        encoded = {k: encode_param(k, v) for k, v in params.items()}
+        new = {}
+        with self._lock:
+            for key, (stored, shown) in encoded.items():
+                if key in self.params:
+                    if _same(self.params[key], stored):
+                        continue
+                    raise ValidationError(
+                        f"param {key!r} is already {self.params[key]!r} in training {self.id}; "
+                        f"refusing to overwrite it with {stored!r}",
+                        value=key,
+                    )
+                new[key] = (stored, shown)
+            self.params.update({k: v for k, (v, _) in new.items()})
+        if new:
+            self._writer.submit("params", {"uuid": self.uuid, "params": new})
+
+    def log_artifact(self, path: str | os.PathLike[str]) -> None:
+        """Record the trained model's file (or directory) with its sha256 and size."""
+        self._check_running("log an artifact")
+        if not os.path.exists(path):
+            raise ValidationError(f"artifact path does not exist: {os.fspath(path)!r}", value=os.fspath(path))
+        digest, size = path_digest(path)
+        self.artifact = {"path": os.path.abspath(os.fspath(path)), "sha256": digest, "size": size}
+
+    def add_context(self, info: Mapping[str, Any]) -> None:
+        """Facts about the run that are not hyperparameters (checkpoint paths, device names...).
+
+        They are stored in the training's context when it ends, so they never show up as a
+        parameter change between versions. Later values for a key replace earlier ones.
+        """
+        if not isinstance(info, Mapping):
+            raise ValidationError(f"add_context takes a mapping, got {info!r}", value=info)
+        self._check_running("add context")
+        encoded = {check_key(str(k), "context"): to_jsonable(v) for k, v in info.items()}
+        with self._lock:
+            self._extra_context.update(encoded)
+
+    def set_dataset(self, dataset: Dataset) -> None:
+        """Attach the dataset once it is known (adapters learn it only at ``fit``)."""
+        if not isinstance(dataset, Dataset):
+            raise ValidationError(f"dataset must be a modeltrail.Dataset, got {type(dataset).__name__}", value=dataset)
+        self._check_running("set the dataset")
+        self._writer.submit("dataset", {"uuid": self.uuid, "dataset": _dataset_row(dataset)})
+
+    def stage(self, name: str) -> Stage:
+        """``with run.stage("preprocess"):`` times one pipeline stage and records how it ended.
+
+        Params and metrics logged through the stage are the training's, keyed ``<stage>.<key>``.
+        A stage that raises is recorded failed, and the training's error names it.
+        """
+        if not isinstance(name, str) or not name.strip() or len(name) > 64 or name != name.strip():
+            raise ValidationError(
+                f"stage name must be 1 to 64 characters without outer spaces, got {name!r}", value=name
+            )
+        self._check_running(f"start stage {name!r}")
+        with self._lock:
+            position = self._stages
+            self._stages += 1
+        return Stage(self, name, position)
+
+    def begin_stage(self, name: str) -> Stage:
+        """Start stage ``name`` now and return it; :meth:`Stage.end` ends it.
+
+        For code that cannot hold a ``with`` block open across the stage: framework callbacks
+        begin a stage in one hook and end it in another.
+        """
+        return self.stage(name).begin()
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Block until everything logged so far is in the database (or the durable spool)."""
+        self._writer.flush(timeout)
+
+    # -------------------------------------------------------------- lifecycle
+    def __enter__(self) -> Training:
+        self._token: contextvars.Token[Training | None] | None = _active.set(self)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        token = getattr(self, "_token", None)
+        if token is not None:
+            with contextlib.suppress(ValueError):  # exited in another context than entered
+                _active.reset(token)
+            self._token = None
+        if self.status != "running":
+            return
+        if exc is None:
+            self.finish()
+            return
+        self.finish("failed", error=f"{exc_type.__name__ if exc_type else 'Error'}: {exc}")
+
+    def finish(self, status: str = "finished", *, error: str | None = None) -> VersionRecord | None:
+        """End the training. A finished training becomes the model's next version; a failed one does not.
+
+        With the database away, the end is spooled and the version is made when it is
+        back; ``version`` stays None here.
+        """
+        if status not in STATUSES:
+            raise ValidationError(f"status must be one of {STATUSES}, got {status!r}", value=status)
+        if self.status == "running":
+            # Stages begun with begin_stage and never ended (a callback that never came) end with the training.
+            for stage in list(self._open_stages):
+                stage.end(None if status == "finished" else error or "the training ended before this stage did")
+        if status == "failed" and self.failed_stage is not None:
+            # Whoever ends the training (a ``with`` block, an adapter's hook), its error names the failed stage.
+            prefix = f"stage {self.failed_stage!r} failed"
+            error = prefix if not error else error if error.startswith(prefix) else f"{prefix}: {error}"
+        with self._lock:
+            if self.status != "running":
+                return self.version
+            self.status = "finishing"
+        op = {
+            "uuid": self.uuid,
+            "status": status,
+            "error": error,
+            "duration_s": time.perf_counter() - self._t0,
+            "ended_ts": _now(),
+            "artifact": self.artifact,
+            "context": dict(self._extra_context),
+        }
+        try:
+            self._writer.flush()
+            self.version = self._now_or_spooled("finish", op)
+        except BaseException:
+            self.status = "running"  # nothing recorded it as ended; the caller may retry
+            raise
+        self.status = status
+        self.error = error
+        self._writer.submit("forget", {"uuid": self.uuid})
+        return self.version
+
+    def _check_running(self, what: str) -> None:
+        if self.status != "running":
+            raise ValidationError(f"training {self.id} is {self.status}; cannot {what}", value=self.status)
+
+
+class Stage:
+    """One stage of a :class:`Training`; see :meth:`Training.stage` and :meth:`Training.begin_stage`."""
+
+    def __init__(self, training: Training, name: str, position: int) -> None:
+        self.training = training
+        self.name = name
+        self.position = position
+        self.params: dict[str, Any] = {}
+        self.status = "pending"
+        self.duration_s: float | None = None
+        self.error: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Stage({self.name!r}, status={self.status!r})"
+
+    def __enter__(self) -> Stage:
+        return self.begin()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.end(exc)
+
+    def begin(self) -> Stage:
+        """Start the clock (once)."""
+        if self.status == "pending":
+            self._started_ts = _now()
+            self._t0 = time.perf_counter()
+            self.status = "running"
+            with self.training._lock:
+                self.training._open_stages.append(self)
+        return self
+
+    def end(self, error: BaseException | str | None = None) -> None:
+        """Record the stage: finished, or failed with ``error`` (an exception or its text). Later calls do nothing.
+
+        The training's error then names this stage as the one that failed (the first failure wins).
+        """
+        if self.status != "running":
+            return
+        with self.training._lock:
+            if self in self.training._open_stages:
+                self.training._open_stages.remove(self)
+        self.duration_s = time.perf_counter() - self._t0
+        if isinstance(error, BaseException):
+            error = f"{type(error).__name__}: {error}"
+        self.status = "finished" if error is None else "failed"
+        self.error = error
+        if error is not None and self.training.failed_stage is None:
+            self.training.failed_stage = self.name
+        stage = {
+            "name": self.name,
+            "position": self.position,
+            "status": self.status,
+            "started_ts": self._started_ts,
+            "ended_ts": _now(),
+            "duration_s": self.duration_s,
+            "error": error,
+            "params": {k: encode_param(k, v)[0] for k, v in self.params.items()},
+        }
+        self.training._writer.submit("stage", {"uuid": self.training.uuid, "stage": stage})
+        if self.training.status == "running":
+            self.training.log_metric(f"{self.name}.duration_s", self.duration_s, step=self.position)
+
+    def log_param(self, key: str, value: Any) -> None:
+        self.log_params({key: value})
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        self.training.log_params({f"{self.name}.{k}": v for k, v in params.items()})
+        self.params.update(params)
+
+    def log_metric(self, key: str, value: float, step: int | None = None) -> None:
+        self.training.log_metric(f"{self.name}.{key}", value, step)
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        self.training.log_metrics({f"{self.name}.{k}": v for k, v in metrics.items()}, step)
+
+
+def _dataset_row(dataset: Dataset) -> dict[str, Any]:
+    return {
+        "name": dataset.name,
+        "digest": dataset.digest,
+        "n_rows": dataset.n_rows,
+        "n_features": dataset.n_features,
+        "shape": list(dataset.shape) if dataset.shape else None,
+        "features": list(dataset.features) if dataset.features else None,
+        "source": dataset.source,
+    }
+
+
+def _same(a: Any, b: Any) -> bool:
+    return param_diff({"k": a}, {"k": b})["changed"] == {}
+
+
+__all__ = ["Stage", "Training", "active_training", "check_metric_key", "check_model_name", "check_step"]

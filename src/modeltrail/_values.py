@@ -1,0 +1,221 @@
+"""How Python values become rows and come back unchanged.
+
+Three concerns live here because every writer and reader shares them:
+
+* floats, including NaN and the infinities that MySQL's DOUBLE rejects;
+* hyperparameters of any type, stored as JSON plus a display string that a person can read
+  (a class by its qualified name, a Path as a string, never ``<object at 0x...>``);
+* secrets: params whose key looks like a credential are stored redacted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import json
+import math
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from ._errors import ValidationError
+
+FINITE, NAN, POS_INF, NEG_INF = 0, 1, 2, 3
+DBL_MAX = 1.7976931348623157e308
+
+REDACTED = "***"
+_SECRET_KEY = re.compile(
+    r"pass(word|wd|phrase)?|secret|token|api[_\-]?key|access[_\-]?key|private[_\-]?key|credential|auth",
+    re.IGNORECASE,
+)
+
+#: Arrays up to this many elements are kept by value; larger ones by type and shape.
+ARRAY_INLINE_MAX = 64
+_FLOAT_TAG = "$float"
+_INT_TAG = "$int"
+#: Deeper nesting is refused: MariaDB checks JSON only to 32 levels (MySQL 100), and a
+#: version's param diff and its audit event wrap a value in 4 more. No config needs more.
+MAX_DEPTH = 24
+
+
+# --------------------------------------------------------------------- floats
+def encode_float(value: float) -> tuple[float | None, int]:
+    """Split a float into the (value, kind) pair the schema stores."""
+    if value == value and value not in (math.inf, -math.inf):
+        return value, FINITE
+    if value != value:
+        return None, NAN
+    return (DBL_MAX, POS_INF) if value > 0 else (-DBL_MAX, NEG_INF)
+
+
+def decode_float(value: float | None, kind: int) -> float:
+    """Inverse of :func:`encode_float`."""
+    if kind == FINITE and value is not None:
+        return float(value)
+    if kind == POS_INF:
+        return math.inf
+    if kind == NEG_INF:
+        return -math.inf
+    return math.nan
+
+
+def as_metric_value(value: Any, key: str) -> float:
+    """A metric value as a plain float: Python, numpy and torch scalars are accepted."""
+    if type(value) is float:
+        return value
+    if isinstance(value, (str, bytes)) or value is None:
+        raise ValidationError(f"metric {key!r}: value {value!r} is not a number", value=value)
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise ValidationError(f"metric {key!r}: value {value!r} is not a number", value=value) from e
+
+
+# --------------------------------------------------------------------- params
+def is_secret_key(key: str) -> bool:
+    return bool(_SECRET_KEY.search(key))
+
+
+def qualified_name(obj: Any) -> str:
+    module = getattr(obj, "__module__", None)
+    name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None) or type(obj).__qualname__
+    return f"{module}.{name}" if module and module != "builtins" else str(name)
+
+
+def to_jsonable(value: Any, *, limit: int = MAX_DEPTH, _depth: int = 0) -> Any:
+    """A JSON-safe, readable form of ``value``; non-finite floats are tagged so they round-trip."""
+    if _depth > limit:
+        raise ValidationError(f"param value nests deeper than {limit} levels", value=value)
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValidationError(f"param value contains a NUL character: {value[:40]!r}", value=value)
+        return value
+    if isinstance(value, int):
+        # Beyond 64 bits JSON columns turn integers into doubles; tagged, they round-trip exactly.
+        return int(value) if -(2**63) <= value < 2**63 else {_INT_TAG: str(int(value))}
+    if isinstance(value, float):
+        return float(value) if math.isfinite(value) else {_FLOAT_TAG: repr(float(value))}
+    if isinstance(value, Mapping):
+        return {str(k): _redact_nested(str(k), v, limit, _depth) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value
+        return [to_jsonable(v, limit=limit, _depth=_depth + 1) for v in items]
+    if isinstance(value, enum.Enum):
+        return f"{qualified_name(type(value))}.{value.name}"
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, type) or (callable(value) and hasattr(value, "__qualname__")):
+        return qualified_name(value)
+    shape = getattr(value, "shape", None)
+    if shape is not None and hasattr(value, "dtype"):
+        # numpy / torch / pandas: scalars by value, small arrays by value, big ones by type and shape.
+        size = 1
+        for n in tuple(shape):
+            size *= int(n)
+        if tuple(shape) == () and hasattr(value, "item"):
+            return to_jsonable(value.item(), limit=limit, _depth=_depth + 1)
+        if size <= ARRAY_INLINE_MAX and hasattr(value, "tolist"):
+            return to_jsonable(value.tolist(), limit=limit, _depth=_depth + 1)
+        return describe_array(value)
+    if hasattr(value, "item") and callable(value.item):
+        try:
+            return to_jsonable(value.item(), limit=limit, _depth=_depth + 1)
+        except (TypeError, ValueError):
+            pass
+    text = repr(value)
+    if " at 0x" in text or text.startswith("<"):
+        return qualified_name(type(value))
+    return text
+
+
+def describe_array(value: Any) -> str:
+    shape = "x".join(str(int(n)) for n in tuple(value.shape))
+    return f"{qualified_name(type(value))}(shape={shape}, dtype={value.dtype})"
+
+
+def _redact_nested(key: str, value: Any, limit: int, depth: int) -> Any:
+    return REDACTED if is_secret_key(key) else to_jsonable(value, limit=limit, _depth=depth + 1)
+
+
+def from_jsonable(value: Any) -> Any:
+    """Inverse of the float tagging in :func:`to_jsonable`."""
+    if isinstance(value, dict):
+        if len(value) == 1 and _FLOAT_TAG in value:
+            return float(value[_FLOAT_TAG])
+        if len(value) == 1 and _INT_TAG in value:
+            return int(value[_INT_TAG])
+        return {k: from_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [from_jsonable(v) for v in value]
+    return value
+
+
+def display(value: Any) -> str:
+    """The string people read for a stored param value."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(from_jsonable(value), ensure_ascii=False, sort_keys=True, allow_nan=True)
+
+
+def check_key(key: Any, what: str) -> str:
+    """Param and metric keys: 1-255 characters, no NUL, no trailing whitespace.
+
+    MySQL's utf8mb4 collations compare 'loss' and 'loss ' as equal in unique keys, and
+    PostgreSQL refuses NUL in text, so such keys would collide or fail at write time.
+    """
+    if not isinstance(key, str):
+        raise ValidationError(f"{what} key must be a string, got {type(key).__name__} {key!r}", value=key)
+    if not key.strip() or len(key) > 255:
+        raise ValidationError(f"{what} key must be 1 to 255 characters, got {key[:40]!r}", value=key)
+    if "\x00" in key or key != key.rstrip():
+        raise ValidationError(f"{what} key {key!r} contains NUL or ends with whitespace", value=key)
+    return key
+
+
+def check_param_key(key: Any) -> str:
+    return check_key(key, "param")
+
+
+def encode_param(key: str, value: Any) -> tuple[Any, str]:
+    """(JSON value, display string) for one param, redacted when the key looks secret."""
+    check_param_key(key)
+    if is_secret_key(key):
+        return REDACTED, REDACTED
+    try:
+        stored = to_jsonable(value)
+    except ValidationError as e:
+        raise ValidationError(f"param {key[:40]!r}: {e}", value=e.value) from e
+    return stored, display(stored)
+
+
+def flatten(params: Mapping[str, Any], *, sep: str = ".", prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as dotted keys: how Lightning's ``hparams`` and nested configs are stored."""
+    out: dict[str, Any] = {}
+    for k, v in params.items():
+        key = f"{prefix}{sep}{k}" if prefix else str(k)
+        if isinstance(v, Mapping) and v:
+            out.update(flatten(v, sep=sep, prefix=key))
+        else:
+            out[key] = v
+    return out
+
+
+def param_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """Structured difference between two params dicts (stored JSON values)."""
+    added = {k: new[k] for k in sorted(new.keys() - old.keys())}
+    removed = {k: old[k] for k in sorted(old.keys() - new.keys())}
+    changed = {
+        k: {"old": old[k], "new": new[k]}
+        for k in sorted(old.keys() & new.keys())
+        if _json_key(old[k]) != _json_key(new[k])
+    }
+    return {"added": added, "removed": removed, "changed": changed}
+
+
+def _json_key(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, allow_nan=True)

@@ -1,0 +1,7 @@
+"""`python -m modeltrail.cli`: the same command as `modeltrail`."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

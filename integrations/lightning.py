@@ -47,8 +47,8 @@ from lightning.pytorch.loggers.logger import DummyExperiment, Logger, rank_zero_
 from lightning.pytorch.utilities.rank_zero import rank_zero_only  # noqa: E402
 
 from modeltrail._config import resolve_uri  # noqa: E402
-from modeltrail._training import active_training, check_metric_key, check_model_name  # noqa: E402
-from modeltrail._values import as_metric_value, flatten  # noqa: E402
+from modeltrail._training import active_training  # noqa: E402
+from modeltrail._values import as_metric_value, check_metric_key, check_model_name, flatten  # noqa: E402  # noqa: E402
 
 if TYPE_CHECKING:
     from modeltrail._records import VersionRecord

@@ -106,3 +106,16 @@ def _feed(h: Any, data: Any) -> tuple[tuple[int, ...], tuple[str, ...] | None]:
     else:
         h.update(np.ascontiguousarray(arr).tobytes())
     return tuple(int(n) for n in arr.shape), features
+
+
+def dataset_row(dataset: Dataset) -> dict[str, Any]:
+    """The dataset as the operations store it (and the spool keeps it): plain JSON types only."""
+    return {
+        "name": dataset.name,
+        "digest": dataset.digest,
+        "n_rows": dataset.n_rows,
+        "n_features": dataset.n_features,
+        "shape": list(dataset.shape) if dataset.shape else None,
+        "features": list(dataset.features) if dataset.features else None,
+        "source": dataset.source,
+    }

@@ -28,7 +28,7 @@ from sqlalchemy.sql import Select
 from . import _schema as schema
 from ._audit import record_event
 from ._context import os_identity
-from ._dataset import Dataset
+from ._dataset import Dataset, dataset_row
 from ._errors import NotFoundError, ValidationError
 from ._operations.trainings import metric_key_ids
 from ._read.queries import (
@@ -58,8 +58,7 @@ from ._records import (
     VersionDetails,
     VersionMetric,
 )
-from ._training import _dataset_row, check_metric_key
-from ._values import as_metric_value, decode_float, encode_float, param_diff
+from ._values import as_metric_value, check_metric_key, decode_float, encode_float, param_diff
 
 if TYPE_CHECKING:
     from ._store import Store
@@ -879,7 +878,7 @@ def evaluate(
     :class:`~modeltrail.Dataset` (kept in ``datasets``, so lineage by digest finds it) or just a name.
     """
     if isinstance(dataset, Dataset):
-        name, row = dataset.name, _dataset_row(dataset)
+        name, row = dataset.name, dataset_row(dataset)
     else:
         name, row = check_dataset_name(dataset), None
     if not isinstance(metrics, Mapping) or not metrics:

@@ -39,6 +39,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from ._values import NAME_MAX
+
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -52,7 +54,6 @@ NAMING_CONVENTION = {
 VERSION_TABLE = "modeltrail_version"
 
 SHORT = 255  # longest indexed string (see module docstring)
-NAME_MAX = 200  # model and dataset names
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):

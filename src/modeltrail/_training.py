@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import operator
 import os
 import threading
 import time
@@ -20,19 +19,27 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from . import _schema as schema
 from ._context import capture
-from ._dataset import Dataset, path_digest
+from ._dataset import Dataset, dataset_row, path_digest
 from ._errors import StorageUnavailableError, ValidationError
 from ._records import VersionRecord
-from ._values import as_metric_value, check_key, encode_param, param_diff, to_jsonable
+from ._values import (
+    MAX_STEP,
+    as_metric_value,
+    check_key,
+    check_metric_key,
+    check_model_name,
+    check_step,
+    encode_param,
+    param_diff,
+    to_jsonable,
+)
 
 if TYPE_CHECKING:
     from ._store import Store
     from ._tracker import Tracker
 
 _now = time.time
-MAX_STEP = 2**62  # fits a signed 64-bit column with room to spare
 
 #: The training whose ``with`` block is running in this context: adapters and autolog
 #: log into it instead of starting their own (a decorated function that calls ``fit``).
@@ -45,34 +52,6 @@ def active_training() -> Training | None:
 
 
 STATUSES = ("finished", "failed")
-
-
-def check_model_name(name: Any) -> str:
-    if not isinstance(name, str) or not name.strip():
-        raise ValidationError(f"model name must be a non-empty string, got {name!r}", value=name)
-    if len(name) > schema.NAME_MAX:
-        raise ValidationError(
-            f"model name is {len(name)} characters, the limit is {schema.NAME_MAX}: {name[:40]!r}...", value=name
-        )
-    if name != name.strip() or "\x00" in name:
-        raise ValidationError(f"model name has leading or trailing whitespace or a NUL: {name!r}", value=name)
-    return name
-
-
-def check_metric_key(key: Any) -> str:
-    return check_key(key, "metric")
-
-
-def check_step(step: Any) -> int:
-    if isinstance(step, (bool, float)):
-        raise ValidationError(f"step must be a non-negative integer, got {step!r}", value=step)
-    try:
-        value = operator.index(step)
-    except TypeError as e:
-        raise ValidationError(f"step must be a non-negative integer, got {step!r}", value=step) from e
-    if not 0 <= value <= MAX_STEP:
-        raise ValidationError(f"step must be a non-negative integer, got {step!r}", value=step)
-    return value
 
 
 class Training:
@@ -132,7 +111,7 @@ class Training:
             "description": description,
             "tags": {str(k): str(v) for k, v in (tags or {}).items()},
             "params": stored,
-            "dataset": _dataset_row(dataset) if dataset is not None else None,
+            "dataset": dataset_row(dataset) if dataset is not None else None,
             "context": to_jsonable(capture(seeds=dict(seeds) if seeds else None)),
             "started_ts": self._started_ts,
         }
@@ -234,7 +213,7 @@ class Training:
         if not isinstance(dataset, Dataset):
             raise ValidationError(f"dataset must be a modeltrail.Dataset, got {type(dataset).__name__}", value=dataset)
         self._check_running("set the dataset")
-        self._writer.submit("dataset", {"uuid": self.uuid, "dataset": _dataset_row(dataset)})
+        self._writer.submit("dataset", {"uuid": self.uuid, "dataset": dataset_row(dataset)})
 
     def stage(self, name: str) -> Stage:
         """``with run.stage("preprocess"):`` times one pipeline stage and records how it ended.
@@ -407,20 +386,8 @@ class Stage:
         self.training.log_metrics({f"{self.name}.{k}": v for k, v in metrics.items()}, step)
 
 
-def _dataset_row(dataset: Dataset) -> dict[str, Any]:
-    return {
-        "name": dataset.name,
-        "digest": dataset.digest,
-        "n_rows": dataset.n_rows,
-        "n_features": dataset.n_features,
-        "shape": list(dataset.shape) if dataset.shape else None,
-        "features": list(dataset.features) if dataset.features else None,
-        "source": dataset.source,
-    }
-
-
 def _same(a: Any, b: Any) -> bool:
     return param_diff({"k": a}, {"k": b})["changed"] == {}
 
 
-__all__ = ["Stage", "Training", "active_training", "check_metric_key", "check_model_name", "check_step"]
+__all__ = ["Stage", "Training", "active_training"]

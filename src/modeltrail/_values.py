@@ -14,6 +14,7 @@ import datetime as dt
 import enum
 import json
 import math
+import operator
 import os
 import re
 from collections.abc import Mapping
@@ -219,3 +220,35 @@ def param_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]
 
 def _json_key(value: Any) -> str:
     return json.dumps(value, sort_keys=True, allow_nan=True)
+
+
+NAME_MAX = 200  # model and dataset names (the schema's column length)
+MAX_STEP = 2**62  # fits a signed 64-bit column with room to spare
+
+
+def check_model_name(name: Any) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise ValidationError(f"model name must be a non-empty string, got {name!r}", value=name)
+    if len(name) > NAME_MAX:
+        raise ValidationError(
+            f"model name is {len(name)} characters, the limit is {NAME_MAX}: {name[:40]!r}...", value=name
+        )
+    if name != name.strip() or "\x00" in name:
+        raise ValidationError(f"model name has leading or trailing whitespace or a NUL: {name!r}", value=name)
+    return name
+
+
+def check_metric_key(key: Any) -> str:
+    return check_key(key, "metric")
+
+
+def check_step(step: Any) -> int:
+    if isinstance(step, (bool, float)):
+        raise ValidationError(f"step must be a non-negative integer, got {step!r}", value=step)
+    try:
+        value = operator.index(step)
+    except TypeError as e:
+        raise ValidationError(f"step must be a non-negative integer, got {step!r}", value=step) from e
+    if not 0 <= value <= MAX_STEP:
+        raise ValidationError(f"step must be a non-negative integer, got {step!r}", value=step)
+    return value

@@ -44,8 +44,7 @@ from .._errors import ConfigurationError, StorageError, ValidationError
 from .._operations.trainings import add_params, get_or_create_dataset, get_or_create_model, params_of
 from .._read.queries import resolve_model
 from .._store import upsert
-from .._training import check_model_name
-from .._values import DBL_MAX, encode_param, is_secret_key, param_diff
+from .._values import DBL_MAX, check_model_name, encode_param, is_secret_key, param_diff
 from .documents import insert_metric_history
 
 if TYPE_CHECKING:

@@ -25,6 +25,7 @@ lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check src integrations tests examples benchmarks
 	$(VENV)/bin/ruff format --check src integrations tests examples benchmarks
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 # Benchmarks run in their own venv (MLflow is a comparison, not a dependency).
 # `make bench BENCH_ARGS=--quick` for a short run; see benchmarks/README.md.

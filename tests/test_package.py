@@ -30,3 +30,62 @@ def test_missing_framework_names_the_extra(monkeypatch) -> None:
 
     with pytest.raises(ModuleNotFoundError, match=r'pip install "modeltrail\[keras\]"'):
         require("no_such_framework_module", "keras")
+
+
+def test_every_exported_name_is_documented() -> None:
+    """A name in __all__ is a promise: it exists and says what it is for."""
+    undocumented = []
+    for name in modeltrail.__all__:
+        value = getattr(modeltrail, name)
+        if name == "__version__":
+            assert isinstance(value, str) and value
+            continue
+        doc = value.__dict__.get("__doc__") if isinstance(value, type) else getattr(value, "__doc__", None)
+        if not (doc or "").strip():
+            undocumented.append(name)
+    assert undocumented == []
+
+
+def test_every_record_and_error_type_the_api_uses_is_exported() -> None:
+    """Whatever the API returns or raises can be named by a user (for type hints and except clauses)."""
+    import inspect
+
+    from modeltrail import _errors, _records
+
+    for module in (_records, _errors):
+        defined = {
+            name
+            for name, value in vars(module).items()
+            if inspect.isclass(value) and value.__module__ == module.__name__ and not name.startswith("_")
+        }
+        assert defined, module.__name__
+        assert defined <= set(modeltrail.__all__), sorted(defined - set(modeltrail.__all__))
+
+
+def test_modules_are_private_except_the_entry_points() -> None:
+    """The public boundary is visible in the file names: only the API, the CLI, the dashboard and adapters are public."""
+    from pathlib import Path
+
+    package = Path(modeltrail.__file__).parent
+    public = sorted(
+        p.stem if p.is_file() else p.name
+        for p in package.iterdir()
+        if not p.name.startswith(("_", ".")) and (p.suffix == ".py" or (p.is_dir() and (p / "__init__.py").exists()))
+    )
+    assert public == ["cli", "ui"]
+
+
+def test_every_package_folder_is_listed_for_setuptools() -> None:
+    """A folder missing from pyproject's `packages` would be left out of a wheel (and warned about on install)."""
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    source = root / "src" / "modeltrail"
+    found = {"modeltrail", "modeltrail.integrations"} | {
+        "modeltrail." + ".".join(d.relative_to(source).parts)
+        for d in source.rglob("*")
+        if d.is_dir() and d.name != "__pycache__" and any(f.is_file() for f in d.iterdir())
+    }
+    assert listed == found

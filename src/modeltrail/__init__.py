@@ -1,7 +1,9 @@
 """modeltrail: every ML model's life in a SQL database you already own.
 
-Names are loaded on first use (PEP 562) so ``import modeltrail`` stays cheap and
-never imports SQLAlchemy, numpy or an ML framework until something needs them.
+This module is the public API: every name a user needs, and every record type the API
+returns, is here and in ``__all__``; modules whose names start with ``_`` are private.
+Names are loaded on first use (PEP 562) so ``import modeltrail`` stays cheap and never
+imports SQLAlchemy, numpy or an ML framework until something needs them.
 """
 
 from __future__ import annotations
@@ -12,18 +14,45 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "AuditRecord": "_records",
+    "Comparison": "_records",
     "ConfigurationError": "_errors",
+    "CurvePoint": "_records",
     "Dataset": "_dataset",
+    "DatasetRecord": "_records",
+    "DatasetUse": "_records",
+    "DeploymentRecord": "_records",
+    "Difference": "_records",
+    "EvaluationDelta": "_records",
+    "EvaluationRecord": "_records",
+    "LeaderboardEntry": "_records",
+    "Lineage": "_records",
+    "MetricDelta": "_records",
+    "MetricPoint": "_records",
+    "MetricSummary": "_records",
+    "ModelDetails": "_records",
+    "ModelRecord": "_records",
     "ModeltrailError": "_errors",
+    "ModeltrailWarning": "_errors",
     "NotFoundError": "_errors",
     "PermissionDeniedError": "_errors",
+    "ProductionComparison": "_records",
+    "ProductionMetricRecord": "_records",
+    "RecordList": "_records",
+    "Reproduction": "_records",
     "SchemaError": "_errors",
     "SchemaOutdatedError": "_errors",
+    "Stage": "_training",
+    "StageRecord": "_records",
     "StorageError": "_errors",
     "StorageUnavailableError": "_errors",
     "Tracker": "_tracker",
     "Training": "_training",
+    "TrainingRecord": "_records",
     "ValidationError": "_errors",
+    "VersionDetails": "_records",
+    "VersionMetric": "_records",
+    "VersionRecord": "_records",
     "active_training": "_training",
     "autolog": "integrations.autolog",
     "disable_autolog": "integrations.autolog",
@@ -31,18 +60,45 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "AuditRecord",
+    "Comparison",
     "ConfigurationError",
+    "CurvePoint",
     "Dataset",
+    "DatasetRecord",
+    "DatasetUse",
+    "DeploymentRecord",
+    "Difference",
+    "EvaluationDelta",
+    "EvaluationRecord",
+    "LeaderboardEntry",
+    "Lineage",
+    "MetricDelta",
+    "MetricPoint",
+    "MetricSummary",
+    "ModelDetails",
+    "ModelRecord",
     "ModeltrailError",
+    "ModeltrailWarning",
     "NotFoundError",
     "PermissionDeniedError",
+    "ProductionComparison",
+    "ProductionMetricRecord",
+    "RecordList",
+    "Reproduction",
     "SchemaError",
     "SchemaOutdatedError",
+    "Stage",
+    "StageRecord",
     "StorageError",
     "StorageUnavailableError",
     "Tracker",
     "Training",
+    "TrainingRecord",
     "ValidationError",
+    "VersionDetails",
+    "VersionMetric",
+    "VersionRecord",
     "__version__",
     "active_training",
     "autolog",
@@ -69,6 +125,7 @@ if TYPE_CHECKING:
     from ._errors import (
         ConfigurationError,
         ModeltrailError,
+        ModeltrailWarning,
         NotFoundError,
         PermissionDeniedError,
         SchemaError,
@@ -77,6 +134,33 @@ if TYPE_CHECKING:
         StorageUnavailableError,
         ValidationError,
     )
+    from ._records import (
+        AuditRecord,
+        Comparison,
+        CurvePoint,
+        DatasetRecord,
+        DatasetUse,
+        DeploymentRecord,
+        Difference,
+        EvaluationDelta,
+        EvaluationRecord,
+        LeaderboardEntry,
+        Lineage,
+        MetricDelta,
+        MetricPoint,
+        MetricSummary,
+        ModelDetails,
+        ModelRecord,
+        ProductionComparison,
+        ProductionMetricRecord,
+        RecordList,
+        Reproduction,
+        StageRecord,
+        TrainingRecord,
+        VersionDetails,
+        VersionMetric,
+        VersionRecord,
+    )
     from ._tracker import Tracker
-    from ._training import Training, active_training
+    from ._training import Stage, Training, active_training
     from .integrations.autolog import autolog, disable_autolog, enable_autolog

@@ -1,22 +1,31 @@
 """One exception hierarchy, so callers can catch ``ModeltrailError`` and nothing else.
 
 Every error that is about a value the caller passed carries that value in
-``.value`` and names it in the message.
+``.value`` and names it in the message::
+
+    ModeltrailError
+    ├── ValidationError            (also a ValueError)   a value given to the API is refused
+    ├── ConfigurationError         (also a ValueError)   a URL or setting cannot be used
+    ├── NotFoundError              (also a LookupError)  no such model, version, training, deployment
+    └── StorageError                                      the database refused or failed
+        ├── StorageUnavailableError                       the server cannot be reached
+        ├── PermissionDeniedError                         the database user lacks a privilege
+        └── SchemaError                                   not the schema this version expects
+            └── SchemaOutdatedError                       an older revision: ``modeltrail db upgrade``
+
+    ModeltrailWarning (a RuntimeWarning)   logging failed and was skipped; training went on
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-_MISSING: Any = object()
-
-
 class ModeltrailError(Exception):
     """Base class of every error modeltrail raises on purpose."""
 
-    def __init__(self, message: str, *, value: Any = _MISSING) -> None:
+    def __init__(self, message: str, *, value: Any = None) -> None:
         super().__init__(message)
-        self.value = None if value is _MISSING else value
+        self.value = value
 
 
 class ValidationError(ModeltrailError, ValueError):
@@ -49,3 +58,7 @@ class SchemaError(StorageError):
 
 class SchemaOutdatedError(SchemaError):
     """The database is at an older schema revision: run ``modeltrail db upgrade``."""
+
+
+class ModeltrailWarning(RuntimeWarning):
+    """Logging failed and was skipped so that the user's training could go on (issued once per cause)."""

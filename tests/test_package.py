@@ -63,7 +63,7 @@ def test_every_record_and_error_type_the_api_uses_is_exported() -> None:
 
 
 def test_modules_are_private_except_the_entry_points() -> None:
-    """The public boundary is visible in the file names: only the API, the CLI, the dashboard and adapters are public."""
+    """The public boundary shows in file names: only the API, the CLI and the dashboard are public modules."""
     from pathlib import Path
 
     package = Path(modeltrail.__file__).parent
@@ -77,8 +77,9 @@ def test_modules_are_private_except_the_entry_points() -> None:
 
 def test_every_package_folder_is_listed_for_setuptools() -> None:
     """A folder missing from pyproject's `packages` would be left out of a wheel (and warned about on install)."""
-    import tomllib
     from pathlib import Path
+
+    import tomllib
 
     root = Path(__file__).resolve().parent.parent
     listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])

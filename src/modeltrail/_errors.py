@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
+
 class ModeltrailError(Exception):
     """Base class of every error modeltrail raises on purpose."""
 

@@ -101,6 +101,25 @@ def tracker(db_url: str) -> Iterator[modeltrail.Tracker]:
     t.close()
 
 
+def count_rows(url: str, table: str, where: str = "") -> int:
+    """Rows of a ledger table as any other client sees them: a fresh engine, committed data only."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(text(f"SELECT COUNT(*) FROM {table} {where}")).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def row_counts(url: str) -> dict[str, int]:
+    """Every ledger table's row count: compare before and after to prove what changed (or that nothing did)."""
+    from modeltrail._schema import Base
+
+    return {name: count_rows(url, name) for name in sorted(Base.metadata.tables)}
+
+
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: os.PathLike[str]) -> None:
     """No test reads the developer's MODELTRAIL_URI or writes ./modeltrail.db."""

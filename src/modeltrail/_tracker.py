@@ -7,12 +7,16 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from . import _registry as registry
 from ._config import mask_password, resolve_uri
 from ._dataset import Dataset
 from ._errors import NotFoundError
+from ._operations import deployments as deployment_ops
+from ._operations import evaluations as evaluation_ops
+from ._read import audit as audit_reads
+from ._read import deployments as deployment_reads
+from ._read import evaluations as evaluation_reads
 from ._read import lineage as lineage_mod
-from ._read import queries
+from ._read import queries, ranking
 from ._records import (
     AuditRecord,
     Comparison,
@@ -172,7 +176,7 @@ class Tracker:
     def show(self, model: str | int) -> ModelDetails:
         """A model with each version, its training (params, metrics, dataset, artifact) and where it serves."""
         with self.store.transaction(read_only=True) as s:
-            return registry.model_details(s, model)
+            return queries.model_details(s, model)
 
     def compare(self, model: str | int, a: int, b: int, *, modes: Mapping[str, str] | None = None) -> Comparison:
         """What changed from version ``a`` to ``b``: params, shared metrics (final and best), dataset, duration, code.
@@ -180,7 +184,7 @@ class Tracker:
         ``modes`` says per metric whether "max" or "min" is best; by default losses and errors are "min".
         """
         with self.store.transaction(read_only=True) as s:
-            return registry.compare(s, model, a, b, modes=modes)
+            return ranking.compare(s, model, a, b, modes=modes)
 
     def leaderboard(
         self,
@@ -197,14 +201,14 @@ class Tracker:
         With ``dataset``, versions are ranked by ``metric`` of their latest evaluation on that dataset.
         """
         with self.store.transaction(read_only=True) as s:
-            return registry.leaderboard(s, model, metric, mode=mode, by=by, limit=limit, dataset=dataset)
+            return ranking.leaderboard(s, model, metric, mode=mode, by=by, limit=limit, dataset=dataset)
 
     def best_version(
         self, model: str | int, *, metric: str, mode: str = "max", by: str = "best", dataset: str | None = None
     ) -> LeaderboardEntry:
         """The top of :meth:`leaderboard`; NotFoundError when no version logged ``metric``."""
         with self.store.transaction(read_only=True) as s:
-            top = registry.leaderboard(s, model, metric, mode=mode, by=by, limit=1, dataset=dataset)
+            top = ranking.leaderboard(s, model, metric, mode=mode, by=by, limit=1, dataset=dataset)
         if not top:
             raise NotFoundError(f"no version of model {model!r} logged metric {metric!r}", value=metric)
         return top[0]
@@ -212,21 +216,21 @@ class Tracker:
     def metric_by_version(self, model: str | int, metric: str, *, mode: str | None = None) -> RecordList[VersionMetric]:
         """``metric``'s final and best value in each version, with where each version serves now."""
         with self.store.transaction(read_only=True) as s:
-            return registry.metric_by_version(s, model, metric, mode=mode)
+            return ranking.metric_by_version(s, model, metric, mode=mode)
 
     def metric_curves(
         self, model: str | int, metric: str, *, versions: Sequence[int] | None = None
     ) -> RecordList[CurvePoint]:
         """Every point of ``metric`` in every version (or ``versions``): one table, one curve per version."""
         with self.store.transaction(read_only=True) as s:
-            return registry.metric_curves(s, model, metric, versions=versions)
+            return queries.metric_curves(s, model, metric, versions=versions)
 
     def version_history(
         self, model: str | int, version: int | None = None, *, metrics: Sequence[str] | None = None
     ) -> RecordList[CurvePoint]:
         """Every metric point of one version (the latest by default), optionally only ``metrics``."""
         with self.store.transaction(read_only=True) as s:
-            return registry.version_history(s, model, version, metrics=metrics)
+            return queries.version_history(s, model, version, metrics=metrics)
 
     # ---------------------------------------------------------- evaluations
     def evaluate(
@@ -247,7 +251,7 @@ class Tracker:
         """
         store = self.store
         return store.run(
-            lambda s: registry.evaluate(
+            lambda s: evaluation_ops.evaluate(
                 s, store, model, version, dataset=dataset, metrics=metrics, evaluated_by=evaluated_by,
                 description=description, evaluated_at=evaluated_at,
             )
@@ -258,7 +262,7 @@ class Tracker:
     ) -> RecordList[EvaluationRecord]:
         """Evaluations of a model's versions (of one version, on one dataset), by version then time."""
         with self.store.transaction(read_only=True) as s:
-            return registry.evaluations(s, model, version=version, dataset=dataset)
+            return evaluation_reads.evaluations(s, model, version=version, dataset=dataset)
 
     # ---------------------------------------------------------- traceability
     def lineage(self, model: str | int, version: int | None = None) -> Lineage:
@@ -322,7 +326,7 @@ class Tracker:
         """Make ``version`` what serves ``environment``; the deployment it replaces is marked superseded."""
         store = self.store
         return store.run(
-            lambda s: registry.deploy(
+            lambda s: deployment_ops.deploy(
                 s, store, model, version, environment, endpoint=endpoint, reason=reason, deployed_by=deployed_by
             )
         )
@@ -333,7 +337,7 @@ class Tracker:
         """Return ``environment`` to the version active before the current one; repeated calls walk further back."""
         store = self.store
         return store.run(
-            lambda s: registry.rollback(s, store, model, environment, reason=reason, deployed_by=deployed_by)
+            lambda s: deployment_ops.rollback(s, store, model, environment, reason=reason, deployed_by=deployed_by)
         )
 
     def undeploy(
@@ -348,7 +352,7 @@ class Tracker:
         """Retire what serves ``environment`` (refused unless it is ``version``, when given)."""
         store = self.store
         return store.run(
-            lambda s: registry.undeploy(
+            lambda s: deployment_ops.undeploy(
                 s, store, model, environment, version=version, reason=reason, deployed_by=deployed_by
             )
         )
@@ -359,8 +363,8 @@ class Tracker:
         """What serves ``environment`` now, or at moment ``at`` (a date means the end of that day, UTC)."""
         with self.store.transaction(read_only=True) as s:
             if at is None:
-                return registry.current_deployment(s, model, environment)
-            return registry.deployment_at(s, model, environment, at)
+                return deployment_reads.current_deployment(s, model, environment)
+            return deployment_reads.deployment_at(s, model, environment, at)
 
     def deployments(
         self,
@@ -372,12 +376,12 @@ class Tracker:
     ) -> RecordList[DeploymentRecord]:
         """The full timeline per environment (oldest first): status, action, who, when, why."""
         with self.store.transaction(read_only=True) as s:
-            return registry.deployments(s, model, environment=environment, version=version, status=status)
+            return deployment_reads.deployments(s, model, environment=environment, version=version, status=status)
 
     def environments(self, model: str | int, version: int) -> list[str]:
         """The environments where ``version`` serves now."""
         with self.store.transaction(read_only=True) as s:
-            return registry.environments_of(s, model, version)
+            return deployment_reads.environments_of(s, model, version)
 
     def log_production_metrics(
         self,
@@ -391,7 +395,7 @@ class Tracker:
         """Record metrics measured while serving, against the active deployment of ``environment``."""
         store = self.store
         return store.run(
-            lambda s: registry.log_production_metrics(
+            lambda s: deployment_ops.log_production_metrics(
                 s, store, model, environment, metrics, measured_at=measured_at, deployment_id=deployment_id
             )
         )
@@ -405,7 +409,9 @@ class Tracker:
         version: int | None = None,
     ) -> RecordList[ProductionMetricRecord]:
         with self.store.transaction(read_only=True) as s:
-            return registry.production_metrics(s, model, environment=environment, metric=metric, version=version)
+            return deployment_reads.production_metrics(
+                s, model, environment=environment, metric=metric, version=version
+            )
 
     def compare_production(
         self,
@@ -418,9 +424,7 @@ class Tracker:
     ) -> RecordList[ProductionComparison]:
         """Each production measurement of ``metric`` over time beside the serving version's training value."""
         with self.store.transaction(read_only=True) as s:
-            return registry.compare_production(
-                s, model, environment, metric, training_metric=training_metric, mode=mode
-            )
+            return ranking.compare_production(s, model, environment, metric, training_metric=training_metric, mode=mode)
 
     def audit(
         self,
@@ -433,4 +437,6 @@ class Tracker:
     ) -> RecordList[AuditRecord]:
         """Audit events, newest first; ``action="deployment.*"`` matches a prefix."""
         with self.store.transaction(read_only=True) as s:
-            return registry.audit_events(s, action=action, entity=entity, entity_id=entity_id, since=since, limit=limit)
+            return audit_reads.audit_events(
+                s, action=action, entity=entity, entity_id=entity_id, since=since, limit=limit
+            )

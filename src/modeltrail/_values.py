@@ -252,3 +252,57 @@ def check_step(step: Any) -> int:
     if not 0 <= value <= MAX_STEP:
         raise ValidationError(f"step must be a non-negative integer, got {step!r}", value=step)
     return value
+
+
+# ------------------------------------------------- registry inputs (deployments, evaluations, audit)
+ENVIRONMENT_MAX = 64
+USER_MAX = 128
+DESCRIPTION_MAX = 10_000
+
+
+def check_environment(environment: Any) -> str:
+    if not isinstance(environment, str) or not environment.strip():
+        raise ValidationError(f"environment must be a non-empty string, got {environment!r}", value=environment)
+    if len(environment) > ENVIRONMENT_MAX or environment != environment.strip():
+        raise ValidationError(
+            f"environment must be at most {ENVIRONMENT_MAX} characters without surrounding spaces, got {environment!r}",
+            value=environment,
+        )
+    return environment
+
+
+def check_text(name: str, value: Any, limit: int | None = None) -> str | None:
+    """An optional free text (reason, endpoint, who, description): None stays None, else a string within ``limit``."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValidationError(f"{name} must be a string, got {value!r}", value=value)
+    if limit is not None and len(value) > limit:
+        raise ValidationError(f"{name} is longer than {limit} characters: {value[:40]!r}...", value=value)
+    return value
+
+
+def check_time(at: Any, *, day_end: bool = True) -> dt.datetime:
+    """A moment from a timezone-aware datetime, or from a date: the end of that day (UTC), or its start."""
+    if isinstance(at, dt.datetime):
+        if at.tzinfo is None:
+            raise ValidationError(f"naive datetime {at!r}: give a timezone-aware one (UTC)", value=at)
+        return at.astimezone(dt.timezone.utc)
+    if isinstance(at, dt.date):
+        return dt.datetime.combine(at, dt.time.max if day_end else dt.time.min, tzinfo=dt.timezone.utc)
+    raise ValidationError(f"expected a datetime or a date, got {at!r}", value=at)
+
+
+def check_dataset_name(name: Any) -> str:
+    if not isinstance(name, str) or not name.strip() or len(name) > NAME_MAX or name != name.strip():
+        raise ValidationError(
+            f"a dataset name is 1 to {NAME_MAX} characters without surrounding spaces, got {name!r}", value=name
+        )
+    return name
+
+
+def check_metrics(metrics: Any) -> dict[str, float]:
+    """A non-empty mapping of metric name to number, as checked keys and plain floats."""
+    if not isinstance(metrics, Mapping) or not metrics:
+        raise ValidationError(f"metrics must be a non-empty mapping of name to number, got {metrics!r}", value=metrics)
+    return {check_metric_key(k): as_metric_value(v, k) for k, v in metrics.items()}

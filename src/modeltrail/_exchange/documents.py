@@ -35,9 +35,10 @@ from sqlalchemy.orm import Session
 from .. import _schema as schema
 from .._audit import record_event
 from .._errors import ValidationError
+from .._operations.evaluations import add_evaluation_metrics
 from .._operations.trainings import get_or_create_dataset, get_or_create_model, metric_key_ids
 from .._read.queries import resolve_model, resolve_version
-from .._registry import ACTIVE, add_evaluation_metrics
+from .._rows import ACTIVE
 from .._store import upsert
 from .._values import decode_float, encode_float, from_jsonable, to_jsonable
 

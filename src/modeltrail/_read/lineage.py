@@ -22,8 +22,10 @@ from sqlalchemy.orm import Session
 from .. import _schema as schema
 from .._errors import ValidationError
 from .._records import DatasetUse, DeploymentRecord, Difference, Lineage, RecordList, Reproduction
-from .._registry import ACTIVE, _deployment_query, _deployment_records, evaluation_query, evaluation_records
-from .queries import dataset_record, resolve_model, resolve_version, trainings_by_id, version_record
+from .._rows import ACTIVE, resolve_model, resolve_version, version_record
+from .deployments import deployments_of_version, serving_environments, serving_versions
+from .evaluations import evaluations_of_version
+from .queries import dataset_record, trainings_by_id
 
 #: A digest prefix shorter than this would match unrelated datasets by accident.
 MIN_DIGEST_PREFIX = 6
@@ -36,12 +38,8 @@ def lineage(s: Session, model_ref: Any, number: int | None) -> Lineage:
     parent = s.get(schema.VersionRow, row.parent_id) if row.parent_id is not None else None
     version = version_record(model.name, row, parent.number if parent is not None else None)
     training = trainings_by_id(s, [row.training_id])[row.training_id]
-    d = schema.DeploymentRow
-    deployments = _deployment_records(
-        s.execute(_deployment_query().where(d.version_id == row.id).order_by(d.environment, d.id)).all()
-    )
-    e = schema.EvaluationRow
-    evaluations = evaluation_records(s, evaluation_query().where(e.version_id == row.id).order_by(e.evaluated_at, e.id))
+    deployments = deployments_of_version(s, row.id)
+    evaluations = evaluations_of_version(s, row.id)
     context = training.context or {}
     return Lineage(
         model=model.name,
@@ -68,7 +66,7 @@ def check_digest(digest: Any) -> str:
 def trained_on(s: Session, digest: str) -> RecordList[DatasetUse]:
     """Every version, of any model, whose training used a dataset with this digest (or digest prefix)."""
     prefix = check_digest(digest)
-    v, t, m, ds, dep = schema.VersionRow, schema.TrainingRow, schema.ModelRow, schema.DatasetRow, schema.DeploymentRow
+    v, t, m, ds = schema.VersionRow, schema.TrainingRow, schema.ModelRow, schema.DatasetRow
     rows = s.execute(
         select(m.name, v.number, v.id, v.training_id, ds)
         .join(t, t.id == v.training_id)
@@ -77,15 +75,7 @@ def trained_on(s: Session, digest: str) -> RecordList[DatasetUse]:
         .where(ds.digest.startswith(prefix, autoescape=True))
         .order_by(m.name, v.number)
     ).all()
-    serving: dict[int, list[str]] = {}
-    if rows:
-        query = (
-            select(dep.version_id, dep.environment)
-            .where(dep.version_id.in_([r[2] for r in rows]), dep.status == ACTIVE)
-            .order_by(dep.environment)
-        )
-        for version_id, environment in s.execute(query):
-            serving.setdefault(version_id, []).append(environment)
+    serving = serving_environments(s, version_ids=[r[2] for r in rows]) if rows else {}
     out: RecordList[DatasetUse] = RecordList()
     for name, number, version_id, training_id, dataset in rows:
         found = dataset_record(dataset)
@@ -105,19 +95,14 @@ def trained_on(s: Session, digest: str) -> RecordList[DatasetUse]:
 def serving_trained_on(s: Session, digest: str) -> RecordList[DeploymentRecord]:
     """The active deployments, in every environment, of versions trained on this dataset digest (or prefix)."""
     prefix = check_digest(digest)
-    d, v, t, ds = schema.DeploymentRow, schema.VersionRow, schema.TrainingRow, schema.DatasetRow
+    v, t, ds = schema.VersionRow, schema.TrainingRow, schema.DatasetRow
     trained = (
         select(v.id)
         .join(t, t.id == v.training_id)
         .join(ds, ds.id == t.dataset_id)
         .where(ds.digest.startswith(prefix, autoescape=True))
     )
-    query = (
-        _deployment_query()
-        .where(d.status == ACTIVE, d.version_id.in_(trained))
-        .order_by(schema.ModelRow.name, d.environment, d.id)
-    )
-    return _deployment_records(s.execute(query).all())
+    return serving_versions(s, trained)
 
 
 # ------------------------------------------------------------------ reproduction

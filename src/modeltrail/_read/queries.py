@@ -10,72 +10,30 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from .. import _schema as schema
 from .._errors import NotFoundError, ValidationError
 from .._records import (
+    CurvePoint,
     DatasetRecord,
     MetricPoint,
     MetricSummary,
+    ModelDetails,
     ModelRecord,
     RecordList,
     StageRecord,
     TrainingRecord,
+    VersionDetails,
     VersionRecord,
 )
-from .._values import decode_float, from_jsonable
+from .._rows import ACTIVE, resolve_model, resolve_version, version_record
+from .._values import check_metric_key, decode_float, from_jsonable
+from .deployments import active_environments, deployments
 
 
 # ------------------------------------------------------------------ lookups
-def resolve_model(s: Session, ref: Any, *, for_update: bool = False) -> schema.ModelRow:
-    """A model by name, by id (int) or by a record that has one.
-
-    ``for_update`` locks the row (``SELECT ... FOR UPDATE``): writers that must see the
-    latest committed state of a model's versions or deployments take this lock first.
-    """
-    if isinstance(ref, ModelRecord):
-        ref = ref.id
-    if isinstance(ref, bool) or not isinstance(ref, (int, str)):
-        raise ValidationError(f"a model is named by its name or id, got {ref!r}", value=ref)
-
-    def one(condition: Any) -> schema.ModelRow | None:
-        query = select(schema.ModelRow).where(condition)
-        if for_update:
-            query = query.with_for_update()
-        return s.execute(query).scalar_one_or_none()
-
-    model = None
-    if isinstance(ref, str):
-        model = one(schema.ModelRow.name == ref)
-        if model is None and ref.isdigit() and len(ref) < 10:
-            model = one(schema.ModelRow.id == int(ref))
-    elif -(2**31) <= ref < 2**31:
-        model = one(schema.ModelRow.id == ref)
-    if model is None:
-        raise NotFoundError(f"no model {ref!r}", value=ref)
-    return model
-
-
-def resolve_version(s: Session, model: schema.ModelRow, number: int | None = None) -> schema.VersionRow:
-    """Version ``number`` of ``model``; the latest when ``number`` is None."""
-    query = select(schema.VersionRow).where(schema.VersionRow.model_id == model.id)
-    if number is None:
-        version = s.execute(query.order_by(schema.VersionRow.number.desc()).limit(1)).scalar_one_or_none()
-        if version is None:
-            raise NotFoundError(f"model {model.name!r} has no versions yet", value=model.name)
-        return version
-    if isinstance(number, bool) or not isinstance(number, int):
-        raise ValidationError(f"a version number is an integer, got {number!r}", value=number)
-    version = None
-    if -(2**31) <= number < 2**31:  # beyond INTEGER no version exists (and PostgreSQL would refuse the bind)
-        version = s.execute(query.where(schema.VersionRow.number == number)).scalar_one_or_none()
-    if version is None:
-        raise NotFoundError(f"model {model.name!r} has no version {number}", value=number)
-    return version
-
-
 def resolve_training_id(s: Session, ref: Any, *, version: int | None = None) -> int:
     """A training id from a Training, a record, a training id, or a model name (+ version number)."""
     if isinstance(ref, VersionRecord):
@@ -291,19 +249,6 @@ def trainings_by_id(s: Session, training_ids: Sequence[int]) -> dict[int, Traini
     return {r.id: r for r in training_records(s, rows)}  # type: ignore[arg-type]
 
 
-def version_record(model_name: str, row: schema.VersionRow, parent_number: int | None) -> VersionRecord:
-    return VersionRecord(
-        id=row.id,
-        model=model_name,
-        number=row.number,
-        training_id=row.training_id,
-        parent_number=parent_number,
-        artifact_path=row.artifact_path,
-        param_diff=from_jsonable(row.param_diff or {"added": {}, "removed": {}, "changed": {}}),
-        created_at=row.created_at,
-    )
-
-
 def versions(s: Session, model_ref: Any) -> RecordList[VersionRecord]:
     model = resolve_model(s, model_ref)
     rows = list(
@@ -335,4 +280,87 @@ def metric_history(s: Session, training_id: int, key: str) -> RecordList[MetricP
             timestamp=dt.datetime.fromtimestamp(ts, dt.timezone.utc),
         )
         for step, value, kind, ts in rows
+    )
+
+
+def metric_key_id(s: Session, metric: str) -> int | None:
+    """The id of metric name ``metric``; None when nothing ever logged it."""
+    check_metric_key(metric)
+    return s.execute(select(schema.MetricKeyRow.id).where(schema.MetricKeyRow.name == metric)).scalar_one_or_none()
+
+
+# ------------------------------------------------------------------ details
+def model_details(s: Session, model_ref: Any) -> ModelDetails:
+    """A model with each version, the training behind it (dataset, artifact, params, metrics) and where it serves."""
+    model = resolve_model(s, model_ref)
+    record = model_records(s, [model])[0]
+    rows = versions(s, model.id)
+    found = trainings_by_id(s, [r.training_id for r in rows])
+    serving = active_environments(s, model.id)
+    return ModelDetails(
+        model=record,
+        versions=RecordList(
+            VersionDetails(version=r, training=found[r.training_id], environments=serving.get(r.id, [])) for r in rows
+        ),
+        deployments=deployments(s, model.id, status=ACTIVE),
+    )
+
+
+# ------------------------------------------------------------------ histories
+def _curve_point(
+    model: str, version: int, training_id: int, metric: str, step: int, value: float | None, kind: int, ts: float
+) -> CurvePoint:
+    return CurvePoint(
+        model=model,
+        version=version,
+        training_id=training_id,
+        metric=metric,
+        step=step,
+        value=decode_float(value, kind),
+        timestamp=dt.datetime.fromtimestamp(ts, dt.timezone.utc),
+    )
+
+
+def metric_curves(
+    s: Session, model_ref: Any, metric: str, *, versions: Sequence[int] | None = None
+) -> RecordList[CurvePoint]:
+    """Every point of ``metric`` in every version (or the given ones), by version then step."""
+    model = resolve_model(s, model_ref)
+    key_id = metric_key_id(s, metric)
+    if key_id is None:
+        return RecordList()
+    v, mp = schema.VersionRow, schema.MetricPointRow
+    query = (
+        select(v.number, v.training_id, mp.step, mp.value, mp.kind, mp.ts)
+        .join(mp, and_(mp.training_id == v.training_id, mp.key_id == key_id))
+        .where(v.model_id == model.id)
+    )
+    if versions is not None:
+        numbers = [resolve_version(s, model, n).number for n in versions]
+        query = query.where(v.number.in_(numbers))
+    rows = s.execute(query.order_by(v.number, mp.step, mp.id))
+    return RecordList(
+        _curve_point(model.name, number, tid, metric, step, value, kind, ts)
+        for number, tid, step, value, kind, ts in rows
+    )
+
+
+def version_history(
+    s: Session, model_ref: Any, version: int | None = None, *, metrics: Sequence[str] | None = None
+) -> RecordList[CurvePoint]:
+    """Every metric point of one version (the latest by default), by metric then step."""
+    model = resolve_model(s, model_ref)
+    row = resolve_version(s, model, version)
+    mp, mk = schema.MetricPointRow, schema.MetricKeyRow
+    query = (
+        select(mk.name, mp.step, mp.value, mp.kind, mp.ts)
+        .join(mk, mk.id == mp.key_id)
+        .where(mp.training_id == row.training_id)
+    )
+    if metrics is not None:
+        query = query.where(mk.name.in_([check_metric_key(m) for m in metrics]))
+    rows = s.execute(query.order_by(mk.name, mp.step, mp.id))
+    return RecordList(
+        _curve_point(model.name, row.number, row.training_id, name, step, value, kind, ts)
+        for name, step, value, kind, ts in rows
     )

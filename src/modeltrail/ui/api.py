@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from .._errors import ValidationError
 from .._read import queries
+from .._read.ranking import metric_mode
 from .._records import (
     AuditRecord,
     Comparison,
@@ -27,7 +28,6 @@ from .._records import (
     VersionMetric,
     VersionRecord,
 )
-from .._registry import metric_mode
 from .._tracker import Tracker
 from . import data
 

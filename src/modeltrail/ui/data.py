@@ -20,10 +20,11 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from .. import _registry as registry
 from .. import _schema as schema
 from .._errors import NotFoundError, ValidationError
+from .._read import deployments as registry
 from .._read import queries
+from .._read.ranking import metric_mode
 from .._records import DeploymentRecord, ModelRecord
 from .._values import decode_float
 
@@ -180,7 +181,7 @@ def model_metrics(s: Session, model_id: int) -> list[MetricInfo]:
         .group_by(mk.name)
         .order_by(count.desc(), mk.name)
     )
-    found = [MetricInfo(name=name, versions=n, mode=registry.metric_mode(name)) for name, n in s.execute(query)]
+    found = [MetricInfo(name=name, versions=n, mode=metric_mode(name)) for name, n in s.execute(query)]
     # Stage timings ("fit.duration_s") are metrics too, but rarely the one a table or ranking is about.
     return sorted(found, key=lambda m: (-m.versions, m.name.endswith(STAGE_SUFFIX), m.name))
 

@@ -14,10 +14,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
-from .. import _registry as registry
 from .. import _schema as schema
 from .._errors import ValidationError
 from .._read import queries
+from .._read import ranking as registry
 from . import data
 from .api import Ledger, parse_versions
 from .tables import version_rows_html

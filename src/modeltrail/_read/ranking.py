@@ -1,0 +1,373 @@
+"""Rankings and comparisons: leaderboards, the best version, one metric across versions, version diffs.
+
+Which way is better for a metric is decided here, once (:func:`metric_mode`). Leaderboards and
+comparisons read ``metric_summaries`` only, never the metric history; rankings by evaluation read
+each version's latest evaluation on a dataset.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import and_, select
+from sqlalchemy.orm import Session
+from sqlalchemy.sql import Select
+
+from .. import _schema as schema
+from .._errors import NotFoundError, ValidationError
+from .._records import (
+    Comparison,
+    EvaluationDelta,
+    LeaderboardEntry,
+    MetricDelta,
+    ProductionComparison,
+    RecordList,
+    VersionMetric,
+)
+from .._rows import resolve_model
+from .._values import check_dataset_name, check_metric_key, decode_float, param_diff
+from .deployments import active_environments, production_metrics
+from .evaluations import latest_evaluations
+from .queries import dataset_record, metric_key_id, params_of, summaries, summary_record, versions
+
+MODES = ("max", "min")
+RANK_BY = ("best", "last")
+
+
+#: Metric names where lower is better, when the caller does not say (losses, errors, latencies).
+_LOWER_IS_BETTER = re.compile(
+    r"loss|err|mse|mae|rmse|mape|perplexity|ppl|wer|cer|latency|duration|time|regret|brier|nll|distance|fpr|fnr",
+    re.IGNORECASE,
+)
+
+
+# ----------------------------------------------------------------- checks
+def metric_mode(key: str) -> str:
+    """The direction that is better for ``key`` when nobody said: "min" for losses and errors, else "max"."""
+    return "min" if _LOWER_IS_BETTER.search(key) else "max"
+
+
+def check_mode(mode: Any) -> str:
+    if mode not in MODES:
+        raise ValidationError(f"mode must be 'max' or 'min', got {mode!r}", value=mode)
+    return str(mode)
+
+
+def check_rank_by(by: Any) -> str:
+    if by not in RANK_BY:
+        raise ValidationError(f"by must be 'best' or 'last', got {by!r}", value=by)
+    return str(by)
+
+
+# ------------------------------------------------------------ comparisons
+def compare(s: Session, model_ref: Any, a: int, b: int, *, modes: Mapping[str, str] | None = None) -> Comparison:
+    """What changed from version ``a`` to ``b``: params, shared metrics (final and best), dataset, duration, code.
+
+    Five short indexed queries whatever the history's size: the two versions with their trainings,
+    their params, their metric summaries, their datasets.
+    """
+    model = resolve_model(s, model_ref)
+    for number in (a, b):
+        if isinstance(number, bool) or not isinstance(number, int):
+            raise ValidationError(f"a version number is an integer, got {number!r}", value=number)
+    v, t = schema.VersionRow, schema.TrainingRow
+    rows = {
+        row.number: row
+        for row in s.execute(
+            select(v.number, v.training_id, t.duration_s, t.git_commit, t.dataset_id)
+            .join(t, t.id == v.training_id)
+            .where(v.model_id == model.id, v.number.in_([n for n in (a, b) if -(2**31) <= n < 2**31]))
+        )
+    }
+    for number in (a, b):
+        if number not in rows:
+            raise NotFoundError(f"model {model.name!r} has no version {number}", value=number)
+    ra, rb = rows[a], rows[b]
+    ids = [ra.training_id, rb.training_id]
+    params = params_of(s, ids)
+    metrics = summaries(s, ids)
+    dataset_ids = {r.dataset_id for r in (ra, rb) if r.dataset_id is not None}
+    datasets = {
+        d.id: dataset_record(d)
+        for d in (
+            s.execute(select(schema.DatasetRow).where(schema.DatasetRow.id.in_(dataset_ids))).scalars()
+            if dataset_ids
+            else []
+        )
+    }
+    da, db = datasets.get(ra.dataset_id), datasets.get(rb.dataset_id)
+    metrics_a, metrics_b = metrics[ra.training_id], metrics[rb.training_id]
+    modes = dict(modes or {})
+    for mode in modes.values():
+        check_mode(mode)
+    deltas: RecordList[MetricDelta] = RecordList()
+    for key in sorted(metrics_a.keys() & metrics_b.keys()):
+        ma, mb = metrics_a[key], metrics_b[key]
+        mode = modes.get(key) or metric_mode(key)
+        best_a = ma.max if mode == "max" else ma.min
+        best_b = mb.max if mode == "max" else mb.min
+        deltas.append(
+            MetricDelta(
+                key=key,
+                mode=mode,
+                last_a=ma.last,
+                last_b=mb.last,
+                last_delta=mb.last - ma.last,
+                best_a=best_a,
+                best_b=best_b,
+                best_delta=best_b - best_a if best_a is not None and best_b is not None else None,
+            )
+        )
+    duration_a, duration_b = ra.duration_s, rb.duration_s
+    return Comparison(
+        model=model.name,
+        a=a,
+        b=b,
+        training_a=ra.training_id,
+        training_b=rb.training_id,
+        params=param_diff(params[ra.training_id], params[rb.training_id]),
+        metrics=deltas,
+        metrics_only_a=sorted(metrics_a.keys() - metrics_b.keys()),
+        metrics_only_b=sorted(metrics_b.keys() - metrics_a.keys()),
+        dataset_a=da,
+        dataset_b=db,
+        dataset_changed=ra.dataset_id != rb.dataset_id,
+        duration_a=duration_a,
+        duration_b=duration_b,
+        duration_delta=duration_b - duration_a if duration_a is not None and duration_b is not None else None,
+        commit_a=ra.git_commit,
+        commit_b=rb.git_commit,
+        code_changed=ra.git_commit != rb.git_commit,
+        evaluations=_evaluation_deltas(s, model, a, b, modes),
+    )
+
+
+# ------------------------------------------------------------ leaderboards
+
+
+def leaderboard_query(model_id: int, metric: str, *, mode: str, by: str) -> Select:
+    """One model's versions ranked by one metric's summary, NaN (NULL) last on every backend.
+
+    Columns: number, training_id, version id, then the ranked (value, kind, step) and the other
+    figure's (value, kind): the last value when ranking by best, the best when ranking by last.
+    Only what a leaderboard shows is fetched: with 1,000 versions the driver's row decoding is
+    most of the cost. Versions are found by (model_id, number), summaries by (training_id, key_id).
+    """
+    v, ms, mk = schema.VersionRow, schema.MetricSummaryRow, schema.MetricKeyRow
+    best = (ms.max_value, ms.max_kind, ms.max_step) if mode == "max" else (ms.min_value, ms.min_kind, ms.min_step)
+    last = (ms.last_value, ms.last_kind, ms.last_step)
+    ranked, other = (last, best) if by == "last" else (best, last)
+    column = ranked[0]
+    return (
+        select(v.number, v.training_id, v.id, *ranked, *other[:2])
+        .join(ms, ms.training_id == v.training_id)
+        .join(mk, and_(mk.id == ms.key_id, mk.name == metric))
+        .where(v.model_id == model_id)
+        .order_by(column.is_(None), column.desc() if mode == "max" else column.asc(), v.number)
+    )
+
+
+def leaderboard(
+    s: Session,
+    model_ref: Any,
+    metric: str,
+    *,
+    mode: str = "max",
+    by: str = "best",
+    limit: int | None = None,
+    dataset: str | None = None,
+) -> RecordList[LeaderboardEntry]:
+    """Versions ranked by ``metric``: by each training's best value over its whole history, or its last one.
+
+    With ``dataset``, by ``metric`` of each version's latest evaluation on that dataset instead
+    (``by`` does not apply: an evaluation has one value). Equal values share a rank. Versions
+    that never logged (or were never evaluated with) ``metric`` are left out.
+    """
+    mode, by = check_mode(mode), check_rank_by(by)
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValidationError(f"limit must be a positive integer, got {limit!r}", value=limit)
+    check_metric_key(metric)
+    model = resolve_model(s, model_ref)
+    if dataset is not None:
+        return _evaluation_leaderboard(s, model, metric, check_dataset_name(dataset), mode=mode, limit=limit)
+    query = leaderboard_query(model.id, metric, mode=mode, by=by)
+    if limit is not None:
+        query = query.limit(limit)
+    serving = active_environments(s, model.id)
+    out: RecordList[LeaderboardEntry] = RecordList()
+    rank, previous = 0, None
+    name = model.name
+    for i, (number, training_id, version_id, value, kind, step, other, other_kind) in enumerate(
+        s.connection().execute(query).all()
+    ):
+        ranked = decode_float(value, kind)
+        if by == "best":
+            best = None if step is None else ranked
+            last = decode_float(other, other_kind)
+        else:
+            best = None if other is None else decode_float(other, other_kind)
+            last = ranked
+        if previous is None or ranked != previous:
+            rank = i + 1
+        previous = ranked
+        out.append(
+            LeaderboardEntry(
+                rank=rank,
+                model=name,
+                version=number,
+                training_id=training_id,
+                metric=metric,
+                value=ranked,
+                step=step,
+                last=last,
+                best=best,
+                environments=serving.get(version_id, []),
+            )
+        )
+    return out
+
+
+_SUMMARY_COLUMNS = (
+    "count", "last_step", "last_value", "last_kind", "min_step", "min_value", "min_kind", "max_step", "max_value",
+    "max_kind",
+)  # fmt: skip
+
+
+def metric_by_version(s: Session, model_ref: Any, metric: str, *, mode: str | None = None) -> RecordList[VersionMetric]:
+    """One metric's final and best value in every version that logged it, by version number."""
+    mode = check_mode(mode) if mode is not None else metric_mode(metric)
+    model = resolve_model(s, model_ref)
+    key_id = metric_key_id(s, metric)
+    if key_id is None:
+        return RecordList()
+    serving = active_environments(s, model.id)
+    v, ms = schema.VersionRow, schema.MetricSummaryRow
+    query = (
+        select(v.number, v.training_id, v.id, *(getattr(ms, c) for c in _SUMMARY_COLUMNS))
+        .join(ms, and_(ms.training_id == v.training_id, ms.key_id == key_id))
+        .where(v.model_id == model.id)
+        .order_by(v.number)
+    )
+    out: RecordList[VersionMetric] = RecordList()
+    for row in s.execute(query):
+        summary = summary_record(metric, row)
+        best, best_step = (summary.max, summary.max_step) if mode == "max" else (summary.min, summary.min_step)
+        out.append(
+            VersionMetric(
+                model=model.name,
+                version=row.number,
+                training_id=row.training_id,
+                metric=metric,
+                mode=mode,
+                count=summary.count,
+                last=summary.last,
+                last_step=summary.last_step,
+                best=best,
+                best_step=best_step,
+                environments=serving.get(row.id, []),
+            )
+        )
+    return out
+
+
+def _evaluation_leaderboard(
+    s: Session, model: schema.ModelRow, metric: str, dataset: str, *, mode: str, limit: int | None
+) -> RecordList[LeaderboardEntry]:
+    latest = latest_evaluations(s, model)
+    scored = [
+        (record, record.metrics[metric])
+        for (_, name), record in latest.items()
+        if name == dataset and metric in record.metrics
+    ]
+    sign = -1.0 if mode == "max" else 1.0
+    scored.sort(key=lambda pair: (math.isnan(pair[1]), sign * pair[1] if not math.isnan(pair[1]) else 0.0,
+                                  pair[0].version))  # fmt: skip
+    if limit is not None:
+        scored = scored[:limit]
+    training_of = {r.number: (r.training_id, r.id) for r in versions(s, model.id)}
+    serving = active_environments(s, model.id)
+    out: RecordList[LeaderboardEntry] = RecordList()
+    rank, previous = 0, None
+    for i, (record, value) in enumerate(scored):
+        if previous is None or not (value == previous or (math.isnan(value) and math.isnan(previous))):
+            rank = i + 1
+        previous = value
+        training_id, version_id = training_of[record.version]
+        out.append(
+            LeaderboardEntry(
+                rank=rank,
+                model=model.name,
+                version=record.version,
+                training_id=training_id,
+                metric=metric,
+                value=value,
+                step=None,
+                last=value,
+                best=value,
+                environments=serving.get(version_id, []),
+                dataset=dataset,
+            )
+        )
+    return out
+
+
+def _evaluation_deltas(
+    s: Session, model: schema.ModelRow, a: int, b: int, modes: Mapping[str, str]
+) -> RecordList[EvaluationDelta]:
+    latest = latest_evaluations(s, model, [a, b])
+    out: RecordList[EvaluationDelta] = RecordList()
+    for dataset in sorted(
+        {name for number, name in latest if number == a} & {name for number, name in latest if number == b}
+    ):
+        ea, eb = latest[(a, dataset)], latest[(b, dataset)]
+        for key in sorted(ea.metrics.keys() & eb.metrics.keys()):
+            va, vb = ea.metrics[key], eb.metrics[key]
+            out.append(
+                EvaluationDelta(
+                    dataset=dataset, key=key, mode=modes.get(key) or metric_mode(key), value_a=va, value_b=vb,
+                    delta=vb - va,
+                )
+            )  # fmt: skip
+    return out
+
+
+# ------------------------------------------------------------ production
+def compare_production(
+    s: Session,
+    model_ref: Any,
+    environment: str,
+    metric: str,
+    *,
+    training_metric: str | None = None,
+    mode: str | None = None,
+) -> RecordList[ProductionComparison]:
+    """Each production measurement of ``metric`` beside the serving version's training value of it."""
+    model = resolve_model(s, model_ref)
+    train_key = training_metric or metric
+    mode = check_mode(mode) if mode is not None else metric_mode(train_key)
+    points = production_metrics(s, model.id, environment=environment, metric=metric)
+    training_of = {r.number: r.training_id for r in versions(s, model.id)}
+    found = summaries(s, sorted({training_of[p.version] for p in points}))
+    out: RecordList[ProductionComparison] = RecordList()
+    for p in points:
+        summary = found[training_of[p.version]].get(train_key)
+        last = summary.last if summary is not None else None
+        best = (summary.max if mode == "max" else summary.min) if summary is not None else None
+        out.append(
+            ProductionComparison(
+                deployment_id=p.deployment_id,
+                environment=p.environment,
+                version=p.version,
+                metric=metric,
+                measured_at=p.measured_at,
+                value=p.value,
+                training_metric=train_key,
+                training_last=last,
+                training_best=best,
+                delta_last=p.value - last if last is not None else None,
+            )
+        )
+    return out

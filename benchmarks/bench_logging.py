@@ -123,6 +123,117 @@ def print_table(rows: list[Row]) -> None:
     print_columns(head, cells, ["<", "<", ">", ">", ">", "<", "<"])
 
 
+def measure_backend(backend: str, args: argparse.Namespace, dbs: Databases, artifacts: str) -> dict[str, Any]:
+    """Every figure of one backend, each from its own child process and its own fresh database."""
+    res: dict[str, Any] = {}
+    step(f"{backend}: modeltrail log_metric x {args.calls:,}")
+    res["mt_calls"] = run_task("mt_calls", url=dbs.url(backend, "mt_bench_calls"), n=args.calls)
+    step(f"{backend}: modeltrail ingest of {args.points:,} points")
+    res["mt_ingest"] = run_task("mt_ingest", url=dbs.url(backend, "mt_bench_ingest"), n=args.points)
+    if args.tracemalloc:
+        step(f"{backend}: modeltrail ingest under tracemalloc")
+        res["mt_ingest_traced"] = run_task(
+            "mt_ingest", url=dbs.url(backend, "mt_bench_traced"), n=args.points, use_tracemalloc=True
+        )
+    step(f"{backend}: raw driver executemany of {args.points:,} points")
+    res["raw"] = run_task("raw_ingest", url=dbs.url(backend, "mt_bench_raw"), n=args.points, backend=backend)
+    if not args.no_mlflow:
+        url = dbs.url(backend, "mlflow_bench")
+        step(f"{backend}: MLflow log_metric x {args.mlflow_sync} sync, x {args.mlflow_async} async")
+        res["mlflow_calls"] = run_task(
+            "mlflow_calls", url=url, n_sync=args.mlflow_sync, n_async=args.mlflow_async, artifacts=artifacts
+        )
+        step(f"{backend}: MLflow log_batch of {args.mlflow_points:,} points")
+        res["mlflow_batch"] = run_task("mlflow_batch", url=url, n=args.mlflow_points, artifacts=artifacts)
+    return res
+
+
+def backend_rows(backend: str, res: dict[str, Any]) -> list[Row]:
+    """The table's rows for one backend's figures."""
+    rows: list[Row] = []
+    calls, ingest, raw = res["mt_calls"], res["mt_ingest"], res["raw"]
+    mc, mb = res.get("mlflow_calls"), res.get("mlflow_batch")
+    calls_ok = calls["median_us"] <= TARGETS["call"]
+    rows.append(
+        Row(
+            "log_metric median (µs/call)",
+            backend,
+            _us(calls["median_us"]),
+            f"{_us(mc['sync']['median_us'])} sync / {_us(mc['async']['median_us'])} async" if mc else "-",
+            target=f"<= {TARGETS['call']:g}",
+            ok=calls_ok,
+        )
+    )
+    rows.append(
+        Row(
+            "log_metric p99 (µs/call)",
+            backend,
+            _us(calls["p99_us"]),
+            f"{_us(mc['sync']['p99_us'])} sync / {_us(mc['async']['p99_us'])} async" if mc else "-",
+        )
+    )
+    rows.append(Row("log_metric mean (µs/call)", backend, _us(calls["mean_us"])))
+    rows.append(Row("log_metric tight-loop mean (µs/call)", backend, _us(calls["tight_mean_us"])))
+    target = TARGETS[f"ingest_{backend}"]
+    stored_ok = ingest["stored"] == ingest["expected"] and calls["stored"] == calls["expected"]
+    rows.append(
+        Row(
+            f"ingest {ingest['points']:,} pts (points/s)",
+            backend,
+            _rate(ingest["rate"]),
+            f"{_rate(mb['rate'])} log_batch" if mb else "-",
+            f"{_rate(raw['rate'])} raw",
+            target=f">= {target:,.0f}",
+            ok=ingest["rate"] >= target,
+        )
+    )
+    if mc:
+        rows.append(Row("  MLflow async log_metric ingest (points/s)", backend, "-", _rate(mc["async_rate"])))
+    rows.append(
+        Row(
+            "  caller loop / flush wait (s)",
+            backend,
+            f"{ingest['caller_seconds']:.2f} / {ingest['flush_wait_seconds']:.2f}",
+        )
+    )
+    rows.append(
+        Row(
+            "  client CPU (µs/point, all threads)",
+            backend,
+            f"{ingest['cpu_us_per_point']:.2f}",
+            reference=f"{raw['cpu_us_per_point']:.2f} raw",
+        )
+    )
+    rows.append(
+        Row(
+            "ingest peak RSS growth (MiB)",
+            backend,
+            f"{ingest['rss_delta_mib']:,.1f}",
+            f"{mb['rss_delta_mib']:,.1f} ({mb['points'] // 1000}k pts)" if mb else "-",
+        )
+    )
+    rows.append(Row("  peak queued rows", backend, f"{ingest['peak_queue']:,}"))
+    traced = res.get("mt_ingest_traced")
+    if traced:
+        rows.append(
+            Row(
+                "  tracemalloc peak (MiB) / rate",
+                backend,
+                f"{traced['tracemalloc_peak_mib']:,.1f} / {_rate(traced['rate'])}",
+            )
+        )
+    rows.append(
+        Row(
+            "all points stored",
+            backend,
+            f"{ingest['stored']:,}/{ingest['expected']:,}",
+            target="all",
+            ok=stored_ok,
+        )
+    )
+    return rows
+
+
 # -------------------------------------------------------------------- main
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -191,110 +302,8 @@ def main(argv: list[str]) -> int:
     dbs = Databases(workdir, tag=f"{os.getpid()}")
     try:
         for backend in args.backends:
-            res: dict[str, Any] = {}
-            results[backend] = res
-            artifacts = os.path.join(workdir, "mlflow-artifacts")
-
-            step(f"{backend}: modeltrail log_metric x {args.calls:,}")
-            res["mt_calls"] = run_task("mt_calls", url=dbs.url(backend, "mt_bench_calls"), n=args.calls)
-            step(f"{backend}: modeltrail ingest of {args.points:,} points")
-            res["mt_ingest"] = run_task("mt_ingest", url=dbs.url(backend, "mt_bench_ingest"), n=args.points)
-            if args.tracemalloc:
-                step(f"{backend}: modeltrail ingest under tracemalloc")
-                res["mt_ingest_traced"] = run_task(
-                    "mt_ingest", url=dbs.url(backend, "mt_bench_traced"), n=args.points, use_tracemalloc=True
-                )
-            step(f"{backend}: raw driver executemany of {args.points:,} points")
-            res["raw"] = run_task("raw_ingest", url=dbs.url(backend, "mt_bench_raw"), n=args.points, backend=backend)
-            if not args.no_mlflow:
-                url = dbs.url(backend, "mlflow_bench")
-                step(f"{backend}: MLflow log_metric x {args.mlflow_sync} sync, x {args.mlflow_async} async")
-                res["mlflow_calls"] = run_task(
-                    "mlflow_calls", url=url, n_sync=args.mlflow_sync, n_async=args.mlflow_async, artifacts=artifacts
-                )
-                step(f"{backend}: MLflow log_batch of {args.mlflow_points:,} points")
-                res["mlflow_batch"] = run_task("mlflow_batch", url=url, n=args.mlflow_points, artifacts=artifacts)
-
-            calls, ingest, raw = res["mt_calls"], res["mt_ingest"], res["raw"]
-            mc, mb = res.get("mlflow_calls"), res.get("mlflow_batch")
-            calls_ok = calls["median_us"] <= TARGETS["call"]
-            rows.append(
-                Row(
-                    "log_metric median (µs/call)",
-                    backend,
-                    _us(calls["median_us"]),
-                    f"{_us(mc['sync']['median_us'])} sync / {_us(mc['async']['median_us'])} async" if mc else "-",
-                    target=f"<= {TARGETS['call']:g}",
-                    ok=calls_ok,
-                )
-            )
-            rows.append(
-                Row(
-                    "log_metric p99 (µs/call)",
-                    backend,
-                    _us(calls["p99_us"]),
-                    f"{_us(mc['sync']['p99_us'])} sync / {_us(mc['async']['p99_us'])} async" if mc else "-",
-                )
-            )
-            rows.append(Row("log_metric mean (µs/call)", backend, _us(calls["mean_us"])))
-            rows.append(Row("log_metric tight-loop mean (µs/call)", backend, _us(calls["tight_mean_us"])))
-            target = TARGETS[f"ingest_{backend}"]
-            stored_ok = ingest["stored"] == ingest["expected"] and calls["stored"] == calls["expected"]
-            rows.append(
-                Row(
-                    f"ingest {args.points:,} pts (points/s)",
-                    backend,
-                    _rate(ingest["rate"]),
-                    f"{_rate(mb['rate'])} log_batch" if mb else "-",
-                    f"{_rate(raw['rate'])} raw",
-                    target=f">= {target:,.0f}",
-                    ok=ingest["rate"] >= target,
-                )
-            )
-            if mc:
-                rows.append(Row("  MLflow async log_metric ingest (points/s)", backend, "-", _rate(mc["async_rate"])))
-            rows.append(
-                Row(
-                    "  caller loop / flush wait (s)",
-                    backend,
-                    f"{ingest['caller_seconds']:.2f} / {ingest['flush_wait_seconds']:.2f}",
-                )
-            )
-            rows.append(
-                Row(
-                    "  client CPU (µs/point, all threads)",
-                    backend,
-                    f"{ingest['cpu_us_per_point']:.2f}",
-                    reference=f"{raw['cpu_us_per_point']:.2f} raw",
-                )
-            )
-            rows.append(
-                Row(
-                    "ingest peak RSS growth (MiB)",
-                    backend,
-                    f"{ingest['rss_delta_mib']:,.1f}",
-                    f"{mb['rss_delta_mib']:,.1f} ({mb['points'] // 1000}k pts)" if mb else "-",
-                )
-            )
-            rows.append(Row("  peak queued rows", backend, f"{ingest['peak_queue']:,}"))
-            traced = res.get("mt_ingest_traced")
-            if traced:
-                rows.append(
-                    Row(
-                        "  tracemalloc peak (MiB) / rate",
-                        backend,
-                        f"{traced['tracemalloc_peak_mib']:,.1f} / {_rate(traced['rate'])}",
-                    )
-                )
-            rows.append(
-                Row(
-                    "all points stored",
-                    backend,
-                    f"{ingest['stored']:,}/{ingest['expected']:,}",
-                    target="all",
-                    ok=stored_ok,
-                )
-            )
+            results[backend] = measure_backend(backend, args, dbs, os.path.join(workdir, "mlflow-artifacts"))
+            rows += backend_rows(backend, results[backend])
     finally:
         if not args.keep:
             dbs.drop()

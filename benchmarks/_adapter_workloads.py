@@ -138,7 +138,7 @@ def timed_fit(spec: Mapping[str, Any], result: dict[str, Any], timer: HookTimer)
     )
 
 
-def modeltrail_points(uri: str, version: Any, key: str, want: int) -> dict[str, Any]:
+def modeltrail_points(uri: str | None, version: Any, key: str, want: int) -> dict[str, Any]:
     """Whether the version's training holds ``want`` points of ``key``."""
     from modeltrail import Tracker
 
@@ -146,7 +146,7 @@ def modeltrail_points(uri: str, version: Any, key: str, want: int) -> dict[str, 
     return {"points_ok": got == want, "points": got, "version": version.number if version else None}
 
 
-def mlflow_points(uri: str, run_id: str | None, key: str, want: int) -> dict[str, Any]:
+def mlflow_points(uri: str | None, run_id: Any, key: str, want: int) -> dict[str, Any]:
     """Whether MLflow's run holds ``want`` points of ``key``."""
     import mlflow
 

@@ -46,18 +46,16 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-MYSQL_HOST = os.environ.get("BENCH_MYSQL_HOST", "127.0.0.1")
-MYSQL_PORT = int(os.environ.get("BENCH_MYSQL_PORT", "3306"))
-MYSQL_USER = os.environ.get("BENCH_MYSQL_USER", "root")
-MYSQL_PASSWORD = os.environ.get("BENCH_MYSQL_PASSWORD", "")
+from _common import MLFLOW_BATCH, drop_mysql_database, fresh_mysql_database, mysql_admin, mysql_url
+from _common import step as _step
+
 LEDGER_DB = "mt_bench_queries"
 MLFLOW_DB = "mlflow_bench_queries"
 MODEL = "churn-rf"
 METRICS = ("val_auc", "val_loss")
 TARGET_MS = 50.0
-MLFLOW_BATCH = 1_000  # MLflow's limit on metrics per log_batch
 
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # MLflow runs in this process, not in a child
 os.environ.setdefault("DO_NOT_TRACK", "true")
 
 
@@ -89,29 +87,6 @@ def params_of(version: int) -> dict[str, Any]:
 
 
 # -------------------------------------------------------------- databases
-def mysql_admin(sql: str) -> Any:
-    import pymysql
-
-    db = pymysql.connect(host=MYSQL_HOST, port=MYSQL_PORT, user=MYSQL_USER, password=MYSQL_PASSWORD)
-    try:
-        with db.cursor() as cur:
-            cur.execute(sql)
-            return cur.fetchall()
-    finally:
-        db.close()
-
-
-def mysql_url(database: str) -> str:
-    auth = MYSQL_USER + (f":{MYSQL_PASSWORD}" if MYSQL_PASSWORD else "")
-    return f"mysql+pymysql://{auth}@{MYSQL_HOST}:{MYSQL_PORT}/{database}?charset=utf8mb4"
-
-
-def fresh_database(name: str) -> str:
-    mysql_admin(f"DROP DATABASE IF EXISTS `{name}`")
-    mysql_admin(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
-    return mysql_url(name)
-
-
 def count(database: str, sql: str) -> int:
     try:
         return int(mysql_admin(sql.replace("{db}", f"`{database}`"))[0][0])
@@ -120,7 +95,7 @@ def count(database: str, sql: str) -> int:
 
 
 def step(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+    _step(message, file=sys.stdout)  # between the timings this script prints as it goes
 
 
 # ---------------------------------------------------------------- building
@@ -320,7 +295,7 @@ def main(argv: list[str]) -> int:
             modeltrail.Tracker(ledger_url).store.upgrade()  # a kept ledger from an older schema
     else:
         step(f"building modeltrail ledger: {args.versions:,} versions x {steps * 2} points = {points:,} points")
-        built = build_modeltrail(fresh_database(LEDGER_DB), args.versions, steps, plan)
+        built = build_modeltrail(fresh_mysql_database(LEDGER_DB), args.versions, steps, plan)
         step(f"  done in {built['seconds']:.0f}s ({points / built['seconds']:,.0f} points/s end to end)")
     # InnoDB refreshes index statistics in the background after 10% of a table changed; a
     # freshly loaded ledger may not have them yet, and the optimizer needs them to pick indexes.
@@ -368,7 +343,9 @@ def main(argv: list[str]) -> int:
             step(f"reusing MLflow store {MLFLOW_DB}")
         else:
             step(f"loading the same data into MLflow ({MLFLOW_DB}) with {args.mlflow_workers} threads")
-            loaded = build_mlflow(fresh_database(MLFLOW_DB), args.versions, steps, plan, args.mlflow_workers, artifacts)
+            loaded = build_mlflow(
+                fresh_mysql_database(MLFLOW_DB), args.versions, steps, plan, args.mlflow_workers, artifacts
+            )
             step(f"  done in {loaded['seconds']:.0f}s")
         client = MlflowClient(tracking_uri=mlflow_url, registry_uri=mlflow_url)
         experiment = client.get_experiment_by_name(MODEL).experiment_id
@@ -389,9 +366,9 @@ def main(argv: list[str]) -> int:
         assert their_top == run_of[mt["lb10_last"]["result"][0].version], "MLflow and modeltrail disagree on the top"
         assert int(ml["prod"]["result"].version) == serving.version, "MLflow and modeltrail disagree on production"
         if not args.keep:
-            mysql_admin(f"DROP DATABASE IF EXISTS `{MLFLOW_DB}`")
+            drop_mysql_database(MLFLOW_DB)
     if not args.keep:
-        mysql_admin(f"DROP DATABASE IF EXISTS `{LEDGER_DB}`")
+        drop_mysql_database(LEDGER_DB)
 
     calls = {
         "lb10": "-- (MLflow ranks by the last value only)",

@@ -10,13 +10,23 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ._errors import NotFoundError, ValidationError
-from ._records import CurvePoint, VersionMetric
+from ._records import CurvePoint, RecordList, VersionMetric
 
-if TYPE_CHECKING:
-    from ._tracker import Tracker
+
+class Ledger(Protocol):
+    """What a plot asks of a ledger: the two Tracker reads (a Protocol, so this module never imports the Tracker)."""
+
+    def metric_by_version(
+        self, model: str | int, metric: str, *, mode: str | None = None
+    ) -> RecordList[VersionMetric]: ...
+
+    def metric_curves(
+        self, model: str | int, metric: str, *, versions: Sequence[int] | None = None
+    ) -> RecordList[CurvePoint]: ...
+
 
 #: Beyond this many versions a legend is unreadable: curves are coloured by version instead.
 LEGEND_MAX = 12
@@ -126,7 +136,7 @@ def plot_across_versions(
 
 
 def plot_metric(
-    tracker: Tracker,
+    tracker: Ledger,
     model: str | int,
     metric: str,
     path: str | os.PathLike[str],

@@ -19,8 +19,12 @@ from .._values import display
 MISSING, MINUS, INFINITY = "\u2013", "\u2212", "\u221e"
 
 
-def num(value: Any, digits: int = 6) -> str:
-    """A metric value for reading: ``digits`` significant digits, NaN and infinities spelled out."""
+def num(value: Any, digits: int = 6, *, plain: bool = False) -> str:
+    """A metric value for reading: ``digits`` significant digits, NaN and infinities spelled out.
+
+    ``plain``: ASCII for a terminal (``inf``, ``-inf``) instead of the typographic signs; the
+    command line and the pages share this one formatter.
+    """
     if value is None:
         return MISSING
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -30,6 +34,8 @@ def num(value: Any, digits: int = 6) -> str:
     if math.isnan(value):
         return "NaN"
     if math.isinf(value):
+        if plain:
+            return "inf" if value > 0 else "-inf"
         return INFINITY if value > 0 else MINUS + INFINITY
     return f"{value:.{digits}g}"
 

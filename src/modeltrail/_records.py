@@ -397,17 +397,9 @@ class Difference:
 
 # ------------------------------------------------------- the dashboard's reads
 @dataclass(frozen=True)
-class ModelSummary:
+class ModelSummary(ModelRecord):
     """A model as the list shows it: its record and the version serving in each environment now."""
 
-    id: int
-    name: str
-    framework: str | None
-    model_type: str | None
-    description: str | None
-    created_at: dt.datetime
-    latest_version: int | None
-    tags: dict[str, str] = field(default_factory=dict)
     environments: dict[str, int] = field(default_factory=dict)
 
 

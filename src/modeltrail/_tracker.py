@@ -650,10 +650,21 @@ class Tracker:
         versions: Sequence[int] | None = None,
         mode: str | None = None,
     ) -> Path:
-        """Draw ``metric``: each version's curve, or final and best per version (needs matplotlib)."""
-        from ._plots import plot_metric
+        """Draw ``metric`` to ``path`` (PNG, SVG or PDF by extension): each version's curve, or with
+        ``across_versions`` final and best per version, deployed ones marked. Needs matplotlib."""
+        from ._plots import plot_across_versions, plot_curves
 
-        return plot_metric(self, model, metric, path, across_versions=across_versions, versions=versions, mode=mode)
+        missing = NotFoundError(f"no version of model {model!r} logged metric {metric!r}", value=metric)
+        if across_versions:
+            rows = self.metric_by_version(model, metric, mode=mode)
+            rows = RecordList(r for r in rows if versions is None or r.version in versions)
+            if not rows:
+                raise missing
+            return plot_across_versions(rows, path, metric=metric)
+        points = self.metric_curves(model, metric, versions=versions)
+        if not points:
+            raise missing
+        return plot_curves(points, path, metric=metric)
 
     @staticmethod
     def upgrade_schema(uri: str | None = None, revision: str = "head") -> dict[str, Any]:

@@ -12,6 +12,7 @@ names and filters only reach SQL as bound parameters. ``Tracker`` wraps each in 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -68,17 +69,8 @@ def model_summaries(s: Session, models: list[ModelRecord]) -> list[ModelSummary]
 
 
 def summary_of(m: ModelRecord, environments: dict[str, int]) -> ModelSummary:
-    return ModelSummary(
-        id=m.id,
-        name=m.name,
-        framework=m.framework,
-        model_type=m.model_type,
-        description=m.description,
-        created_at=m.created_at,
-        latest_version=m.latest_version,
-        tags=dict(m.tags),
-        environments=dict(environments),
-    )
+    values = {f.name: getattr(m, f.name) for f in dataclasses.fields(m)}
+    return ModelSummary(**{**values, "tags": dict(m.tags), "environments": dict(environments)})
 
 
 def filter_options(s: Session) -> FilterOptions:

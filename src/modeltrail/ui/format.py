@@ -22,8 +22,8 @@ MISSING, MINUS, INFINITY = "\u2013", "\u2212", "\u221e"
 def num(value: Any, digits: int = 6, *, plain: bool = False) -> str:
     """A metric value for reading: ``digits`` significant digits, NaN and infinities spelled out.
 
-    ``plain``: ASCII for a terminal (``inf``, ``-inf``) instead of the typographic signs; the
-    command line and the pages share this one formatter.
+    ``plain``: as Python writes floats (``nan``, ``inf``, ``-inf``), for a terminal, instead of
+    the typographic signs; the command line and the pages share this one formatter.
     """
     if value is None:
         return MISSING
@@ -31,13 +31,11 @@ def num(value: Any, digits: int = 6, *, plain: bool = False) -> str:
         return str(value)
     if isinstance(value, int):
         return str(value)
+    if plain or math.isfinite(value):
+        return f"{value:.{digits}g}"
     if math.isnan(value):
         return "NaN"
-    if math.isinf(value):
-        if plain:
-            return "inf" if value > 0 else "-inf"
-        return INFINITY if value > 0 else MINUS + INFINITY
-    return f"{value:.{digits}g}"
+    return INFINITY if value > 0 else MINUS + INFINITY
 
 
 def signed(value: Any, digits: int = 4) -> str:

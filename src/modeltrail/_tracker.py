@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -510,8 +511,7 @@ class Tracker:
     ) -> list[Series]:
         """``metric``'s history in each of ``versions`` (default: the latest six that logged it), thinned."""
         with self.store.transaction(read_only=True) as s:
-            chosen = list(versions) if versions is not None else None
-            return overview.curves(s, model, metric, chosen, max_points=max_points)
+            return overview.curves(s, model, metric, versions, max_points=max_points)
 
     def training_series(
         self, training_id: int, *, metric: str | None = None, max_points: int = overview.SERIES_POINTS_MAX
@@ -620,14 +620,8 @@ class Tracker:
         """:meth:`import_documents` with ``on_progress(done, total)`` called after each document."""
         from ._exchange.documents import import_documents
 
-        done = 0
-
-        def advance() -> None:
-            nonlocal done
-            done += 1
-            if on_progress is not None:
-                on_progress(done, len(documents))
-
+        done = itertools.count(1)
+        advance = (lambda: on_progress(next(done), len(documents))) if on_progress is not None else None
         return dict(
             import_documents(self.store, documents, deployments=deployments, source=source, on_document=advance)
         )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select
@@ -276,7 +277,7 @@ def training_series(
 
 
 def curves(
-    s: Session, model_ref: Any, metric: str, versions: list[int] | None, *, max_points: int = SERIES_POINTS_MAX
+    s: Session, model_ref: Any, metric: str, versions: Sequence[int] | None, *, max_points: int = SERIES_POINTS_MAX
 ) -> list[Series]:
     """``metric``'s history in each of ``versions`` (default: the latest that logged it), one series each."""
     _check_max_points(max_points)

@@ -2,6 +2,7 @@
 
 Pages show NaN and infinities as such; chart data and ``data-sort`` keys carry them as
 ``null`` / empty so the browser's JSON parser and the table sorter never meet them.
+The command line formats numbers and times with :func:`num` and :func:`when` too: one copy.
 """
 
 from __future__ import annotations

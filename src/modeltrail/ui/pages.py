@@ -1,4 +1,4 @@
-"""The HTML pages: server-rendered, one read-only transaction each, charts drawn by the shipped script.
+"""The HTML pages: server-rendered from the Tracker's answers, charts drawn by the shipped script.
 
 Pages name a model by its id (``/models/3``): names may hold any character, ``/`` included, and an
 id never collides with a name made of digits. Empty form fields mean "any", so a filter form can be

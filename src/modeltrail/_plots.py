@@ -10,13 +10,10 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._errors import NotFoundError, ValidationError
 from ._records import CurvePoint, VersionMetric
-
-if TYPE_CHECKING:
-    from ._tracker import Tracker
 
 #: Beyond this many versions a legend is unreadable: curves are coloured by version instead.
 LEGEND_MAX = 12
@@ -123,28 +120,3 @@ def plot_across_versions(
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     return _save(figure, path)
-
-
-def plot_metric(
-    tracker: Tracker,
-    model: str | int,
-    metric: str,
-    path: str | os.PathLike[str],
-    *,
-    across_versions: bool = False,
-    versions: Sequence[int] | None = None,
-    mode: str | None = None,
-) -> Path:
-    """Draw ``metric`` of ``model`` to ``path`` (PNG, SVG or PDF by extension); returns the path."""
-    if across_versions:
-        rows = tracker.metric_by_version(model, metric, mode=mode)
-        if versions is not None:
-            wanted = set(versions)
-            rows = type(rows)(r for r in rows if r.version in wanted)
-        if not rows:
-            raise NotFoundError(f"no version of model {model!r} logged metric {metric!r}", value=metric)
-        return plot_across_versions(rows, path, metric=metric)
-    points = tracker.metric_curves(model, metric, versions=versions)
-    if not points:
-        raise NotFoundError(f"no version of model {model!r} logged metric {metric!r}", value=metric)
-    return plot_curves(points, path, metric=metric)

@@ -393,3 +393,110 @@ class Difference:
     what: str
     recorded: Any
     current: Any
+
+
+# ------------------------------------------------------- the dashboard's reads
+@dataclass(frozen=True)
+class ModelSummary(ModelRecord):
+    """A model as the list shows it: its record and the version serving in each environment now."""
+
+    environments: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """A metric some versions of a model logged: how many did, and which direction is better."""
+
+    name: str
+    versions: int
+    mode: str
+
+
+@dataclass(slots=True)
+class VersionLine:
+    """One line of a model's versions table (not frozen: a page makes thousands, and frozen ones cost more)."""
+
+    number: int
+    training_id: int
+    parent_number: int | None
+    created_at: dt.datetime
+    status: str
+    duration_s: float | None
+    run_by: str | None
+    git_commit: str | None
+    #: Param keys added, removed or changed against the parent version.
+    changed_params: list[str] = field(default_factory=list)
+    environments: list[str] = field(default_factory=list)
+    #: The final (last logged) value of each key metric the version logged.
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelPage:
+    """A model, its metrics, its versions table and its deployment timelines: a model page but the leaderboard."""
+
+    model: ModelSummary
+    metrics: list[MetricInfo]
+    key_metrics: list[str]
+    versions: list[VersionLine]
+    deployments: list[DeploymentRecord]
+
+
+@dataclass(frozen=True)
+class Series:
+    """One metric's history in one training, thinned to every ``stride``-th point when long.
+
+    ``points`` are ``[step, value]`` pairs; the last logged point is always included.
+    """
+
+    metric: str
+    training_id: int
+    version: int | None
+    total: int
+    stride: int
+    points: list[tuple[int, float]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class FilterOptions:
+    """Values the model list can be filtered by: frameworks, model types and tags (``key=value``)."""
+
+    frameworks: list[str]
+    model_types: list[str]
+    tags: list[str]
+
+
+@dataclass(frozen=True)
+class AuditOptions:
+    """Actions and entities the audit log holds, for its filter menus."""
+
+    actions: list[str]
+    entities: list[str]
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What an export wrote: the model, its version numbers, and the files (empty when it went to a stream)."""
+
+    model: str
+    versions: list[int]
+    files: list[str]
+
+
+@dataclass(frozen=True)
+class SchemaState:
+    """A database's schema revision against the newest one this modeltrail knows."""
+
+    uri: str
+    current: str | None
+    head: str
+    state: str
+
+
+@dataclass(frozen=True)
+class SpoolReplay:
+    """What ``sync`` replayed from the local spool into a database, and how many entries still wait."""
+
+    uri: str
+    replayed: int
+    waiting: int

@@ -24,8 +24,8 @@ from sqlalchemy.orm import Session
 from .. import _schema as schema
 from .._audit import record_event
 from .._errors import NotFoundError
-from .._rows import version_record
 from .._records import VersionRecord
+from .._rows import version_record
 from .._store import upsert
 from .._values import param_diff
 

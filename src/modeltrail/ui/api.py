@@ -16,20 +16,20 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 
 from .._errors import ValidationError
-from .._read import queries
-from .._read.ranking import metric_mode
 from .._records import (
     AuditRecord,
     Comparison,
     DeploymentRecord,
     LeaderboardEntry,
+    ModelPage,
+    ModelSummary,
     RecordList,
+    Series,
     TrainingRecord,
     VersionMetric,
     VersionRecord,
 )
 from .._tracker import Tracker
-from . import data
 
 router = APIRouter(prefix="/api", tags=["api"])
 
@@ -97,18 +97,16 @@ def parse_versions(values: list[str] | None) -> list[int] | None:
     return numbers or None
 
 
-@router.get("/models", response_model=list[data.ModelSummary], summary="Models, filtered")
+@router.get("/models", response_model=list[ModelSummary], summary="Models, filtered")
 def list_models(
     tracker: Ledger,
     name: Annotated[str | None, Query(description="a substring of the name")] = None,
     framework: str | None = None,
     model_type: str | None = None,
     tag: Annotated[str | None, Query(description="`key` or `key=value`")] = None,
-) -> list[data.ModelSummary]:
+) -> list[ModelSummary]:
     """Every model matching the filters, with the version serving in each environment now."""
-    with tracker.store.transaction(read_only=True) as s:
-        models = queries.find_models(s, framework=framework, model_type=model_type, tag=tag, name_like=name)
-        return data.model_summaries(s, list(models))
+    return tracker.model_summaries(framework=framework, model_type=model_type, tag=tag, name=name)
 
 
 @router.get("/models/{model:path}/versions", response_model=list[VersionRecord], summary="A model's versions")
@@ -129,7 +127,7 @@ def leaderboard(
     limit: Annotated[int | None, Query(ge=1)] = None,
 ) -> list[LeaderboardEntry]:
     """Versions ranked by ``metric`` (``tracker.leaderboard``)."""
-    return list(tracker.leaderboard(model, metric, mode=mode or metric_mode(metric), by=by, limit=limit))
+    return list(tracker.leaderboard(model, metric, mode=mode or Tracker.metric_mode(metric), by=by, limit=limit))
 
 
 @router.get("/models/{model:path}/compare", response_model=ComparisonView, summary="Two versions side by side")
@@ -146,7 +144,7 @@ def metric_by_version(tracker: Ledger, model: str, metric: str, mode: Mode | Non
     return list(tracker.metric_by_version(model, metric, mode=mode))
 
 
-@router.get("/models/{model:path}/curves", response_model=list[data.Series], summary="Step curves of versions")
+@router.get("/models/{model:path}/curves", response_model=list[Series], summary="Step curves of versions")
 def curves(
     tracker: Ledger,
     model: str,
@@ -154,11 +152,10 @@ def curves(
     version: Annotated[
         list[str] | None, Query(description="version numbers, repeated or comma-separated; default: the latest six")
     ] = None,
-    max_points: MaxPoints = data.SERIES_POINTS_MAX,
-) -> list[data.Series]:
+    max_points: MaxPoints = Tracker.SERIES_POINTS_MAX,
+) -> list[Series]:
     """``metric``'s history in each version, one series per version, as ``[step, value]`` points."""
-    with tracker.store.transaction(read_only=True) as s:
-        return data.curves(s, model, metric, parse_versions(version), max_points=max_points)
+    return tracker.metric_series(model, metric, versions=parse_versions(version), max_points=max_points)
 
 
 @router.get("/models/{model:path}/deployments", response_model=list[DeploymentRecord], summary="Deployment timelines")
@@ -167,11 +164,10 @@ def deployments(tracker: Ledger, model: str, environment: str | None = None) -> 
     return list(tracker.deployments(model, environment=environment))
 
 
-@router.get("/models/{model:path}", response_model=data.ModelPage, summary="A model with its versions table")
-def model_detail(tracker: Ledger, model: str) -> data.ModelPage:
+@router.get("/models/{model:path}", response_model=ModelPage, summary="A model with its versions table")
+def model_detail(tracker: Ledger, model: str) -> ModelPage:
     """The model, its metrics, every version with the key metrics' final values, and its deployments."""
-    with tracker.store.transaction(read_only=True) as s:
-        return data.model_page(s, model)
+    return tracker.model_page(model)
 
 
 @router.get("/trainings/{training_id}", response_model=TrainingRecord, summary="A training")
@@ -180,13 +176,12 @@ def training(tracker: Ledger, training_id: int) -> TrainingRecord:
     return tracker.get_training(training_id)
 
 
-@router.get("/trainings/{training_id}/history", response_model=list[data.Series], summary="A training's metrics")
+@router.get("/trainings/{training_id}/history", response_model=list[Series], summary="A training's metrics")
 def history(
-    tracker: Ledger, training_id: int, metric: str | None = None, max_points: MaxPoints = data.SERIES_POINTS_MAX
-) -> list[data.Series]:
+    tracker: Ledger, training_id: int, metric: str | None = None, max_points: MaxPoints = Tracker.SERIES_POINTS_MAX
+) -> list[Series]:
     """Every metric's history (or only ``metric``) of one training, as ``[step, value]`` points."""
-    with tracker.store.transaction(read_only=True) as s:
-        return data.training_series(s, training_id, metric=metric, max_points=max_points)
+    return tracker.training_series(training_id, metric=metric, max_points=max_points)
 
 
 @router.get("/audit", response_model=list[AuditRecord], summary="The audit log")

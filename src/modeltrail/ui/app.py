@@ -5,10 +5,11 @@ The app only ever reads. Every route is a GET; the ledger is opened with ``creat
 does not exist is refused instead of being created empty.
 
 Access: with a token configured every request needs it, as ``Authorization: Bearer <token>``
-(scripts) or once as ``?token=<token>`` (a browser), which answers with a cookie holding an HMAC
-of the token and a redirect to the same page without it, so the token leaves the address bar.
-Without a token the app may be limited to loopback ``Host`` names, so a web page elsewhere cannot
-read the ledger through DNS rebinding.
+(scripts; read by FastAPI's ``HTTPBearer``) or once as ``?token=<token>`` (a browser), which
+answers with a cookie holding an HMAC of the token and a redirect to the same page without it,
+so the token leaves the address bar. Without a token the app may be limited to loopback ``Host``
+names (Starlette's ``TrustedHostMiddleware``), so a web page elsewhere cannot read the ledger
+through DNS rebinding.
 """
 
 from __future__ import annotations
@@ -27,10 +28,11 @@ import jinja2
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.security import HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-from sqlalchemy.engine import make_url
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
@@ -53,6 +55,8 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
+#: Reads ``Authorization: Bearer <token>``; None when absent, so a cookie or ``?token=`` may serve instead.
+BEARER = HTTPBearer(auto_error=False)
 
 
 def session_value(token: str) -> str:
@@ -64,25 +68,15 @@ def _same(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode(), b.encode())
 
 
-def _check_sqlite_exists(uri: str) -> None:
-    """Refuse an SQLite path with no file: opening it would create an empty database."""
-    url = make_url(uri)
-    if not url.drivername.startswith("sqlite"):
-        return
-    database = url.database or ""
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return
-    if not Path(database).expanduser().exists():
-        raise ConfigurationError(f"no modeltrail database at {database!r}; point --uri at an existing ledger")
-
-
 def open_ledger(uri: str | None) -> Tracker:
-    """A Tracker that can only read: no schema creation, no spool, no writer thread."""
-    from .._config import resolve_uri
+    """A Tracker that can only read: no schema creation, no spool, no writer thread, no new SQLite file."""
+    return Tracker.open_ledger(uri, hint="point --uri at an existing ledger")
 
-    resolved = resolve_uri(uri)
-    _check_sqlite_exists(resolved)
-    return Tracker(resolved, create=False, spool=False)
+
+def _host_pattern(name: str) -> str:
+    """A ``Host`` name as TrustedHostMiddleware compares it: an IPv6 address in brackets."""
+    name = name.lower()
+    return f"[{name}]" if ":" in name and not name.startswith("[") else name
 
 
 def make_templates() -> Jinja2Templates:
@@ -129,7 +123,6 @@ def create_app(
     if token is not None and not token.strip():
         raise ConfigurationError("the dashboard token must not be empty")
     tracker = open_ledger(uri)
-    hosts = {h.lower() for h in allowed_hosts} if allowed_hosts else None
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -153,6 +146,8 @@ def create_app(
     app.state.templates = make_templates()
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.add_middleware(HeadAsGet)
+    if allowed_hosts:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=[_host_pattern(h) for h in allowed_hosts])
     app.include_router(api.router)
     app.include_router(pages.router)
     session = session_value(token) if token is not None else None
@@ -160,7 +155,7 @@ def create_app(
     @app.middleware("http")
     async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         started = time.perf_counter()
-        response = _refuse(request)
+        response = await _refuse(request)
         if response is None:
             response = await call_next(request)
         response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
@@ -168,10 +163,8 @@ def create_app(
             response.headers.setdefault(name, value)
         return response
 
-    def _refuse(request: Request) -> Response | None:
-        """A response when the request may not go on: a wrong Host, a missing or wrong token."""
-        if hosts is not None and (request.url.hostname or "").lower() not in hosts:
-            return JSONResponse({"detail": "host not allowed"}, status_code=400)
+    async def _refuse(request: Request) -> Response | None:
+        """A response when the request may not go on: a missing or wrong token (hosts are checked inside)."""
         if token is None or session is None:
             return None
         supplied = request.query_params.get("token")
@@ -183,8 +176,8 @@ def create_app(
             response = RedirectResponse(target, status_code=303)
             response.set_cookie(COOKIE, session, httponly=True, samesite="lax", path="/")
             return response
-        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and _same(credentials.strip(), token):
+        bearer = await BEARER(request)
+        if bearer is not None and _same(bearer.credentials, token):
             return None
         if _same(request.cookies.get(COOKIE, ""), session):
             return None

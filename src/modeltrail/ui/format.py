@@ -2,6 +2,7 @@
 
 Pages show NaN and infinities as such; chart data and ``data-sort`` keys carry them as
 ``null`` / empty so the browser's JSON parser and the table sorter never meet them.
+The command line formats numbers and times with :func:`num` and :func:`when` too: one copy.
 """
 
 from __future__ import annotations
@@ -19,19 +20,23 @@ from .._values import display
 MISSING, MINUS, INFINITY = "\u2013", "\u2212", "\u221e"
 
 
-def num(value: Any, digits: int = 6) -> str:
-    """A metric value for reading: ``digits`` significant digits, NaN and infinities spelled out."""
+def num(value: Any, digits: int = 6, *, plain: bool = False) -> str:
+    """A metric value for reading: ``digits`` significant digits, NaN and infinities spelled out.
+
+    ``plain``: as Python writes floats (``nan``, ``inf``, ``-inf``), for a terminal, instead of
+    the typographic signs; the command line and the pages share this one formatter.
+    """
     if value is None:
         return MISSING
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return str(value)
     if isinstance(value, int):
         return str(value)
+    if plain or math.isfinite(value):
+        return f"{value:.{digits}g}"
     if math.isnan(value):
         return "NaN"
-    if math.isinf(value):
-        return INFINITY if value > 0 else MINUS + INFINITY
-    return f"{value:.{digits}g}"
+    return INFINITY if value > 0 else MINUS + INFINITY
 
 
 def signed(value: Any, digits: int = 4) -> str:

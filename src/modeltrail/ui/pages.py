@@ -1,4 +1,4 @@
-"""The HTML pages: server-rendered, one read-only transaction each, charts drawn by the shipped script.
+"""The HTML pages: server-rendered from the Tracker's answers, charts drawn by the shipped script.
 
 Pages name a model by its id (``/models/3``): names may hold any character, ``/`` included, and an
 id never collides with a name made of digits. Empty form fields mean "any", so a filter form can be
@@ -14,11 +14,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
-from .. import _schema as schema
 from .._errors import ValidationError
-from .._read import queries
-from .._read import ranking as registry
-from . import data
+from .._tracker import Tracker
 from .api import Ledger, parse_versions
 from .tables import version_rows_html
 
@@ -51,16 +48,10 @@ def models_page(
 ) -> Response:
     """The model list, filtered by name, framework, type and tag."""
     filters = {"name": blank(name), "framework": blank(framework), "model_type": blank(model_type), "tag": blank(tag)}
-    with tracker.store.transaction(read_only=True) as s:
-        models = queries.find_models(
-            s,
-            framework=filters["framework"],
-            model_type=filters["model_type"],
-            tag=filters["tag"],
-            name_like=filters["name"],
-        )
-        rows = data.model_summaries(s, list(models))
-        options = data.filter_options(s)
+    rows = tracker.model_summaries(
+        framework=filters["framework"], model_type=filters["model_type"], tag=filters["tag"], name=filters["name"]
+    )
+    options = tracker.filter_options()
     environments = sorted({env for row in rows for env in row.environments})
     return render(
         request,
@@ -84,15 +75,10 @@ def model_page(
 ) -> Response:
     """A model: serving now, versions table, leaderboard, comparison form and deployment timelines."""
     metric, by = blank(metric), blank(by) or "best"
-    with tracker.store.transaction(read_only=True) as s:
-        page = data.model_page(s, model_id)
-        metric = metric or (page.key_metrics[0] if page.key_metrics else None)
-        mode = blank(mode) or (registry.metric_mode(metric) if metric else "max")
-        board = (
-            registry.leaderboard(s, model_id, metric, mode=mode, by=by, limit=LEADERBOARD_SIZE)
-            if metric is not None
-            else []
-        )
+    page = tracker.model_page(model_id)
+    metric = metric or (page.key_metrics[0] if page.key_metrics else None)
+    mode = blank(mode) or (Tracker.metric_mode(metric) if metric else "max")
+    board = tracker.leaderboard(model_id, metric, mode=mode, by=by, limit=LEADERBOARD_SIZE) if metric else []
     numbers = [v.number for v in page.versions]
     compare_b = numbers[-1] if numbers else None
     compare_a = (page.versions[-1].parent_number or numbers[-2]) if len(numbers) > 1 else None
@@ -120,16 +106,8 @@ def compare_page(
     request: Request, tracker: Ledger, model_id: int, a: int | None = None, b: int | None = None
 ) -> Response:
     """Two versions side by side; by default the latest against its parent."""
-    with tracker.store.transaction(read_only=True) as s:
-        row = queries.resolve_model(s, model_id)
-        model = queries.model_records(s, [row])[0]
-        if b is None:
-            b = queries.resolve_version(s, row).number
-        if a is None:
-            parent_id = queries.resolve_version(s, row, b).parent_id
-            parent = s.get(schema.VersionRow, parent_id) if parent_id else None
-            a = parent.number if parent is not None else b - 1
-        comparison = registry.compare(s, row.id, a, b)
+    model = tracker.model(model_id)
+    comparison = tracker.compare_latest(model.id, a, b)
     return render(request, "compare.html", "models", {"model": model, "c": comparison})
 
 
@@ -143,13 +121,12 @@ def charts_page(
 ) -> Response:
     """One metric across every version, and several versions' step curves on one chart."""
     versions = parse_versions([x for x in v or [] if x.strip()])
-    with tracker.store.transaction(read_only=True) as s:
-        model = queries.model_records(s, [queries.resolve_model(s, model_id)])[0]
-        metrics = data.model_metrics(s, model_id)
-        metric = blank(metric) or (metrics[0].name if metrics else None)
-        across = registry.metric_by_version(s, model_id, metric) if metric else []
-        curves = data.curves(s, model_id, metric, versions) if metric else []
-    mode = registry.metric_mode(metric) if metric else "max"
+    model = tracker.model(model_id)
+    metrics = tracker.model_metrics(model.id)
+    metric = blank(metric) or (metrics[0].name if metrics else None)
+    across = tracker.metric_by_version(model.id, metric) if metric else []
+    curves = tracker.metric_series(model.id, metric, versions=versions) if metric else []
+    mode = Tracker.metric_mode(metric) if metric else "max"
     across_chart = {
         "x_label": "version",
         "y_label": metric,
@@ -184,10 +161,9 @@ def charts_page(
 @router.get("/trainings/{training_id:int}", response_class=HTMLResponse)
 def training_page(request: Request, tracker: Ledger, training_id: int) -> Response:
     """A training: params, context, dataset, artifact, stage durations, and a chart of every metric."""
-    with tracker.store.transaction(read_only=True) as s:
-        record = queries.training(s, training_id)
-        model = queries.model_records(s, [queries.resolve_model(s, record.model)])[0]
-        series = data.training_series(s, training_id)
+    record = tracker.get_training(training_id)
+    model = tracker.model(record.model)
+    series = tracker.training_series(training_id)
     charts = [
         (item, {"x_label": "step", "y_label": item.metric, "series": [{"name": item.metric, "points": item.points}]})
         for item in series
@@ -222,8 +198,7 @@ def audit_page(
     events = tracker.audit(
         action=filters["action"], entity=filters["entity"], entity_id=filters["entity_id"], since=day, limit=limit
     )
-    with tracker.store.transaction(read_only=True) as s:
-        options = data.audit_options(s)
+    options = tracker.audit_options()
     return render(
         request, "audit.html", "audit", {"events": events, "filters": filters, "limit": limit, "options": options}
     )

@@ -13,11 +13,11 @@ from collections.abc import Sequence
 
 from markupsafe import Markup, escape
 
-from .data import VersionRow
+from .._records import VersionLine
 from .format import MISSING, duration, num, short, sortkey, when
 
 
-def version_rows_html(model_id: int, rows: Sequence[VersionRow], key_metrics: Sequence[str]) -> Markup:
+def version_rows_html(model_id: int, rows: Sequence[VersionLine], key_metrics: Sequence[str]) -> Markup:
     """The ``<tr>`` elements of a model's versions table (columns as in ``model.html``'s header)."""
     out = []
     for v in rows:

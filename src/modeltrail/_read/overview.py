@@ -1,4 +1,4 @@
-"""What the dashboard reads beyond the Tracker API, in a fixed number of queries per page.
+"""What the dashboard reads beyond the other queries, in a fixed number of queries per page.
 
 A model page with 1,000 versions must render in well under 300 ms, so the versions table
 is read as three narrow queries (versions with their trainings, the chosen metrics' summaries,
@@ -6,15 +6,15 @@ the serving environments) instead of one full training record per version. Metri
 can hold millions of points; charts get at most ``max_points`` of them per series, every
 ``stride``-th point picked in the database, so a long history never crosses the wire whole.
 
-Every function takes an open read-only session and returns detached records; names and
-filters only reach SQL as bound parameters.
+Every function takes an open read-only session and returns detached records from ``_records``;
+names and filters only reach SQL as bound parameters. ``Tracker`` wraps each in a transaction.
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import dataclasses
 import math
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select
@@ -22,11 +22,21 @@ from sqlalchemy.orm import Session
 
 from .. import _schema as schema
 from .._errors import NotFoundError, ValidationError
-from .._read import deployments as registry
-from .._read import queries
-from .._read.ranking import metric_mode
-from .._records import DeploymentRecord, ModelRecord
+from .._records import (
+    AuditOptions,
+    FilterOptions,
+    MetricInfo,
+    ModelPage,
+    ModelRecord,
+    ModelSummary,
+    Series,
+    VersionLine,
+)
+from .._rows import ACTIVE
 from .._values import decode_float
+from . import queries
+from .deployments import active_environments, deployments
+from .ranking import metric_mode
 
 #: Metric columns of the versions table: the metrics most versions logged.
 KEY_METRICS_MAX = 6
@@ -40,84 +50,6 @@ STAGE_SUFFIX = ".duration_s"
 ONE_QUERY_POINTS_MAX = 20_000
 
 
-@dataclass(frozen=True)
-class ModelSummary:
-    """A model as the list shows it: its record and the version serving in each environment now."""
-
-    id: int
-    name: str
-    framework: str | None
-    model_type: str | None
-    description: str | None
-    created_at: dt.datetime
-    latest_version: int | None
-    tags: dict[str, str] = field(default_factory=dict)
-    environments: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class MetricInfo:
-    """A metric some versions of a model logged: how many did, and which direction is better."""
-
-    name: str
-    versions: int
-    mode: str
-
-
-@dataclass(slots=True)
-class VersionRow:
-    """One line of a model's versions table (not frozen: a page makes thousands, and frozen ones cost more)."""
-
-    number: int
-    training_id: int
-    parent_number: int | None
-    created_at: dt.datetime
-    status: str
-    duration_s: float | None
-    run_by: str | None
-    git_commit: str | None
-    #: Param keys added, removed or changed against the parent version.
-    changed_params: list[str] = field(default_factory=list)
-    environments: list[str] = field(default_factory=list)
-    #: The final (last logged) value of each key metric the version logged.
-    metrics: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class ModelPage:
-    """Everything the model page shows except the leaderboard."""
-
-    model: ModelSummary
-    metrics: list[MetricInfo]
-    key_metrics: list[str]
-    versions: list[VersionRow]
-    deployments: list[DeploymentRecord]
-
-
-@dataclass(frozen=True)
-class Series:
-    """One metric's history in one training, thinned to every ``stride``-th point when long.
-
-    ``points`` are ``[step, value]`` pairs; the last logged point is always included.
-    """
-
-    metric: str
-    training_id: int
-    version: int | None
-    total: int
-    stride: int
-    points: list[tuple[int, float]] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class FilterOptions:
-    """Values the model list can be filtered by."""
-
-    frameworks: list[str]
-    model_types: list[str]
-    tags: list[str]
-
-
 # ------------------------------------------------------------------ models
 def environments_by_model(s: Session) -> dict[int, dict[str, int]]:
     """Model id -> {environment: version number serving there now}, for every model in one query."""
@@ -126,7 +58,7 @@ def environments_by_model(s: Session) -> dict[int, dict[str, int]]:
     query = (
         select(d.model_id, d.environment, v.number)
         .join(v, v.id == d.version_id)
-        .where(d.status == registry.ACTIVE)
+        .where(d.status == ACTIVE)
         .order_by(d.model_id, d.environment, d.id)
     )
     for model_id, environment, number in s.execute(query):
@@ -140,17 +72,8 @@ def model_summaries(s: Session, models: list[ModelRecord]) -> list[ModelSummary]
 
 
 def summary_of(m: ModelRecord, environments: dict[str, int]) -> ModelSummary:
-    return ModelSummary(
-        id=m.id,
-        name=m.name,
-        framework=m.framework,
-        model_type=m.model_type,
-        description=m.description,
-        created_at=m.created_at,
-        latest_version=m.latest_version,
-        tags=dict(m.tags),
-        environments=dict(environments),
-    )
+    values = {f.name: getattr(m, f.name) for f in dataclasses.fields(m)}
+    return ModelSummary(**{**values, "tags": dict(m.tags), "environments": dict(environments)})
 
 
 def filter_options(s: Session) -> FilterOptions:
@@ -198,7 +121,7 @@ def _changed_keys(diff: Any) -> list[str]:
     return sorted(keys)
 
 
-def version_rows(s: Session, model_id: int, key_metrics: list[str]) -> list[VersionRow]:
+def version_rows(s: Session, model_id: int, key_metrics: list[str]) -> list[VersionLine]:
     """Every version of a model with its training's facts and the key metrics' final values."""
     v, t = schema.VersionRow, schema.TrainingRow
     conn = s.connection()  # Core rows: a thousand versions are read without the ORM's per-row cost
@@ -232,9 +155,9 @@ def version_rows(s: Session, model_id: int, key_metrics: list[str]) -> list[Vers
         )
         for training_id, name, value, kind in conn.execute(query).all():
             finals.setdefault(training_id, {})[name] = decode_float(value, kind)
-    serving = registry.active_environments(s, model_id)
+    serving = active_environments(s, model_id)
     return [
-        VersionRow(
+        VersionLine(
             number=r.number,
             training_id=r.training_id,
             parent_number=number_of.get(r.parent_id) if r.parent_id else None,
@@ -257,14 +180,14 @@ def model_page(s: Session, model_ref: Any) -> ModelPage:
     record = queries.model_records(s, [model])[0]
     metrics = model_metrics(s, model.id)
     key_metrics = [m.name for m in metrics[:KEY_METRICS_MAX]]
-    deployments = registry.deployments(s, model.id)
-    environments = {d.environment: d.version for d in deployments if d.status == registry.ACTIVE}
+    timeline = deployments(s, model.id)
+    environments = {d.environment: d.version for d in timeline if d.status == ACTIVE}
     return ModelPage(
         model=summary_of(record, environments),
         metrics=metrics,
         key_metrics=key_metrics,
         versions=version_rows(s, model.id, key_metrics),
-        deployments=list(deployments),
+        deployments=list(timeline),
     )
 
 
@@ -356,7 +279,7 @@ def training_series(
 
 
 def curves(
-    s: Session, model_ref: Any, metric: str, versions: list[int] | None, *, max_points: int = SERIES_POINTS_MAX
+    s: Session, model_ref: Any, metric: str, versions: Sequence[int] | None, *, max_points: int = SERIES_POINTS_MAX
 ) -> list[Series]:
     """``metric``'s history in each of ``versions`` (default: the latest that logged it), one series each."""
     _check_max_points(max_points)
@@ -394,16 +317,20 @@ def curves(
     return sorted(out, key=lambda series: series.version or 0)
 
 
-@dataclass(frozen=True)
-class AuditOptions:
-    """Actions and entities the audit log holds, for its filter menus."""
-
-    actions: list[str]
-    entities: list[str]
-
-
 def audit_options(s: Session) -> AuditOptions:
     a = schema.AuditEventRow
     actions = list(s.execute(select(a.action).distinct().order_by(a.action)).scalars())
     entities = list(s.execute(select(a.entity).distinct().order_by(a.entity)).scalars())
     return AuditOptions(actions=actions, entities=entities)
+
+
+def comparison_pair(s: Session, model_ref: Any, a: int | None, b: int | None) -> tuple[int, int, int]:
+    """The model's id and the two versions a comparison shows: by default the latest against its parent."""
+    row = queries.resolve_model(s, model_ref)
+    if b is None:
+        b = queries.resolve_version(s, row).number
+    if a is None:
+        parent_id = queries.resolve_version(s, row, b).parent_id
+        parent = s.get(schema.VersionRow, parent_id) if parent_id else None
+        a = parent.number if parent is not None else b - 1
+    return row.id, a, b

@@ -17,7 +17,8 @@ from tests.conftest import make_db_url
 import modeltrail
 from modeltrail import Dataset, ValidationError
 from modeltrail import _schema as schema
-from modeltrail._exchange.documents import dumps, json_schema, schema_errors
+from modeltrail._exchange.export import dumps
+from modeltrail._exchange.format import json_schema, schema_errors
 from modeltrail.cli import main
 
 

@@ -9,6 +9,7 @@ import textwrap
 import threading
 
 import modeltrail
+from modeltrail._writer import writer_for
 
 
 def test_many_points_from_many_threads_all_arrive_with_exact_summaries(tracker: modeltrail.Tracker) -> None:
@@ -35,7 +36,7 @@ def test_many_points_from_many_threads_all_arrive_with_exact_summaries(tracker: 
 
 def test_writer_does_no_io_on_the_callers_thread(tracker: modeltrail.Tracker) -> None:
     with tracker.training("m") as run:
-        writer = tracker.store.writer
+        writer = writer_for(tracker.store)
         before = writer.written
         run.log_metric("x", 1.0)
         # The point is queued, not yet written: the caller returned before any I/O.
@@ -78,7 +79,7 @@ def test_interpreter_exit_flushes_everything(db_url: str, tmp_path) -> None:
 
 def test_back_pressure_bounds_the_queue(sqlite_url: str) -> None:
     tracker = modeltrail.Tracker(sqlite_url)
-    writer = tracker.store.writer
+    writer = writer_for(tracker.store)
     writer.max_pending = 1_000
     with tracker.training("m") as run:
         peak = 0

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-_MISSING: Any = object()
-
 
 class ModeltrailError(Exception):
     """Base class of every error modeltrail raises on purpose."""
 
-    def __init__(self, message: str, *, value: Any = _MISSING) -> None:
+    def __init__(self, message: str, *, value: Any = None) -> None:
         super().__init__(message)
-        self.value = None if value is _MISSING else value
+        self.value = value
 
 
 class ValidationError(ModeltrailError, ValueError):

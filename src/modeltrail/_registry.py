@@ -30,7 +30,7 @@ from ._audit import record_event
 from ._context import os_identity
 from ._dataset import Dataset, dataset_row
 from ._errors import NotFoundError, ValidationError
-from ._operations.trainings import metric_key_ids
+from ._operations.metrics import metric_key_ids
 from ._read.queries import (
     dataset_record,
     model_records,

@@ -34,8 +34,9 @@ from ._records import (
     VersionMetric,
     VersionRecord,
 )
-from ._store import Store, get_store
+from ._store import Store, get_store, release
 from ._training import Training
+from ._writer import close_writer, writer_for
 
 
 class Tracker:
@@ -60,8 +61,10 @@ class Tracker:
         self._spool_dir = os.fspath(spool_dir) if spool_dir is not None else None
         self._store: Store | None = None
         # Connect now, so a bad URL or an old schema fails here. An unreachable server is an
-        # error only with spool=False; otherwise trainings are spooled locally until it is back.
-        self.store  # noqa: B018
+        # error only with spool=False; otherwise trainings are spooled locally until it is back,
+        # and the writer starts now to say so once.
+        if self.store.unavailable is not None:
+            writer_for(self.store)
 
     def __repr__(self) -> str:
         return f"Tracker({mask_password(self.uri)!r})"
@@ -110,25 +113,21 @@ class Tracker:
 
     def flush(self, timeout: float | None = None) -> None:
         """Block until everything logged through this ledger is in the database or the durable spool."""
-        self.store.writer.flush(timeout)
+        writer_for(self.store).flush(timeout)
 
     def sync(self, timeout: float | None = None) -> int:
         """Replay spooled work (this process's and that of ended processes) now; returns entries still waiting."""
-        self.store.writer.flush(timeout)
-        return int(self.store.writer.sync(timeout))
+        writer = writer_for(self.store)
+        writer.flush(timeout)
+        return int(writer.sync(timeout))
 
     def close(self) -> None:
-        """Flush and release the database connections of this ledger in this process."""
-        from ._store import _stores, _stores_lock
-
+        """Flush and stop this ledger's writer, then release its database connections in this process."""
         store = self._store
         if store is None:
             return
-        with _stores_lock:
-            for key, value in list(_stores.items()):
-                if value is store:
-                    del _stores[key]
-        store.close()
+        close_writer(store)
+        release(store)
         self._store = None
 
     # ---------------------------------------------------------------- reading
@@ -290,7 +289,7 @@ class Tracker:
     # ---------------------------------------------------------- exchange
     def export(self, model: str | int, *, version: int | None = None) -> list[dict[str, Any]]:
         """One document per version (or for ``version``) following the shipped JSON Schema; see ``exchange``."""
-        from ._exchange.documents import export_documents
+        from ._exchange.export import export_documents
 
         return list(export_documents(self.store, model, version=version))
 
@@ -298,7 +297,7 @@ class Tracker:
         self, documents: Sequence[Mapping[str, Any]], *, deployments: bool = True, source: str | None = None
     ) -> dict[str, Any]:
         """Load exported documents into this ledger, all or nothing; versions keep their numbers."""
-        from ._exchange.documents import import_documents
+        from ._exchange.imports import import_documents
 
         return dict(import_documents(self.store, documents, deployments=deployments, source=source))
 

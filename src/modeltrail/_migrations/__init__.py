@@ -1,13 +1,16 @@
 """Alembic migrations shipped inside the package.
 
-Alembic itself is imported only to create or upgrade a database: opening a ledger
-that is already current reads one row and never pays for the import.
+The revisions are what Alembic's :class:`~alembic.script.ScriptDirectory` finds in ``versions/``:
+no hand-kept list. Reading them imports ``alembic.script`` once per process, when the first
+ledger opens; the heavier parts of Alembic (``command``, the migration context) are imported only
+to create or upgrade a database.
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, Engine
@@ -19,23 +22,30 @@ if TYPE_CHECKING:
 
     from .._store import Store
 
-#: Every revision in order, oldest first; a test checks this against the scripts.
-REVISIONS: tuple[str, ...] = (
-    "0001_initial",
-    "0002_production_metrics",
-    "0003_ingested_batches",
-    "0004_stages",
-    "0005_evaluations",
-)
 HERE = Path(__file__).resolve().parent
 
 
+@lru_cache(maxsize=1)
+def revisions() -> tuple[str, ...]:
+    """Every revision in order, oldest first, as the migration scripts chain them."""
+    from alembic.script import ScriptDirectory
+
+    scripts = ScriptDirectory(str(HERE))
+    return tuple(reversed([script.revision for script in scripts.walk_revisions()]))
+
+
 def head_revision() -> str:
-    return REVISIONS[-1]
+    return revisions()[-1]
 
 
 def is_known(revision: str) -> bool:
-    return revision in REVISIONS
+    return revision in revisions()
+
+
+def __getattr__(name: str) -> Any:
+    if name == "REVISIONS":  # the tuple older callers read; computed from the scripts
+        return revisions()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def current_revision(bind: Engine | Connection) -> str | None:

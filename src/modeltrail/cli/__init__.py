@@ -689,7 +689,7 @@ def cmd_reproduce(args: argparse.Namespace, out: Output) -> int:
 
 # ------------------------------------------------------------- exchange
 def cmd_export(args: argparse.Namespace, out: Output) -> int:
-    from .._exchange.documents import dumps, export_version, version_numbers
+    from .._exchange.export import dumps, export_version, version_numbers
 
     tracker = _open(args)
     store = tracker.store
@@ -726,7 +726,7 @@ def cmd_export(args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_import(args: argparse.Namespace, out: Output) -> int:
-    from .._exchange.documents import import_documents, parse_documents, read_documents
+    from .._exchange.imports import import_documents, parse_documents, read_documents
 
     documents: list[dict[str, Any]] = []
     for path in args.files:

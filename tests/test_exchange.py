@@ -133,6 +133,9 @@ def test_export_import_export_is_byte_identical(
     assert b.rollback("churn-rf", "production").version == 1  # the imported timeline works as a timeline
     (event,) = b.audit(action="ledger.import")
     assert event.after["imported"] == [["churn-rf", 1], ["churn-rf", 2]] and event.after["source"] == "first.jsonl"
+    # Each imported version was made by the one version write path, with its own event.
+    created = sorted((e.after["number"], e.after["param_diff"]) for e in b.audit(action="version.create"))
+    assert [n for n, _ in created] == [1, 2] and created[1][1] == b.versions("churn-rf")[1].param_diff
 
 
 def test_importing_twice_changes_nothing_and_a_taken_number_is_refused(

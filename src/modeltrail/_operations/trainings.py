@@ -7,10 +7,11 @@ spool replays them after an outage, and applying one twice changes nothing:
 
 * start: ``trainings.uuid`` is unique; a second start finds the first;
 * params and datasets: upserts on their natural keys;
-* metric batches: each carries a ``batch_id`` inserted into ``ingested_batches`` in
-  the same transaction as its points, so a replayed batch is recognised and skipped;
+* metric batches (written by :mod:`.metrics`): each carries a ``batch_id`` inserted into
+  ``ingested_batches`` in the same transaction as its points, so a replayed batch is
+  recognised and skipped;
 * finish: a training that is no longer running is left alone, and
-  ``versions.training_id`` is unique.
+  ``versions.training_id`` is unique (the version itself is made by :mod:`.versions`).
 """
 
 from __future__ import annotations

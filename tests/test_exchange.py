@@ -201,6 +201,19 @@ def test_documents_that_break_the_schema_are_refused(sqlite_url: str, tmp_path: 
     assert target.models() == []
 
 
+def test_checking_a_document_without_jsonschema_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    from modeltrail._exchange import format as document_format
+
+    monkeypatch.setitem(sys.modules, "jsonschema", None)  # as if not installed
+    document_format._validator.cache_clear()
+    try:
+        with pytest.raises(modeltrail.ConfigurationError, match=r'pip install "modeltrail\[schema\]"') as info:
+            schema_errors({})
+        assert "\n" not in str(info.value)
+    finally:
+        document_format._validator.cache_clear()
+
+
 def test_export_to_a_directory_writes_one_schema_valid_file_per_version(sqlite_url: str, tmp_path: Path) -> None:
     build(sqlite_url, tmp_path)
     out = tmp_path / "export"

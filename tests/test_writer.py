@@ -108,6 +108,17 @@ def test_closing_a_tracker_flushes_and_joins_its_writer(sqlite_url: str) -> None
     reopened.close()
 
 
+def test_close_all_flushes_and_stops_every_writer(sqlite_url: str) -> None:
+    from modeltrail._store import close_all
+
+    tracker = modeltrail.Tracker(sqlite_url)
+    writer = writer_for(tracker.store)
+    tracker.training("m").log_metric("x", 1.0)
+    close_all()
+    assert not writer._thread.is_alive() and not writer.queue
+    assert modeltrail.Tracker(sqlite_url).trainings("m")[0].metrics["x"].count == 1
+
+
 def test_a_forked_child_starts_its_own_writer(sqlite_url: str, tmp_path) -> None:
     script = textwrap.dedent(
         f"""

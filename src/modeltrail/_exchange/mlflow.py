@@ -7,7 +7,9 @@ modeltrail needs no ``mlflow`` package to do it. How MLflow's world maps onto mo
 * a registered model becomes a model of the same name (its description, and its tags where a
   value fits modeltrail's 255 characters); each of its versions becomes a version **with the same
   number**, whose training is the MLflow run behind it (params, tags, full metric histories,
-  times, status, user, git commit, dataset);
+  times, status, user, git commit, dataset), made like every version by
+  :func:`modeltrail._operations.versions.create_version` (parent, param diff, ``version.create``
+  audit event) with its history written by :mod:`modeltrail._operations.metrics`;
 * a run that no registered version points to becomes a training, without a version, of a model
   named after the run's **experiment**: in MLflow only registering makes a version, and a run
   registered twice becomes one training per version it is behind;

@@ -26,7 +26,7 @@ from .. import _schema as schema
 from .._audit import record_event
 from .._errors import ValidationError
 from .._operations.metrics import insert_metric_history, metric_key_ids
-from .._operations.trainings import get_or_create_dataset, get_or_create_model, set_tags
+from .._operations.trainings import add_params, get_or_create_dataset, get_or_create_model, set_tags
 from .._operations.versions import create_version, lock_model
 from .._registry import ACTIVE, add_evaluation_metrics
 from .._values import encode_float, float_from_json
@@ -200,12 +200,7 @@ def _insert_training(s: Session, model_id: int, t: Mapping[str, Any]) -> int:
     )
     s.add(training)
     s.flush()
-    params = [
-        {"training_id": training.id, "key": key, "value": p["value"], "display": p["display"]}
-        for key, p in sorted(t["params"].items())
-    ]
-    if params:
-        s.execute(insert(schema.ParamRow), params)
+    add_params(s, training.id, {key: (p["value"], p["display"]) for key, p in sorted(t["params"].items())})
     stages = [
         {
             "training_id": training.id,

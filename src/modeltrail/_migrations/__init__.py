@@ -8,19 +8,31 @@ to create or upgrade a database.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import Session
 
+from .._audit import Ledger, record_event
 from .._schema import VERSION_TABLE
 
 if TYPE_CHECKING:
     from alembic.config import Config
 
-    from .._store import Store
+T = TypeVar("T")
+
+
+class Migratable(Ledger, Protocol):
+    """What an upgrade needs of a :class:`~modeltrail._store.Store`; a protocol, as migrations sit below it."""
+
+    engine: Engine
+
+    def run(self, work: Callable[[Session], T], *, attempts: int = ..., read_only: bool = ...) -> T: ...
+
 
 HERE = Path(__file__).resolve().parent
 
@@ -68,7 +80,7 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return cfg
 
 
-def upgrade(store: Store, revision: str = "head") -> tuple[str | None, str | None]:
+def upgrade(store: Migratable, revision: str = "head") -> tuple[str | None, str | None]:
     """Migrate ``store`` to ``revision`` and record an audit event; returns (from, to)."""
     from alembic import command
 
@@ -77,8 +89,6 @@ def upgrade(store: Store, revision: str = "head") -> tuple[str | None, str | Non
         command.upgrade(alembic_config(conn), revision)
         after = current_revision(conn)
     if before != after:
-        from .._audit import record_event
-
         store.run(
             lambda s: record_event(
                 s,
@@ -93,5 +103,5 @@ def upgrade(store: Store, revision: str = "head") -> tuple[str | None, str | Non
     return before, after
 
 
-def create_new(store: Store) -> None:
+def create_new(store: Migratable) -> None:
     upgrade(store, "head")

@@ -15,6 +15,9 @@ Why it looks like this:
   as the database answers again. While the spool holds anything, new work queues
   behind it, so per-training order is never broken.
 * The in-memory queue has a bound; beyond it the caller waits for the writer.
+* This module owns the writers: :func:`writer_for` starts one per store and process and
+  hooks its shutdown onto the store's close; the store itself knows nothing of writers.
+  Points and summaries are written by :mod:`modeltrail._operations.metrics`.
 """
 
 from __future__ import annotations

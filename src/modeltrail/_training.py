@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from ._store import Store
 
 
-class Ledger(Protocol):
+class TrackerLike(Protocol):
     """What a training needs of its tracker: the store it writes to."""
 
     @property
@@ -70,7 +70,7 @@ class Training:
 
     def __init__(
         self,
-        tracker: Ledger,
+        tracker: TrackerLike,
         model: str,
         *,
         framework: str | None = None,

@@ -353,8 +353,9 @@ def test_sync_replays_a_spool_left_by_an_ended_process(sqlite_url: str, tmp_path
         f"""
         import modeltrail
         from modeltrail._errors import StorageUnavailableError
+        from modeltrail._writer import writer_for
         tracker = modeltrail.Tracker({sqlite_url!r})
-        writer = tracker.store.writer
+        writer = writer_for(tracker.store)
         writer._go_offline(StorageUnavailableError("simulated outage"))
         writer.spool.append("start", {{"uuid": "u-1", "model": "spooled", "params": {{"lr": [0.1, "0.1"]}},
                                         "started_ts": 1767225600.0, "context": {{}}}})

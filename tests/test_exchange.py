@@ -17,7 +17,8 @@ from tests.conftest import make_db_url
 import modeltrail
 from modeltrail import Dataset, ValidationError
 from modeltrail import _schema as schema
-from modeltrail._exchange.documents import dumps, json_schema, schema_errors
+from modeltrail._exchange.export import dumps
+from modeltrail._exchange.format import json_schema, schema_errors
 from modeltrail.cli import main
 
 
@@ -132,6 +133,9 @@ def test_export_import_export_is_byte_identical(
     assert b.rollback("churn-rf", "production").version == 1  # the imported timeline works as a timeline
     (event,) = b.audit(action="ledger.import")
     assert event.after["imported"] == [["churn-rf", 1], ["churn-rf", 2]] and event.after["source"] == "first.jsonl"
+    # Each imported version was made by the one version write path, with its own event.
+    created = sorted((e.after["number"], e.after["param_diff"]) for e in b.audit(action="version.create"))
+    assert [n for n, _ in created] == [1, 2] and created[1][1] == b.versions("churn-rf")[1].param_diff
 
 
 def test_importing_twice_changes_nothing_and_a_taken_number_is_refused(
@@ -195,6 +199,19 @@ def test_documents_that_break_the_schema_are_refused(sqlite_url: str, tmp_path: 
     with pytest.raises(ValidationError, match="does not follow the modeltrail schema"):
         target.import_documents([doc, bad])
     assert target.models() == []
+
+
+def test_checking_a_document_without_jsonschema_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    from modeltrail._exchange import format as document_format
+
+    monkeypatch.setitem(sys.modules, "jsonschema", None)  # as if not installed
+    document_format._validator.cache_clear()
+    try:
+        with pytest.raises(modeltrail.ConfigurationError, match=r'pip install "modeltrail\[schema\]"') as info:
+            schema_errors({})
+        assert "\n" not in str(info.value)
+    finally:
+        document_format._validator.cache_clear()
 
 
 def test_export_to_a_directory_writes_one_schema_valid_file_per_version(sqlite_url: str, tmp_path: Path) -> None:

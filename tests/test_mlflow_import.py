@@ -163,6 +163,21 @@ def test_import_maps_every_value(db_url: str, store: dict[str, Any], capsys: pyt
     assert _count(db_url, "metric_points") == before and len(tracker.trainings()) == 3
 
 
+def test_import_records_a_version_create_event_per_version(sqlite_url: str, store: dict[str, Any]) -> None:
+    tracker = modeltrail.Tracker(sqlite_url)
+    tracker.import_mlflow(store["url"])
+    versions = {v.id: v for v in tracker.versions("churn-rf")}
+    events = tracker.audit(action="version.create")
+    assert sorted(int(e.entity_id) for e in events) == sorted(versions)
+    for event in events:
+        version = versions[int(event.entity_id)]
+        assert event.entity == "version" and event.after["model"] == "churn-rf"
+        assert (event.after["number"], event.after["training_id"]) == (version.number, version.training_id)
+        assert event.after["param_diff"] == version.param_diff
+    tracker.import_mlflow(store["url"])  # nothing new: no new events
+    assert len(tracker.audit(action="version.create")) == len(versions)
+
+
 def test_a_version_number_held_by_another_training_is_refused_before_anything_is_written(
     sqlite_url: str, store: dict[str, Any]
 ) -> None:

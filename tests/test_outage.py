@@ -13,6 +13,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
+import filelock
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -146,3 +147,31 @@ def test_sigkill_loses_at_most_the_unflushed_queue_and_never_claims_finished(db_
     steps = [p.step for p in points]
     assert steps[:flushed] == list(range(flushed))  # everything flushed before the kill is there
     assert steps == list(range(len(steps)))  # and what arrived after it is a gapless prefix
+
+
+def test_a_live_spool_is_locked_and_an_ended_ones_is_adopted(tmp_path: Path) -> None:
+    url = "sqlite:///nowhere.db"
+    folder = tmp_path / "spools"
+    live = spool_mod.Spool.create(url, folder)
+    live.append("start", {"uuid": "u-1"})
+    assert isinstance(live._lock, filelock.FileLock) and live._lock.is_locked
+    with spool_mod.orphans(url, folder) as found:
+        assert found == []  # its process (this one) still holds it
+    live.close()  # not empty: the file and its entries stay for whoever comes next
+    assert spool_mod.pending(url, folder) == 1
+    with spool_mod.orphans(url, folder) as found, spool_mod.orphans(url, folder) as again:
+        assert [len(s) for s in found] == [1] and again == []  # one adopter at a time
+        (orphan,) = found
+        (seq, kind, payload), *_ = orphan.entries()
+        assert (kind, payload) == ("start", {"uuid": "u-1"})
+        orphan.ack(seq)
+    assert spool_mod.pending(url, folder) == 0 and list(spool_mod.spool_dir_for(url, folder).iterdir()) == []
+
+
+def test_spools_default_to_the_user_cache_directory(monkeypatch: pytest.MonkeyPatch) -> None:
+    import platformdirs
+
+    monkeypatch.delenv("MODELTRAIL_SPOOL_DIR")
+    assert spool_mod.spool_root() == platformdirs.user_cache_path("modeltrail", appauthor=False) / "spool"
+    monkeypatch.setenv("MODELTRAIL_SPOOL_DIR", "/elsewhere")
+    assert spool_mod.spool_root() == Path("/elsewhere")

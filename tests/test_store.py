@@ -13,7 +13,7 @@ from modeltrail import _migrations as migrations
 from modeltrail._config import DEFAULT_URI, mask_password, resolve_uri
 from modeltrail._errors import ConfigurationError, SchemaError, SchemaOutdatedError, StorageUnavailableError
 from modeltrail._schema import VERSION_TABLE, Base
-from modeltrail._store import Store
+from modeltrail._store import Store, get_store
 
 
 def test_url_comes_from_argument_then_environment_then_default(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -48,15 +48,17 @@ def test_new_database_is_created_and_stamped_at_head(db_url: str) -> None:
         engine.dispose()
     scripts = ScriptDirectory.from_config(migrations.alembic_config())
     assert scripts.get_current_head() == migrations.head_revision()
-    assert [r.revision for r in reversed(list(scripts.walk_revisions()))] == list(migrations.REVISIONS)
+    assert [r.revision for r in reversed(list(scripts.walk_revisions()))] == list(migrations.revisions())
+    assert migrations.revisions() == migrations.REVISIONS  # the name older callers read
 
 
 def test_older_revision_names_db_upgrade(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     modeltrail.Tracker(db_url).close()
-    monkeypatch.setattr(migrations, "REVISIONS", (*migrations.REVISIONS, "9000_future"))
+    known = migrations.revisions()
+    monkeypatch.setattr(migrations, "revisions", lambda: (*known, "9000_future"))
     with pytest.raises(SchemaOutdatedError, match="modeltrail db upgrade") as info:
         Store(db_url)
-    assert info.value.value == migrations.REVISIONS[-2]
+    assert info.value.value == known[-1]
 
 
 def test_unknown_revision_asks_for_a_newer_package(db_url: str) -> None:
@@ -128,6 +130,27 @@ def test_unreachable_server_names_host_never_password() -> None:
     assert all("s3cr3t-pw" not in str(w.message) for w in caught)
     with pytest.raises(StorageUnavailableError, match=r"127\.0\.0\.1"):
         tracker.models()
+
+
+def test_get_store_keys_on_its_options(sqlite_url: str, tmp_path) -> None:
+    modeltrail.Tracker(sqlite_url).close()
+    writable = get_store(sqlite_url)
+    assert get_store(sqlite_url) is writable
+    read_only = get_store(sqlite_url, create=False)
+    assert read_only is not writable and get_store(sqlite_url, create=False) is read_only
+    assert get_store(sqlite_url, offline_ok=True) is not writable
+    spooled = get_store(sqlite_url, spool_dir=tmp_path)
+    assert spooled is not writable and get_store(sqlite_url, spool_dir=str(tmp_path)) is spooled
+    assert spooled.spool_dir == tmp_path
+
+
+def test_a_tracker_without_spool_never_gets_a_spooling_store() -> None:
+    url = "mysql+pymysql://alice:pw@127.0.0.1:1/ledger"
+    with pytest.warns(RuntimeWarning, match="spool"):
+        modeltrail.Tracker(url)  # opens offline, its writes spooled
+    # A caller that wants an answer now (a dashboard, a CLI command) is not handed that store.
+    with pytest.raises(StorageUnavailableError, match=r"127\.0\.0\.1"):
+        modeltrail.Tracker(url, spool=False)
 
 
 def test_password_masked_in_reprs() -> None:

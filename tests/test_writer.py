@@ -9,6 +9,7 @@ import textwrap
 import threading
 
 import modeltrail
+from modeltrail._writer import close_writer, writer_for
 
 
 def test_many_points_from_many_threads_all_arrive_with_exact_summaries(tracker: modeltrail.Tracker) -> None:
@@ -35,7 +36,7 @@ def test_many_points_from_many_threads_all_arrive_with_exact_summaries(tracker: 
 
 def test_writer_does_no_io_on_the_callers_thread(tracker: modeltrail.Tracker) -> None:
     with tracker.training("m") as run:
-        writer = tracker.store.writer
+        writer = writer_for(tracker.store)
         before = writer.written
         run.log_metric("x", 1.0)
         # The point is queued, not yet written: the caller returned before any I/O.
@@ -78,7 +79,7 @@ def test_interpreter_exit_flushes_everything(db_url: str, tmp_path) -> None:
 
 def test_back_pressure_bounds_the_queue(sqlite_url: str) -> None:
     tracker = modeltrail.Tracker(sqlite_url)
-    writer = tracker.store.writer
+    writer = writer_for(tracker.store)
     writer.max_pending = 1_000
     with tracker.training("m") as run:
         peak = 0
@@ -87,3 +88,57 @@ def test_back_pressure_bounds_the_queue(sqlite_url: str) -> None:
             peak = max(peak, len(writer.queue))
     assert peak <= 1_000 + 1
     assert tracker.trainings("m")[0].metrics["x"].count == 20_000
+
+
+def test_closing_a_tracker_flushes_and_joins_its_writer(sqlite_url: str) -> None:
+    tracker = modeltrail.Tracker(sqlite_url)
+    store = tracker.store
+    writer = writer_for(store)
+    assert writer_for(store) is writer  # one per store in this process
+    run = tracker.training("m")
+    run.log_metric("x", 1.0)
+    tracker.close()
+    assert not writer._thread.is_alive() and not writer.queue
+    reopened = modeltrail.Tracker(sqlite_url)
+    assert reopened.trainings("m")[0].metrics["x"].count == 1
+    fresh = writer_for(reopened.store)
+    assert fresh is not writer and fresh._thread.is_alive()
+    close_writer(reopened.store)
+    assert not fresh._thread.is_alive() and writer_for(reopened.store) is not fresh
+    reopened.close()
+
+
+def test_close_all_flushes_and_stops_every_writer(sqlite_url: str) -> None:
+    from modeltrail._store import close_all
+
+    tracker = modeltrail.Tracker(sqlite_url)
+    writer = writer_for(tracker.store)
+    tracker.training("m").log_metric("x", 1.0)
+    close_all()
+    assert not writer._thread.is_alive() and not writer.queue
+    assert modeltrail.Tracker(sqlite_url).trainings("m")[0].metrics["x"].count == 1
+
+
+def test_a_forked_child_starts_its_own_writer(sqlite_url: str, tmp_path) -> None:
+    script = textwrap.dedent(
+        f"""
+        import os, modeltrail
+        from modeltrail._writer import writer_for
+        tracker = modeltrail.Tracker({sqlite_url!r})
+        parent = writer_for(tracker.store)
+        pid = os.fork()
+        if pid == 0:
+            child = modeltrail.Tracker({sqlite_url!r})
+            assert writer_for(child.store) is not parent
+            with child.training("from-child") as run:
+                run.log_metric("x", 1.0)
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        assert status == 0, status
+        with tracker.training("from-parent") as run:
+            run.log_metric("x", 2.0)
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120, cwd=tmp_path)
+    tracker = modeltrail.Tracker(sqlite_url)
+    assert sorted(m.name for m in tracker.models()) == ["from-child", "from-parent"]

@@ -6,7 +6,7 @@ it describes, so an event exists exactly when its change does.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy.orm import Session
 
@@ -14,15 +14,25 @@ from . import _schema as schema
 from ._context import os_identity
 from ._values import MAX_DEPTH, to_jsonable
 
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
+
 AUDIT_DEPTH = MAX_DEPTH + 6
 
-if TYPE_CHECKING:
-    from ._store import Store
+
+class Ledger(Protocol):
+    """What an event needs of the store it is written to (a :class:`~modeltrail._store.Store`).
+
+    A protocol, not an import: the audit trail sits below the store in the layers.
+    """
+
+    url: URL
+    dialect: str
 
 
 def record_event(
     session: Session,
-    store: Store,
+    store: Ledger,
     *,
     action: str,
     entity: str,

@@ -61,11 +61,6 @@ class Progress:
         self.total = total
         self._draw(force=True)
 
-    def stage(self, label: str) -> None:
-        """Show a new step of work whose size is unknown (a schema upgrade, a replay)."""
-        self.label = label
-        self._draw(force=True)
-
     def close(self) -> None:
         if self.enabled and self._drawn:
             self._draw(force=True)

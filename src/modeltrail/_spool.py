@@ -6,15 +6,16 @@ database has committed it. Operations are idempotent (see ``operations``), so a
 replay that is interrupted and repeated never duplicates anything.
 
 Each process writes its own spool file and holds an exclusive lock on it while it
-lives. A spool whose lock can be taken belongs to a process that has ended: the
-next modeltrail process for the same database drains it in the background, and
-``modeltrail sync`` drains it on demand.
+lives (a :class:`filelock.FileLock`, so this works on Windows too). A spool whose
+lock can be taken belongs to a process that has ended: the next modeltrail process
+for the same database drains it in the background, and ``modeltrail sync`` drains it
+on demand. Spools live in the user's cache directory (``platformdirs``) unless
+``MODELTRAIL_SPOOL_DIR`` says otherwise.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -25,6 +26,8 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock, Timeout
 
 from ._config import mask_password
 
@@ -38,8 +41,9 @@ def spool_root(directory: str | os.PathLike[str] | None = None) -> Path:
     env = os.environ.get(ENV_SPOOL_DIR)
     if env:
         return Path(env)
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(cache) / "modeltrail" / "spool"
+    from platformdirs import user_cache_path
+
+    return user_cache_path("modeltrail", appauthor=False) / "spool"
 
 
 def spool_dir_for(uri: str, directory: str | os.PathLike[str] | None = None) -> Path:
@@ -53,10 +57,10 @@ class Spool:
     def __init__(self, path: Path, *, uri: str | None = None, owned: bool = True) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock_fh = None
+        self._lock: FileLock | None = None
         if owned:
-            self._lock_fh = open(path.with_suffix(".lock"), "a+")  # noqa: SIM115 - held for the spool's life
-            fcntl.flock(self._lock_fh, fcntl.LOCK_EX)
+            self._lock = _lock_of(path)
+            self._lock.acquire()  # held for the spool's life
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -106,13 +110,22 @@ class Spool:
             for suffix in ("", "-wal", "-shm"):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(f"{self.path}{suffix}")
-        if self._lock_fh is not None:
-            if empty and remove_if_empty:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self.path.with_suffix(".lock"))
-            fcntl.flock(self._lock_fh, fcntl.LOCK_UN)
-            self._lock_fh.close()
-            self._lock_fh = None
+        if self._lock is not None:
+            _release(self._lock, remove=empty and remove_if_empty)
+            self._lock = None
+
+
+def _lock_of(spool_path: Path) -> FileLock:
+    # Not thread-local: the writer thread takes it, the thread that closes the writer releases it.
+    return FileLock(spool_path.with_suffix(".lock"), thread_local=False)
+
+
+def _release(lock: FileLock, *, remove: bool) -> None:
+    """Release a spool's lock, first removing its file while still holding it when the spool is gone."""
+    if remove:
+        with contextlib.suppress(OSError):  # Windows cannot remove an open file: it stays, harmless
+            os.unlink(lock.lock_file)
+    lock.release()
 
 
 @contextlib.contextmanager
@@ -120,31 +133,22 @@ def orphans(uri: str, directory: str | os.PathLike[str] | None = None) -> Iterat
     """Spools for ``uri`` left by processes that have ended, locked for this caller while in use."""
     folder = spool_dir_for(uri, directory)
     found: list[Spool] = []
-    handles = []
+    locks: list[tuple[Path, FileLock]] = []
     try:
         for path in sorted(folder.glob("*.spool")) if folder.exists() else []:
-            fh = open(path.with_suffix(".lock"), "a+")  # noqa: SIM115 - closed in finally
+            lock = _lock_of(path)
             try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                fh.close()  # its process is alive and owns it
-                continue
-            handles.append(fh)
+                lock.acquire(blocking=False)
+            except Timeout:
+                continue  # its process is alive and owns it
+            locks.append((path, lock))
             found.append(Spool(path, owned=False))
         yield found
     finally:
         for spool in found:
             spool.close()
-        for fh in handles:
-            if spool_is_gone(Path(fh.name).with_suffix(".spool")):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(fh.name)
-            fcntl.flock(fh, fcntl.LOCK_UN)
-            fh.close()
-
-
-def spool_is_gone(path: Path) -> bool:
-    return not path.exists()
+        for path, lock in locks:
+            _release(lock, remove=not path.exists())
 
 
 def pending(uri: str, directory: str | os.PathLike[str] | None = None) -> int:

@@ -8,7 +8,6 @@ and call :func:`get_store` again on the other side, never an engine.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import random
 import threading
@@ -64,10 +63,11 @@ class Store:
         self.dialect = _dialect_name(self.url)
         self._password = self.url.password or ""
         self.engine = self._make_engine(echo=echo)
-        self._lock = threading.Lock()
-        self._writer: Any = None
         self._create = create
+        self._closers: list[Callable[[], None]] = []
         self.schema_ready = False
+        #: Why the server could not be reached at open (with ``offline_ok``); the writer spools meanwhile.
+        self.unavailable: StorageUnavailableError | None = None
         if not check:
             return
         try:
@@ -76,7 +76,7 @@ class Store:
             if not offline_ok:
                 raise
             # Writes go to the local spool until the server answers; reads raise meanwhile.
-            self.writer._go_offline(e)
+            self.unavailable = e
 
     def __repr__(self) -> str:
         return f"Store({self.display_uri!r})"
@@ -129,15 +129,6 @@ class Store:
             raise
         finally:
             session.close()
-
-    @contextlib.contextmanager
-    def connect(self) -> Iterator[Connection]:
-        """A raw connection in one transaction, for the writer's bulk inserts."""
-        try:
-            with self.engine.begin() as conn:
-                yield conn
-        except sa_exc.DBAPIError as e:
-            raise self.translate(e) from e
 
     def run(self, work: Callable[[Session], T], *, attempts: int = 6, read_only: bool = False) -> T:
         """Run ``work`` in a transaction, retrying deadlocks and unique-key races with jittered backoff."""
@@ -245,13 +236,10 @@ class Store:
             if not database or database == ":memory:":
                 yield
                 return
-            lock_path = Path(database).expanduser().resolve().with_suffix(".schema-lock")
-            with open(lock_path, "a+") as fh:
-                fcntl.flock(fh, fcntl.LOCK_EX)
-                try:
-                    yield
-                finally:
-                    fcntl.flock(fh, fcntl.LOCK_UN)
+            from filelock import FileLock
+
+            with FileLock(Path(database).expanduser().resolve().with_suffix(".schema-lock")):
+                yield
             return
         release: tuple[Any, dict[str, Any]] | None = None
         with self.engine.connect() as conn:
@@ -271,27 +259,20 @@ class Store:
                     conn.execute(*release)
                     conn.commit()
 
-    # ------------------------------------------------------------------ writer
-    @property
-    def writer(self) -> Any:
-        """The background writer of this store, started on first use."""
-        if self._writer is None:
-            with self._lock:
-                if self._writer is None:
-                    from ._writer import Writer
-
-                    self._writer = Writer(self)
-        return self._writer
+    # ------------------------------------------------------------------ closing
+    def on_close(self, closer: Callable[[], None]) -> None:
+        """Run ``closer`` when the store closes, before its engine goes: how the writer above is stopped."""
+        self._closers.append(closer)
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        while self._closers:
+            self._closers.pop()()
         self.engine.dispose()
 
 
 # ---------------------------------------------------------------------- cache
-_stores: dict[tuple[int, str], Store] = {}
+_StoreKey = tuple[int, str, bool, bool, "str | None"]
+_stores: dict[_StoreKey, Store] = {}
 _stores_lock = threading.Lock()
 
 
@@ -302,8 +283,12 @@ def get_store(
     offline_ok: bool = False,
     spool_dir: str | os.PathLike[str] | None = None,
 ) -> Store:
-    """The process's Store for ``uri``, made on first use."""
-    key = (os.getpid(), uri)
+    """The process's Store for ``uri`` with these options, made on first use.
+
+    The options are part of the key: a read-only caller (``create=False``, no spool) never
+    gets a store that another caller opened to create schemas or spool writes.
+    """
+    key = (os.getpid(), uri, create, offline_ok, os.fspath(spool_dir) if spool_dir is not None else None)
     store = _stores.get(key)
     if store is None:
         with _stores_lock:
@@ -314,10 +299,19 @@ def get_store(
     return store
 
 
+def release(store: Store) -> None:
+    """Drop ``store`` from this process's cache and close it (its writer flushes and stops first)."""
+    with _stores_lock:
+        for key, value in list(_stores.items()):
+            if value is store:
+                del _stores[key]
+    store.close()
+
+
 def close_all() -> None:
     """Flush every writer of this process and dispose its engines."""
     with _stores_lock:
-        stores = [s for (pid, _), s in _stores.items() if pid == os.getpid()]
+        stores = [s for key, s in _stores.items() if key[0] == os.getpid()]
         _stores.clear()
     for store in stores:
         with contextlib.suppress(ModeltrailError):
@@ -325,10 +319,9 @@ def close_all() -> None:
 
 
 def _after_fork_in_child() -> None:
-    # The parent's engines and writer threads do not survive fork; drop them unclosed.
+    # The parent's engines do not survive fork; drop them unclosed (the writer layer drops its threads).
     for store in list(_stores.values()):
         store.engine.dispose(close=False)
-        store._writer = None
     _stores.clear()
 
 

@@ -50,8 +50,9 @@ from ._records import (
     VersionMetric,
     VersionRecord,
 )
-from ._store import Store, get_store
+from ._store import Store, get_store, release
 from ._training import Training
+from ._writer import close_writer, writer_for
 
 
 class Tracker:
@@ -76,8 +77,10 @@ class Tracker:
         self._spool_dir = os.fspath(spool_dir) if spool_dir is not None else None
         self._store: Store | None = None
         # Connect now, so a bad URL or an old schema fails here. An unreachable server is an
-        # error only with spool=False; otherwise trainings are spooled locally until it is back.
-        self.store  # noqa: B018
+        # error only with spool=False; otherwise trainings are spooled locally until it is back,
+        # and the writer starts now to say so once.
+        if self.store.unavailable is not None:
+            writer_for(self.store)
 
     def __repr__(self) -> str:
         return f"Tracker({mask_password(self.uri)!r})"
@@ -126,25 +129,21 @@ class Tracker:
 
     def flush(self, timeout: float | None = None) -> None:
         """Block until everything logged through this ledger is in the database or the durable spool."""
-        self.store.writer.flush(timeout)
+        writer_for(self.store).flush(timeout)
 
     def sync(self, timeout: float | None = None) -> int:
         """Replay spooled work (this process's and that of ended processes) now; returns entries still waiting."""
-        self.store.writer.flush(timeout)
-        return int(self.store.writer.sync(timeout))
+        writer = writer_for(self.store)
+        writer.flush(timeout)
+        return int(writer.sync(timeout))
 
     def close(self) -> None:
-        """Flush and release the database connections of this ledger in this process."""
-        from ._store import _stores, _stores_lock
-
+        """Flush and stop this ledger's writer, then release its database connections in this process."""
         store = self._store
         if store is None:
             return
-        with _stores_lock:
-            for key, value in list(_stores.items()):
-                if value is store:
-                    del _stores[key]
-        store.close()
+        close_writer(store)
+        release(store)
         self._store = None
 
     # ---------------------------------------------------------------- reading
@@ -306,7 +305,7 @@ class Tracker:
     # ---------------------------------------------------------- exchange
     def export(self, model: str | int, *, version: int | None = None) -> list[dict[str, Any]]:
         """One document per version (or for ``version``) following the shipped JSON Schema; see ``exchange``."""
-        from ._exchange.documents import export_documents
+        from ._exchange.export import export_documents
 
         return list(export_documents(self.store, model, version=version))
 
@@ -314,7 +313,7 @@ class Tracker:
         self, documents: Sequence[Mapping[str, Any]], *, deployments: bool = True, source: str | None = None
     ) -> dict[str, Any]:
         """Load exported documents into this ledger, all or nothing; versions keep their numbers."""
-        from ._exchange.documents import import_documents
+        from ._exchange.imports import import_documents
 
         return dict(import_documents(self.store, documents, deployments=deployments, source=source))
 
@@ -574,7 +573,7 @@ class Tracker:
 
         Each version is read in its own short transaction; ``on_progress(done, total)`` follows them.
         """
-        from ._exchange.documents import dumps, export_version, version_numbers
+        from ._exchange.export import dumps, export_version, version_numbers
 
         with self.store.transaction(read_only=True) as s:
             name, numbers = version_numbers(s, model, version)
@@ -604,8 +603,8 @@ class Tracker:
     @staticmethod
     def read_documents(paths: Sequence[str], *, stdin: TextIO | None = None) -> list[dict[str, Any]]:
         """Exported documents from JSON / JSON Lines files or directories; ``-`` reads ``stdin``."""
-        from ._exchange.documents import parse_documents
-        from ._exchange.documents import read_documents as read_path
+        from ._exchange.imports import parse_documents
+        from ._exchange.imports import read_documents as read_path
 
         documents: list[dict[str, Any]] = []
         for path in paths:
@@ -624,7 +623,7 @@ class Tracker:
         on_progress: Callable[[int, int], None] | None = None,
     ) -> dict[str, Any]:
         """:meth:`import_documents` with ``on_progress(done, total)`` called after each document."""
-        from ._exchange.documents import import_documents
+        from ._exchange.imports import import_documents
 
         done = itertools.count(1)
         advance = (lambda: on_progress(next(done), len(documents))) if on_progress is not None else None

@@ -2,8 +2,8 @@
 
 Starting and finishing touch the database directly when it is up (they are rare
 and the caller wants the training id and version number back); everything logged
-in between goes through the store's background writer so that ``log_metric``
-costs microseconds. When the database is away, start and finish queue behind
+in between goes through the store's background writer (``_writer.writer_for``) so
+that ``log_metric`` costs microseconds. When the database is away, start and finish queue behind
 everything else and go to the durable spool (see ``writer`` and ``spool``).
 """
 
@@ -17,7 +17,7 @@ import time
 import uuid as uuid_mod
 from collections.abc import Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ._context import capture
 from ._dataset import Dataset, dataset_row, path_digest
@@ -37,7 +37,14 @@ from ._values import (
 
 if TYPE_CHECKING:
     from ._store import Store
-    from ._tracker import Tracker
+
+
+class TrackerLike(Protocol):
+    """What a training needs of its tracker: the store it writes to."""
+
+    @property
+    def store(self) -> Store: ...
+
 
 _now = time.time
 
@@ -63,7 +70,7 @@ class Training:
 
     def __init__(
         self,
-        tracker: Tracker,
+        tracker: TrackerLike,
         model: str,
         *,
         framework: str | None = None,
@@ -74,7 +81,7 @@ class Training:
         seeds: Mapping[str, Any] | None = None,
         tags: Mapping[str, str] | None = None,
     ) -> None:
-        self.tracker = tracker
+        self.tracker: Any = tracker  # the Tracker; typed loosely because _training sits below _tracker
         self.model_name = check_model_name(model)
         if dataset is not None and not isinstance(dataset, Dataset):
             raise ValidationError(f"dataset must be a modeltrail.Dataset, got {type(dataset).__name__}", value=dataset)
@@ -96,7 +103,9 @@ class Training:
         self.failed_stage: str | None = None
         self._last_step: dict[str, int] = {}
         self._lock = threading.Lock()
-        writer = self.store.writer
+        from ._writer import writer_for  # here: ``active_training`` must not import SQLAlchemy
+
+        writer = writer_for(self.store)
         self._writer = writer
         self._append = writer.queue.append
         self._queue = writer.queue

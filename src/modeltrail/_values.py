@@ -42,8 +42,8 @@ MAX_DEPTH = 24
 
 # --------------------------------------------------------------------- floats
 def encode_float(value: float) -> tuple[float | None, int]:
-    """Split a float into the (value, kind) pair the schema stores."""
-    if value == value and value not in (math.inf, -math.inf):
+    """Split a float into the (value, kind) pair the schema stores (MySQL's DOUBLE takes no NaN or inf)."""
+    if value - value == 0.0:  # finite: the common case, one comparison (the writer calls this per point)
         return value, FINITE
     if value != value:
         return None, NAN
@@ -154,6 +154,16 @@ def from_jsonable(value: Any) -> Any:
     if isinstance(value, list):
         return [from_jsonable(v) for v in value]
     return value
+
+
+def float_to_json(value: float) -> Any:
+    """One float as JSON: a number, or ``{"$float": "nan"}`` for what JSON cannot spell."""
+    return to_jsonable(float(value))
+
+
+def float_from_json(value: Any) -> float:
+    """Inverse of :func:`float_to_json`."""
+    return float(from_jsonable(value))
 
 
 def display(value: Any) -> str:

@@ -15,6 +15,9 @@ Why it looks like this:
   as the database answers again. While the spool holds anything, new work queues
   behind it, so per-training order is never broken.
 * The in-memory queue has a bound; beyond it the caller waits for the writer.
+* This module owns the writers: :func:`writer_for` starts one per store and process and
+  hooks its shutdown onto the store's close; the store itself knows nothing of writers.
+  Points and summaries are written by :mod:`modeltrail._operations.metrics`.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
+import os
 import threading
 import time
 import uuid
@@ -29,15 +33,14 @@ import warnings
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
-from . import _schema as schema
 from ._errors import ModeltrailError, StorageError, StorageUnavailableError
+from ._operations import metrics
 from ._operations import trainings as operations
+from ._operations.metrics import PointRow, Summary
 from ._spool import Spool, orphans
-from ._store import upsert
-from ._values import DBL_MAX, FINITE, NAN, NEG_INF, POS_INF, decode_float
+from ._values import FINITE, encode_float
 
 if TYPE_CHECKING:
     from ._store import Store
@@ -46,11 +49,6 @@ log = logging.getLogger("modeltrail._writer")
 
 #: One queued metric point: (training uuid, key, step, value, unix_time).
 MetricRow = tuple[str, str, int, float, float]
-
-_SUMMARY_COLUMNS = [
-    "count", "last_step", "last_value", "last_kind", "min_step", "min_value", "min_kind",
-    "max_step", "max_value", "max_kind", "updated_ts",
-]  # fmt: skip
 
 
 class Op:
@@ -64,79 +62,6 @@ class Op:
         self.done = threading.Event()
         self.error: BaseException | None = None
         self.result: Any = None
-
-
-class Summary:
-    """Running last/min/max of one metric of one training (NaN never wins min or max)."""
-
-    __slots__ = ("count", "last", "last_step", "max", "max_step", "min", "min_step")
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.last_step = -1
-        self.last = 0.0
-        self.min: float | None = None
-        self.min_step: int | None = None
-        self.max: float | None = None
-        self.max_step: int | None = None
-
-    def copy(self) -> Summary:
-        other = Summary()
-        for name in self.__slots__:
-            setattr(other, name, getattr(self, name))
-        return other
-
-    def add(self, step: int, value: float) -> None:
-        self.count += 1
-        if step >= self.last_step:
-            self.last_step, self.last = step, value
-        if value == value:
-            if self.min is None or value < self.min:
-                self.min, self.min_step = value, step
-            if self.max is None or value > self.max:
-                self.max, self.max_step = value, step
-
-    def row(self, training_id: int, key_id: int, now: float) -> dict[str, Any]:
-        last_value, last_kind = _encode(self.last)
-        min_value, min_kind = _encode(self.min) if self.min is not None else (None, NAN)
-        max_value, max_kind = _encode(self.max) if self.max is not None else (None, NAN)
-        return {
-            "training_id": training_id, "key_id": key_id, "count": self.count,
-            "last_step": self.last_step, "last_value": last_value, "last_kind": last_kind,
-            "min_step": self.min_step, "min_value": min_value, "min_kind": min_kind,
-            "max_step": self.max_step, "max_value": max_value, "max_kind": max_kind,
-            "updated_ts": now,
-        }  # fmt: skip
-
-    @classmethod
-    def from_row(cls, row: Any) -> Summary:
-        s = cls()
-        s.count, s.last_step = row.count, row.last_step
-        s.last = decode_float(row.last_value, row.last_kind)
-        if row.min_step is not None:
-            s.min, s.min_step = decode_float(row.min_value, row.min_kind), row.min_step
-        if row.max_step is not None:
-            s.max, s.max_step = decode_float(row.max_value, row.max_kind), row.max_step
-        return s
-
-
-_MYSQL_ROWS = 5_000
-_MYSQL_INSERT = "INSERT INTO metric_points (training_id, key_id, step, value, kind, ts) VALUES "
-_MYSQL_ROW = "(%d,%d,%d,%r,%d,%r)"
-
-
-def _mysql_row(row: tuple[Any, ...]) -> str:
-    if row[3] is None:  # NaN: stored as NULL with its kind
-        return f"({row[0]:d},{row[1]:d},{row[2]:d},NULL,{row[4]:d},{float(row[5])!r})"
-    return _MYSQL_ROW % row
-
-
-def _encode(v: float) -> tuple[float | None, int]:
-    if v - v == 0.0:  # finite: the common case, one comparison
-        return v, FINITE
-    if v != v:
-        return None, NAN
-    return (DBL_MAX, POS_INF) if v > 0 else (-DBL_MAX, NEG_INF)
 
 
 class Writer:
@@ -169,7 +94,9 @@ class Writer:
         self._warned_offline = False
         self._error: Exception | None = None
         self._next_attempt = 0.0
-        self._insert_sql = self._points_sql()
+        if store.unavailable is not None and not store.schema_ready:
+            # The store opened while the server was away: spool from the start until it answers.
+            self._go_offline(store.unavailable)
         self._thread = threading.Thread(target=self._run, name="modeltrail-writer", daemon=True)
         self._thread.start()
         atexit.register(self.close)
@@ -307,7 +234,7 @@ class Writer:
                 self._go_offline(e)
         if self.spool is None:
             self.spool = Spool.create(self.store.uri, self.store.spool_dir)
-        self.spool.append(kind, _jsonable(kind, payload))
+        self.spool.append(kind, payload)  # JSON: tuples come back as lists, which unpack alike
         return None
 
     def _go_offline(self, error: BaseException) -> None:
@@ -341,7 +268,7 @@ class Writer:
                 if not batch:
                     return True
                 for seq, kind, payload in batch:
-                    self._apply(kind, _from_spool(kind, payload))
+                    self._apply(kind, payload)
                     spool.ack(seq)
         except StorageUnavailableError:
             return False
@@ -388,16 +315,11 @@ class Writer:
         return found
 
     # ----------------------------------------------------------------- points
-    def _points_sql(self) -> str:
-        mark = "?" if self.store.engine.dialect.paramstyle == "qmark" else "%s"
-        marks = ", ".join([mark] * 6)
-        return f"INSERT INTO metric_points (training_id, key_id, step, value, kind, ts) VALUES ({marks})"
-
     def _apply_points(self, batch_id: str, rows: list[MetricRow]) -> None:
         missing = {r[1] for r in rows if r[1] not in self._key_ids}
         if missing:
             # Committed on its own: a key id cached from a rolled-back batch would not exist.
-            self.store.run(lambda s: self._resolve_keys(s, missing))
+            self.store.run(lambda s: self._key_ids.update(metrics.metric_key_ids(s, missing)))
         updated: dict[tuple[int, int], Summary] = {}
         try:
             self.store.run(lambda s: updated.update(self._write_points(s, batch_id, rows)))
@@ -410,55 +332,28 @@ class Writer:
 
     def _write_points(self, s: Session, batch_id: str, rows: list[MetricRow]) -> dict[tuple[int, int], Summary]:
         """Insert one batch of points and upsert their summaries; returns the new summaries."""
-        if not operations.claim_batch(s, batch_id):
+        if not metrics.claim_batch(s, batch_id):
             return {}  # written before: a replay after a lost acknowledgement
         ids = {u: self._training_id(s, u) for u in {r[0] for r in rows}}
         key_ids = self._key_ids
         cached = self._summaries
         pairs = {(ids[r[0]], key_ids[r[1]]) for r in rows}
         fresh = pairs - cached.keys()
-        loaded = self._load_summaries(s, fresh) if fresh else {}
+        loaded = metrics.load_summaries(s, fresh) if fresh else {}
         touched = {p: (loaded[p] if p in loaded else cached[p]).copy() for p in pairs}
-        out: list[tuple[Any, ...]] = []
+        out: list[PointRow] = []
         for training_uuid, key, step, value, ts in rows:
             training_id = ids[training_uuid]
             key_id = key_ids[key]
-            if value - value == 0.0:
+            if value - value == 0.0:  # finite: skip the call, this loop is the writer's hot path
                 out.append((training_id, key_id, step, value, FINITE, ts))
             else:
-                v, kind = _encode(value)
+                v, kind = encode_float(value)
                 out.append((training_id, key_id, step, v, kind, ts))
             touched[(training_id, key_id)].add(step, value)
-        conn = s.connection()
-        if self.store.dialect == "mysql":
-            # PyMySQL escapes every value in Python, most of this thread's time; these are
-            # numbers only, so they are formatted here (%d takes only ints, %r of a float
-            # round-trips exactly) into multi-row INSERTs of a few hundred kB each.
-            for start in range(0, len(out), _MYSQL_ROWS):
-                conn.exec_driver_sql(_MYSQL_INSERT + ",".join(map(_mysql_row, out[start : start + _MYSQL_ROWS])))
-        else:
-            conn.exec_driver_sql(self._insert_sql, out)
-        now = time.time()
-        upsert(
-            s,
-            schema.MetricSummaryRow.__table__,
-            [summary.row(p[0], p[1], now) for p, summary in sorted(touched.items())],
-            keys=["training_id", "key_id"],
-            update=_SUMMARY_COLUMNS,
-        )
+        metrics.insert_points(s, out)
+        metrics.save_summaries(s, touched, time.time())
         return touched
-
-    def _resolve_keys(self, s: Session, names: set[str]) -> None:
-        self._key_ids.update(operations.metric_key_ids(s, names))
-
-    def _load_summaries(self, s: Session, pairs: set[tuple[int, int]]) -> dict[tuple[int, int], Summary]:
-        """Summaries already stored for ``pairs`` (a training resumed or replayed), empty ones for the rest."""
-        table = schema.MetricSummaryRow.__table__
-        found = {p: Summary() for p in pairs}
-        query = select(table).where(tuple_(table.c.training_id, table.c.key_id).in_(sorted(pairs)))
-        for row in s.execute(query):
-            found[(row.training_id, row.key_id)] = Summary.from_row(row)
-        return found
 
     def _forget(self, uuid_: str) -> None:
         """Drop the caches of a finished training."""
@@ -467,16 +362,43 @@ class Writer:
             del self._summaries[pair]
 
 
-def _jsonable(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
-    if kind == "points":
-        return {"batch_id": payload["batch_id"], "rows": [list(r) for r in payload["rows"]]}
-    return payload
+# ------------------------------------------------------------------ registry
+# One writer per Store, and a Store is per process and per database (see ``_store.get_store``).
+_writers: dict[tuple[int, int], Writer] = {}
+_writers_lock = threading.Lock()
 
 
-def _from_spool(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
-    if kind == "points":
-        return {"batch_id": payload["batch_id"], "rows": [tuple(r) for r in payload["rows"]]}
-    if kind in ("start", "params"):
-        params = payload.get("params") or {}
-        return {**payload, "params": {k: tuple(v) for k, v in params.items()}}
-    return payload
+def writer_for(store: Store) -> Writer:
+    """The background writer of ``store`` in this process, started on first use.
+
+    Closing the store (``Tracker.close``, ``close_all``) flushes, stops and joins it.
+    """
+    key = (os.getpid(), id(store))
+    writer = _writers.get(key)
+    if writer is None:
+        with _writers_lock:
+            writer = _writers.get(key)
+            if writer is None:
+                writer = _writers[key] = Writer(store)
+                store.on_close(lambda: close_writer(store))
+    return writer
+
+
+def close_writer(store: Store) -> None:
+    """Flush and stop the writer of ``store``, if it has one; the next :func:`writer_for` starts a new one."""
+    with _writers_lock:
+        writer = _writers.pop((os.getpid(), id(store)), None)
+    if writer is not None:
+        writer.close()
+
+
+def _after_fork_in_child() -> None:
+    # The parent's writer threads do not survive fork, and their spools are the parent's: drop them unclosed.
+    for writer in _writers.values():
+        writer._stop = True
+        with contextlib.suppress(Exception):
+            atexit.unregister(writer.close)
+    _writers.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -7,7 +7,9 @@ modeltrail needs no ``mlflow`` package to do it. How MLflow's world maps onto mo
 * a registered model becomes a model of the same name (its description, and its tags where a
   value fits modeltrail's 255 characters); each of its versions becomes a version **with the same
   number**, whose training is the MLflow run behind it (params, tags, full metric histories,
-  times, status, user, git commit, dataset);
+  times, status, user, git commit, dataset), made like every version by
+  :func:`modeltrail._operations.versions.create_version` (parent, param diff, ``version.create``
+  audit event) with its history written by :mod:`modeltrail._operations.metrics`;
 * a run that no registered version points to becomes a training, without a version, of a model
   named after the run's **experiment**: in MLflow only registering makes a version, and a run
   registered twice becomes one training per version it is behind;
@@ -41,11 +43,10 @@ from .. import _schema as schema
 from .._audit import record_event
 from .._config import mask_password
 from .._errors import ConfigurationError, StorageError, ValidationError
-from .._operations.trainings import add_params, get_or_create_dataset, get_or_create_model, params_of
-from .._read.queries import resolve_model
-from .._store import upsert
-from .._values import DBL_MAX, check_model_name, encode_param, is_secret_key, param_diff
-from .documents import insert_metric_history
+from .._operations.metrics import insert_metric_history
+from .._operations.trainings import add_params, get_or_create_dataset, get_or_create_model, set_tags
+from .._operations.versions import create_version, lock_model
+from .._values import DBL_MAX, check_model_name, encode_param, is_secret_key
 
 if TYPE_CHECKING:
     from .._store import Store
@@ -449,12 +450,7 @@ def _write_batch(
         if model_info is not None:
             tags = {k: v for k, v in (model_info.get("tags") or {}).items() if v is not None and len(v) <= schema.SHORT}
             if tags:
-                upsert(
-                    s,
-                    schema.ModelTagRow.__table__,
-                    [{"model_id": model.id, "key": k[:128], "value": v} for k, v in sorted(tags.items())],
-                    keys=["model_id", "key"],
-                )
+                set_tags(s, model.id, {k[:128]: v for k, v in tags.items()}, overwrite=False)
         run = runs.get(u.run_id) if u.run_id is not None else None
         tags = facts.tags.get(u.run_id, {}) if u.run_id else {}
         context = _context(u, run, tags, experiments, model_info)
@@ -503,28 +499,14 @@ def _add_version(
     s: Session, store: Store, model: schema.ModelRow, number: int, training_id: int, artifact: str | None, created: Any
 ) -> None:
     """Version ``number`` of ``model``, its parent the highest number below it, its param diff against that."""
-    locked = resolve_model(s, model.id, for_update=True)
+    locked = lock_model(s, model.id)
     v = schema.VersionRow
     if s.execute(select(v.id).where(v.model_id == locked.id, v.number == number)).first() is not None:
         raise ValidationError(
             f"version {number} of model {locked.name!r} was taken while importing; nothing of this batch was written",
             value=number,
         )
-    parent = s.execute(
-        select(v).where(v.model_id == locked.id, v.number < number).order_by(v.number.desc()).limit(1)
-    ).scalar_one_or_none()
-    diff = param_diff(params_of(s, parent.training_id) if parent else {}, params_of(s, training_id))
-    row = schema.VersionRow(
-        model_id=locked.id,
-        number=number,
-        training_id=training_id,
-        parent_id=parent.id if parent else None,
-        artifact_path=artifact,
-        param_diff=diff,
-        created_at=created,
-    )
-    s.add(row)
-    s.flush()
+    create_version(s, store, locked, training_id, number=number, artifact_path=artifact, created_at=created)
 
 
 def _context(

@@ -1,41 +1,63 @@
 """Alembic migrations shipped inside the package.
 
-Alembic itself is imported only to create or upgrade a database: opening a ledger
-that is already current reads one row and never pays for the import.
+The revisions are what Alembic's :class:`~alembic.script.ScriptDirectory` finds in ``versions/``:
+no hand-kept list. Reading them imports ``alembic.script`` once per process, when the first
+ledger opens; the heavier parts of Alembic (``command``, the migration context) are imported only
+to create or upgrade a database.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import Session
 
+from .._audit import Ledger, record_event
 from .._schema import VERSION_TABLE
 
 if TYPE_CHECKING:
     from alembic.config import Config
 
-    from .._store import Store
+T = TypeVar("T")
 
-#: Every revision in order, oldest first; a test checks this against the scripts.
-REVISIONS: tuple[str, ...] = (
-    "0001_initial",
-    "0002_production_metrics",
-    "0003_ingested_batches",
-    "0004_stages",
-    "0005_evaluations",
-)
+
+class Migratable(Ledger, Protocol):
+    """What an upgrade needs of a :class:`~modeltrail._store.Store`; a protocol, as migrations sit below it."""
+
+    engine: Engine
+
+    def run(self, work: Callable[[Session], T], *, attempts: int = ..., read_only: bool = ...) -> T: ...
+
+
 HERE = Path(__file__).resolve().parent
 
 
+@lru_cache(maxsize=1)
+def revisions() -> tuple[str, ...]:
+    """Every revision in order, oldest first, as the migration scripts chain them."""
+    from alembic.script import ScriptDirectory
+
+    scripts = ScriptDirectory(str(HERE))
+    return tuple(reversed([script.revision for script in scripts.walk_revisions()]))
+
+
 def head_revision() -> str:
-    return REVISIONS[-1]
+    return revisions()[-1]
 
 
 def is_known(revision: str) -> bool:
-    return revision in REVISIONS
+    return revision in revisions()
+
+
+def __getattr__(name: str) -> Any:
+    if name == "REVISIONS":  # the tuple older callers read; computed from the scripts
+        return revisions()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def current_revision(bind: Engine | Connection) -> str | None:
@@ -58,7 +80,7 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return cfg
 
 
-def upgrade(store: Store, revision: str = "head") -> tuple[str | None, str | None]:
+def upgrade(store: Migratable, revision: str = "head") -> tuple[str | None, str | None]:
     """Migrate ``store`` to ``revision`` and record an audit event; returns (from, to)."""
     from alembic import command
 
@@ -67,8 +89,6 @@ def upgrade(store: Store, revision: str = "head") -> tuple[str | None, str | Non
         command.upgrade(alembic_config(conn), revision)
         after = current_revision(conn)
     if before != after:
-        from .._audit import record_event
-
         store.run(
             lambda s: record_event(
                 s,
@@ -83,5 +103,5 @@ def upgrade(store: Store, revision: str = "head") -> tuple[str | None, str | Non
     return before, after
 
 
-def create_new(store: Store) -> None:
+def create_new(store: Migratable) -> None:
     upgrade(store, "head")

@@ -7,27 +7,27 @@ spool replays them after an outage, and applying one twice changes nothing:
 
 * start: ``trainings.uuid`` is unique; a second start finds the first;
 * params and datasets: upserts on their natural keys;
-* metric batches: each carries a ``batch_id`` inserted into ``ingested_batches`` in
-  the same transaction as its points, so a replayed batch is recognised and skipped;
+* metric batches (written by :mod:`.metrics`): each carries a ``batch_id`` inserted into
+  ``ingested_batches`` in the same transaction as its points, so a replayed batch is
+  recognised and skipped;
 * finish: a training that is no longer running is left alone, and
-  ``versions.training_id`` is unique.
+  ``versions.training_id`` is unique (the version itself is made by :mod:`.versions`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from .. import _schema as schema
 from .._audit import record_event
 from .._errors import NotFoundError
 from .._records import VersionRecord
-from .._rows import version_record
 from .._store import upsert
-from .._values import param_diff
+from .versions import create_version, lock_model, version_record
 
 if TYPE_CHECKING:
     from .._store import Store
@@ -100,26 +100,19 @@ def attach_dataset(s: Session, training_id: int, dataset: Mapping[str, Any]) -> 
 
 
 def finish_training(s: Session, store: Store, training_id: int, op: Mapping[str, Any]) -> VersionRecord | None:
-    """Mark the training ended; a finished one becomes its model's next version.
-
-    The model row is locked first, before any plain read, so the number read below is
-    the latest committed one on every backend and two processes never take the same.
-    """
+    """Mark the training ended; a finished one becomes its model's next version (see ``versions``)."""
     status = op["status"]
-    # Locking reads only until the model row is locked: on InnoDB the first plain read fixes the
-    # snapshot, and it must come after the lock to see every version committed before ours.
+    # Locking reads only until the model row is locked (see ``versions``).
     row = s.execute(
         select(schema.TrainingRow.model_id, schema.TrainingRow.status)
         .where(schema.TrainingRow.id == training_id)
         .with_for_update()
     ).one()
     model_id, current = row
-    model = None
-    if status == "finished":
-        model = s.execute(select(schema.ModelRow).where(schema.ModelRow.id == model_id).with_for_update()).scalar_one()
+    model = lock_model(s, model_id) if status == "finished" else None
     if current != "running":  # applied before (a replay): report what exists
         version = s.execute(select(schema.VersionRow).where(schema.VersionRow.training_id == training_id)).scalar()
-        return _version_record(s, version) if version is not None else None
+        return version_record(s, version) if version is not None else None
     artifact = op.get("artifact") or {}
     values: dict[str, Any] = {
         "status": status, "ended_at": schema.from_timestamp(op["ended_ts"]), "duration_s": op["duration_s"],
@@ -132,42 +125,8 @@ def finish_training(s: Session, store: Store, training_id: int, op: Mapping[str,
     s.execute(update(schema.TrainingRow).where(schema.TrainingRow.id == training_id).values(**values))
     if model is None:
         return None
-    parent = s.execute(
-        select(schema.VersionRow)
-        .where(schema.VersionRow.model_id == model_id)
-        .order_by(schema.VersionRow.number.desc())
-        .limit(1)
-        .with_for_update()
-    ).scalar_one_or_none()
-    diff = param_diff(params_of(s, parent.training_id) if parent else {}, params_of(s, training_id))
-    version = schema.VersionRow(
-        model_id=model_id,
-        number=(parent.number if parent else 0) + 1,
-        training_id=training_id,
-        parent_id=parent.id if parent else None,
-        artifact_path=artifact.get("path"),
-        param_diff=diff,
-        created_at=schema.utcnow(),
-    )
-    s.add(version)
-    s.flush()
-    record_event(
-        s, store, action="version.create", entity="version", entity_id=version.id,
-        after={"model": model.name, "number": version.number, "training_id": training_id, "param_diff": diff},
-    )  # fmt: skip
-    return _version_record(s, version, model_name=model.name, parent_number=parent.number if parent else None)
-
-
-def _version_record(
-    s: Session, version: schema.VersionRow, *, model_name: str | None = None, parent_number: int | None = None
-) -> VersionRecord:
-    if model_name is None:
-        model_name = s.execute(select(schema.ModelRow.name).where(schema.ModelRow.id == version.model_id)).scalar_one()
-        if version.parent_id is not None:
-            parent_number = s.execute(
-                select(schema.VersionRow.number).where(schema.VersionRow.id == version.parent_id)
-            ).scalar_one()
-    return version_record(model_name, version, parent_number)
+    version, _ = create_version(s, store, model, training_id, artifact_path=artifact.get("path"))
+    return version_record(s, version, model_name=model.name)
 
 
 # ----------------------------------------------------------------- helpers
@@ -204,9 +163,10 @@ def get_or_create_model(
     return model
 
 
-def set_tags(s: Session, model_id: int, tags: Mapping[str, str]) -> None:
-    rows = [{"model_id": model_id, "key": str(k), "value": str(v)} for k, v in tags.items()]
-    upsert(s, schema.ModelTagRow.__table__, rows, keys=["model_id", "key"], update=["value"])
+def set_tags(s: Session, model_id: int, tags: Mapping[str, str], *, overwrite: bool = True) -> None:
+    """Tag a model; ``overwrite=False`` keeps the value a key already has (an import adds, never replaces)."""
+    rows = [{"model_id": model_id, "key": str(k), "value": str(v)} for k, v in sorted(tags.items())]
+    upsert(s, schema.ModelTagRow.__table__, rows, keys=["model_id", "key"], update=["value"] if overwrite else None)
 
 
 def get_or_create_dataset(s: Session, dataset: Mapping[str, Any]) -> int:
@@ -215,29 +175,3 @@ def get_or_create_dataset(s: Session, dataset: Mapping[str, Any]) -> int:
     return s.execute(
         select(table.c.id).where(table.c.digest == dataset["digest"], table.c.name == dataset["name"])
     ).scalar_one()
-
-
-def metric_key_ids(s: Session, names: Iterable[str]) -> dict[str, int]:
-    """Ids of metric keys, made on first use."""
-    wanted = sorted(set(names))
-    if not wanted:
-        return {}
-    keys = schema.MetricKeyRow.__table__
-    upsert(s, keys, [{"name": n} for n in wanted], keys=["name"])
-    return {n: i for n, i in s.execute(select(keys.c.name, keys.c.id).where(keys.c.name.in_(wanted)))}
-
-
-def params_of(s: Session, training_id: int) -> dict[str, Any]:
-    rows = s.execute(
-        select(schema.ParamRow.key, schema.ParamRow.value).where(schema.ParamRow.training_id == training_id)
-    )
-    return {key: value for key, value in rows}
-
-
-def claim_batch(s: Session | Any, batch_id: str) -> bool:
-    """Record ``batch_id`` as ingested in the current transaction; False if it already was."""
-    batch = schema.IngestedBatchRow
-    if s.execute(select(batch.batch_id).where(batch.batch_id == batch_id)).first() is not None:
-        return False
-    s.execute(insert(batch).values(batch_id=batch_id, ingested_ts=schema.utcnow().timestamp()))
-    return True

@@ -1,0 +1,187 @@
+"""The one write path of metric history: keys, points, per-metric summaries and batch claims.
+
+The background writer (live logging and spool replay), the JSON import and the MLflow import
+all write points and summaries through here, so an imported training reads exactly like a
+logged one. Values are stored as (value, kind) pairs (:func:`modeltrail._values.encode_float`)
+because MySQL's DOUBLE takes neither NaN nor the infinities.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import insert, select, tuple_
+from sqlalchemy.orm import Session
+
+from .. import _schema as schema
+from .._store import upsert
+from .._values import NAN, decode_float, encode_float
+
+#: One point as stored: (training_id, key_id, step, value, kind, ts).
+PointRow = tuple[int, int, int, float | None, int, float]
+
+SUMMARY_COLUMNS = [
+    "count", "last_step", "last_value", "last_kind", "min_step", "min_value", "min_kind",
+    "max_step", "max_value", "max_kind", "updated_ts",
+]  # fmt: skip
+
+_CHUNK = 10_000
+_MYSQL_ROWS = 5_000
+_MYSQL_INSERT = "INSERT INTO metric_points (training_id, key_id, step, value, kind, ts) VALUES "
+_MYSQL_ROW = "(%d,%d,%d,%r,%d,%r)"
+
+
+class Summary:
+    """Running last/min/max of one metric of one training (NaN never wins min or max)."""
+
+    __slots__ = ("count", "last", "last_step", "max", "max_step", "min", "min_step")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.last_step = -1
+        self.last = 0.0
+        self.min: float | None = None
+        self.min_step: int | None = None
+        self.max: float | None = None
+        self.max_step: int | None = None
+
+    def copy(self) -> Summary:
+        other = Summary()
+        for name in self.__slots__:
+            setattr(other, name, getattr(self, name))
+        return other
+
+    def add(self, step: int, value: float) -> None:
+        self.count += 1
+        if step >= self.last_step:
+            self.last_step, self.last = step, value
+        if value == value:
+            if self.min is None or value < self.min:
+                self.min, self.min_step = value, step
+            if self.max is None or value > self.max:
+                self.max, self.max_step = value, step
+
+    def row(self, training_id: int, key_id: int, now: float) -> dict[str, Any]:
+        last_value, last_kind = encode_float(self.last)
+        min_value, min_kind = encode_float(self.min) if self.min is not None else (None, NAN)
+        max_value, max_kind = encode_float(self.max) if self.max is not None else (None, NAN)
+        return {
+            "training_id": training_id, "key_id": key_id, "count": self.count,
+            "last_step": self.last_step, "last_value": last_value, "last_kind": last_kind,
+            "min_step": self.min_step, "min_value": min_value, "min_kind": min_kind,
+            "max_step": self.max_step, "max_value": max_value, "max_kind": max_kind,
+            "updated_ts": now,
+        }  # fmt: skip
+
+    @classmethod
+    def from_row(cls, row: Any) -> Summary:
+        s = cls()
+        s.count, s.last_step = row.count, row.last_step
+        s.last = decode_float(row.last_value, row.last_kind)
+        if row.min_step is not None:
+            s.min, s.min_step = decode_float(row.min_value, row.min_kind), row.min_step
+        if row.max_step is not None:
+            s.max, s.max_step = decode_float(row.max_value, row.max_kind), row.max_step
+        return s
+
+
+def metric_key_ids(s: Session, names: Iterable[str]) -> dict[str, int]:
+    """Ids of metric keys, made on first use."""
+    wanted = sorted(set(names))
+    if not wanted:
+        return {}
+    keys = schema.MetricKeyRow.__table__
+    upsert(s, keys, [{"name": n} for n in wanted], keys=["name"])
+    return {n: i for n, i in s.execute(select(keys.c.name, keys.c.id).where(keys.c.name.in_(wanted)))}
+
+
+def claim_batch(s: Session | Any, batch_id: str) -> bool:
+    """Record ``batch_id`` as ingested in the current transaction; False if it already was."""
+    batch = schema.IngestedBatchRow
+    if s.execute(select(batch.batch_id).where(batch.batch_id == batch_id)).first() is not None:
+        return False
+    s.execute(insert(batch).values(batch_id=batch_id, ingested_ts=schema.utcnow().timestamp()))
+    return True
+
+
+def insert_points(s: Session, rows: Sequence[PointRow]) -> None:
+    """Insert stored points as fast as the driver allows: raw ``executemany``, bypassing the ORM."""
+    if not rows:
+        return
+    conn = s.connection()
+    if conn.dialect.name in ("mysql", "mariadb"):
+        # PyMySQL escapes every value in Python, most of the writer's time; these are numbers
+        # only, so they are formatted here (%d takes only ints, %r of a float round-trips
+        # exactly) into multi-row INSERTs of a few hundred kB each.
+        for start in range(0, len(rows), _MYSQL_ROWS):
+            conn.exec_driver_sql(_MYSQL_INSERT + ",".join(map(_mysql_row, rows[start : start + _MYSQL_ROWS])))
+        return
+    sql = _points_sql(conn.dialect.paramstyle)
+    for start in range(0, len(rows), _CHUNK):
+        conn.exec_driver_sql(sql, list(rows[start : start + _CHUNK]))
+
+
+@lru_cache(maxsize=4)
+def _points_sql(paramstyle: str) -> str:
+    marks = ", ".join(["?" if paramstyle == "qmark" else "%s"] * 6)
+    return f"INSERT INTO metric_points (training_id, key_id, step, value, kind, ts) VALUES ({marks})"
+
+
+def _mysql_row(row: tuple[Any, ...]) -> str:
+    if row[3] is None:  # NaN: stored as NULL with its kind
+        return f"({row[0]:d},{row[1]:d},{row[2]:d},NULL,{row[4]:d},{float(row[5])!r})"
+    return _MYSQL_ROW % row
+
+
+def save_summaries(
+    s: Session, summaries: Mapping[tuple[int, int], Summary], now: float | Mapping[tuple[int, int], float]
+) -> None:
+    """Upsert the summaries of (training id, key id) pairs, in key order (a stable lock order).
+
+    ``now`` stamps them all, or each pair its own time (an import keeps its last point's).
+    """
+    stamps = now if isinstance(now, Mapping) else dict.fromkeys(summaries, now)
+    upsert(
+        s,
+        schema.MetricSummaryRow.__table__,
+        [summary.row(p[0], p[1], stamps[p]) for p, summary in sorted(summaries.items())],
+        keys=["training_id", "key_id"],
+        update=SUMMARY_COLUMNS,
+    )
+
+
+def load_summaries(s: Session, pairs: set[tuple[int, int]]) -> dict[tuple[int, int], Summary]:
+    """Summaries already stored for ``pairs`` (a training resumed or replayed), empty ones for the rest."""
+    table = schema.MetricSummaryRow.__table__
+    found = {p: Summary() for p in pairs}
+    query = select(table).where(tuple_(table.c.training_id, table.c.key_id).in_(sorted(pairs)))
+    for row in s.execute(query):
+        found[(row.training_id, row.key_id)] = Summary.from_row(row)
+    return found
+
+
+def insert_metric_history(s: Session, training_id: int, metrics: Mapping[str, list[tuple[int, float, float]]]) -> int:
+    """Insert a new training's whole history, ``{key: [(step, value, unix time), ...]}`` in logging order.
+
+    Returns the number of points. Summaries are computed as the writer keeps them, each stamped
+    with the time of its key's last point.
+    """
+    key_ids = metric_key_ids(s, [k for k, points in metrics.items() if points])
+    rows: list[PointRow] = []
+    summaries: dict[tuple[int, int], Summary] = {}
+    stamps: dict[tuple[int, int], float] = {}
+    for key, points in sorted(metrics.items()):
+        if not points:
+            continue
+        pair = (training_id, key_ids[key])
+        summary = summaries[pair] = Summary()
+        for step, value, ts in points:
+            stored, kind = encode_float(value)
+            rows.append((training_id, pair[1], step, stored, kind, ts))
+            summary.add(step, value)
+        stamps[pair] = max(p[2] for p in points)
+    insert_points(s, rows)
+    save_summaries(s, summaries, stamps)
+    return len(rows)

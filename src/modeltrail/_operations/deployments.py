@@ -40,7 +40,7 @@ from .._rows import (
     resolve_version,
 )
 from .._values import USER_MAX, check_environment, check_metrics, check_text, encode_float
-from .trainings import metric_key_ids
+from .metrics import metric_key_ids
 
 if TYPE_CHECKING:
     from .._store import Store

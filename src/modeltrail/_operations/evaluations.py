@@ -28,7 +28,8 @@ from .._values import (
     check_time,
     encode_float,
 )
-from .trainings import get_or_create_dataset, metric_key_ids
+from .metrics import metric_key_ids
+from .trainings import get_or_create_dataset
 
 if TYPE_CHECKING:
     from .._store import Store

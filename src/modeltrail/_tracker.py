@@ -5,10 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import os
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from ._config import database_of, mask_password, require_existing, resolve_uri
 from ._dataset import Dataset
@@ -19,9 +18,8 @@ from ._read import audit as audit_reads
 from ._read import deployments as deployment_reads
 from ._read import evaluations as evaluation_reads
 from ._read import lineage as lineage_mod
-from ._read import overview, queries, ranking
+from ._read import queries, ranking
 from ._records import (
-    AuditOptions,
     AuditRecord,
     Comparison,
     CurvePoint,
@@ -29,33 +27,27 @@ from ._records import (
     DeploymentRecord,
     Difference,
     EvaluationRecord,
-    ExportResult,
-    FilterOptions,
     LeaderboardEntry,
     Lineage,
-    MetricInfo,
     MetricPoint,
     ModelDetails,
-    ModelPage,
     ModelRecord,
-    ModelSummary,
     ProductionComparison,
     ProductionMetricRecord,
     RecordList,
     Reproduction,
-    SchemaState,
-    Series,
     SpoolReplay,
     TrainingRecord,
     VersionMetric,
     VersionRecord,
 )
 from ._store import Store, get_store, release
+from ._tracker_views import LedgerViews
 from ._training import Training
 from ._writer import close_writer, writer_for
 
 
-class Tracker:
+class Tracker(LedgerViews):
     """A handle on one ledger (database). Cheap to make; pickles as its URL only.
 
     ``uri`` is any SQLAlchemy URL: ``sqlite:///path.db`` (the default, from
@@ -310,18 +302,31 @@ class Tracker:
         return list(export_documents(self.store, model, version=version))
 
     def import_documents(
-        self, documents: Sequence[Mapping[str, Any]], *, deployments: bool = True, source: str | None = None
+        self,
+        documents: Sequence[Mapping[str, Any]],
+        *,
+        deployments: bool = True,
+        source: str | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
     ) -> dict[str, Any]:
-        """Load exported documents into this ledger, all or nothing; versions keep their numbers."""
+        """Load exported documents into this ledger, all or nothing; versions keep their numbers.
+
+        ``on_progress(done, total)`` is called after each document."""
         from ._exchange.imports import import_documents
 
-        return dict(import_documents(self.store, documents, deployments=deployments, source=source))
+        done = itertools.count(1)
+        advance = (lambda: on_progress(next(done), len(documents))) if on_progress is not None else None
+        return dict(
+            import_documents(self.store, documents, deployments=deployments, source=source, on_document=advance)
+        )
 
-    def import_mlflow(self, url: str, *, batch_size: int = 100) -> Any:
-        """Import a MLflow SQL tracking store (experiments, runs, registered models); see ``mlflow_import``."""
+    def import_mlflow(
+        self, url: str, *, batch_size: int = 100, on_progress: Callable[[int, int], None] | None = None
+    ) -> Any:
+        """Import a MLflow SQL tracking store (experiments, runs, registered models), ``on_progress(done, total)``."""
         from ._exchange.mlflow import import_mlflow
 
-        return import_mlflow(self.store, url, batch_size=batch_size)
+        return import_mlflow(self.store, url, batch_size=batch_size, on_progress=on_progress)
 
     # ---------------------------------------------------------- deployments
     def deploy(
@@ -452,13 +457,7 @@ class Tracker:
                 s, action=action, entity=entity, entity_id=entity_id, since=since, limit=limit
             )
 
-    # =====================================================================================
-    # For the command line and the dashboard (cli/, ui/): they ask these instead of opening
-    # transactions, reading files or parsing URLs themselves. Added as one block, kept last.
-    # =====================================================================================
-    #: Points of one chart series by default; longer histories are thinned to every n-th point.
-    SERIES_POINTS_MAX = overview.SERIES_POINTS_MAX
-
+    # ---------------------------------------------------------- ledgers for commands
     @classmethod
     def open_ledger(cls, uri: str | None = None, *, create: bool = False, hint: str) -> Tracker:
         """A Tracker with no offline spool, for a command that answers now or fails.
@@ -473,171 +472,18 @@ class Tracker:
             require_existing(resolved, hint=hint)
         return cls(resolved, create=create, spool=False)
 
-    @staticmethod
-    def metric_mode(metric: str) -> str:
-        """The direction that is better for ``metric`` when nobody said: "min" for losses and errors, else "max"."""
-        return ranking.metric_mode(metric)
-
-    def model_summaries(
-        self,
-        *,
-        framework: str | None = None,
-        model_type: str | None = None,
-        tag: str | None = None,
-        name: str | None = None,
-    ) -> list[ModelSummary]:
-        """:meth:`models`, each with the version serving in each environment now (two queries in all)."""
-        with self.store.transaction(read_only=True) as s:
-            found = queries.find_models(s, framework=framework, model_type=model_type, tag=tag, name_like=name)
-            return overview.model_summaries(s, list(found))
-
-    def filter_options(self) -> FilterOptions:
-        """The frameworks, model types and tags models can be filtered by."""
-        with self.store.transaction(read_only=True) as s:
-            return overview.filter_options(s)
-
-    def model_page(self, model: str | int) -> ModelPage:
-        """A model, its metrics (most logged first), its versions table and deployments, in a few narrow queries."""
-        with self.store.transaction(read_only=True) as s:
-            return overview.model_page(s, model)
-
-    def model_metrics(self, model: str | int) -> list[MetricInfo]:
-        """Every metric the model's versions logged, most widely logged first, stage timings after the rest."""
-        with self.store.transaction(read_only=True) as s:
-            return overview.model_metrics(s, queries.resolve_model(s, model).id)
-
-    def metric_series(
-        self,
-        model: str | int,
-        metric: str,
-        *,
-        versions: Sequence[int] | None = None,
-        max_points: int = overview.SERIES_POINTS_MAX,
-    ) -> list[Series]:
-        """``metric``'s history in each of ``versions`` (default: the latest six that logged it), thinned."""
-        with self.store.transaction(read_only=True) as s:
-            return overview.curves(s, model, metric, versions, max_points=max_points)
-
-    def training_series(
-        self, training_id: int, *, metric: str | None = None, max_points: int = overview.SERIES_POINTS_MAX
-    ) -> list[Series]:
-        """Each metric's history of one training (or only ``metric``), thinned to ``max_points`` (0: all)."""
-        with self.store.transaction(read_only=True) as s:
-            return overview.training_series(s, training_id, metric=metric, max_points=max_points)
-
-    def audit_options(self) -> AuditOptions:
-        """The actions and entities the audit log holds."""
-        with self.store.transaction(read_only=True) as s:
-            return overview.audit_options(s)
-
-    def compare_latest(self, model: str | int, a: int | None = None, b: int | None = None) -> Comparison:
-        """:meth:`compare`, where ``b`` defaults to the latest version and ``a`` to ``b``'s parent."""
-        with self.store.transaction(read_only=True) as s:
-            model_id, a, b = overview.comparison_pair(s, model, a, b)
-            return ranking.compare(s, model_id, a, b)
-
-    def deployments_at(
-        self,
-        model: str | int,
-        at: dt.datetime | dt.date,
-        *,
-        environment: str | None = None,
-        version: int | None = None,
-    ) -> dict[str, DeploymentRecord | None]:
-        """Environment -> what served there at ``at`` (every environment the model was ever in, or one).
-
-        With ``version``, only the environments where that version served then.
-        """
-        with self.store.transaction(read_only=True) as s:
-            if environment is not None:
-                environments = [environment]
-            else:
-                environments = sorted({d.environment for d in deployment_reads.deployments(s, model)})
-            found = {env: deployment_reads.deployment_at(s, model, env, at) for env in environments}
-        if version is not None:
-            found = {env: d for env, d in found.items() if d is not None and d.version == version}
-        return found
-
-    def export_to(
-        self,
-        model: str | int,
-        *,
-        version: int | None = None,
-        path: str | os.PathLike[str] | None = None,
-        directory: str | os.PathLike[str] | None = None,
-        stream: TextIO | None = None,
-        on_progress: Callable[[int, int], None] | None = None,
-    ) -> ExportResult:
-        """Export a model's versions (or one) as JSON Lines to ``path`` or ``stream`` (stdout by default),
-        or into ``directory`` as one pretty-printed ``<model>-v<N>.json`` per version.
-
-        Each version is read in its own short transaction; ``on_progress(done, total)`` follows them.
-        """
-        from ._exchange.export import dumps, export_version, version_numbers
-
-        with self.store.transaction(read_only=True) as s:
-            name, numbers = version_numbers(s, model, version)
-        files: list[str] = []
-        if directory is not None:
-            os.makedirs(directory, exist_ok=True)
-            safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in name).strip("._") or "model"
-        target = open(path, "w", encoding="utf-8") if path is not None else None  # noqa: SIM115 - closed below
+    @classmethod
+    def replay_spool(cls, uri: str | None = None, *, timeout: float | None = None) -> SpoolReplay:
+        """Replay what processes left in the local spool for ``uri``; how many were replayed, how many wait."""
+        resolved = resolve_uri(uri)
+        before = cls.spooled(resolved)
+        tracker = cls(resolved, spool=True)
         try:
-            for done, number in enumerate(numbers, 1):
-                with self.store.transaction(read_only=True) as s:
-                    document = export_version(s, name, number)
-                if directory is not None:
-                    file = os.path.join(os.fspath(directory), f"{safe}-v{number}.json")
-                    with open(file, "w", encoding="utf-8") as fh:
-                        fh.write(dumps(document, indent=2) + "\n")
-                    files.append(file)
-                else:
-                    (target or stream or sys.stdout).write(dumps(document) + "\n")
-                if on_progress is not None:
-                    on_progress(done, len(numbers))
+            waiting = tracker.sync(timeout=timeout)
         finally:
-            if target is not None:
-                target.close()
-        return ExportResult(model=name, versions=numbers, files=files or ([os.fspath(path)] if path else []))
-
-    @staticmethod
-    def read_documents(paths: Sequence[str], *, stdin: TextIO | None = None) -> list[dict[str, Any]]:
-        """Exported documents from JSON / JSON Lines files or directories; ``-`` reads ``stdin``."""
-        from ._exchange.imports import parse_documents
-        from ._exchange.imports import read_documents as read_path
-
-        documents: list[dict[str, Any]] = []
-        for path in paths:
-            if path == "-":
-                documents += parse_documents((stdin or sys.stdin).read(), source="<stdin>")
-            else:
-                documents += read_path(path)
-        return documents
-
-    def import_batch(
-        self,
-        documents: Sequence[Mapping[str, Any]],
-        *,
-        deployments: bool = True,
-        source: str | None = None,
-        on_progress: Callable[[int, int], None] | None = None,
-    ) -> dict[str, Any]:
-        """:meth:`import_documents` with ``on_progress(done, total)`` called after each document."""
-        from ._exchange.imports import import_documents
-
-        done = itertools.count(1)
-        advance = (lambda: on_progress(next(done), len(documents))) if on_progress is not None else None
-        return dict(
-            import_documents(self.store, documents, deployments=deployments, source=source, on_document=advance)
-        )
-
-    def import_mlflow_runs(
-        self, url: str, *, batch_size: int = 100, on_progress: Callable[[int, int], None] | None = None
-    ) -> Any:
-        """:meth:`import_mlflow` with ``on_progress(done, total)`` called as runs are written."""
-        from ._exchange.mlflow import import_mlflow
-
-        return import_mlflow(self.store, url, batch_size=batch_size, on_progress=on_progress)
+            tracker.close()
+        left = cls.spooled(resolved)
+        return SpoolReplay(uri=mask_password(resolved), replayed=max(before - left, 0), waiting=max(left, waiting))
 
     def plot(
         self,
@@ -664,69 +510,3 @@ class Tracker:
         if not points:
             raise missing
         return plot_curves(points, path, metric=metric)
-
-    @staticmethod
-    def upgrade_schema(uri: str | None = None, revision: str = "head") -> dict[str, Any]:
-        """Create the schema or migrate it to ``revision``; ``{"uri", "from", "to"}`` revisions."""
-        store = Store(resolve_uri(uri), create=False, check=False)
-        try:
-            before, after = store.upgrade(revision)
-        finally:
-            store.close()
-        return {"uri": store.display_uri, "from": before, "to": after}
-
-    @staticmethod
-    def schema_state(uri: str | None = None) -> SchemaState:
-        """The database's schema revision beside the newest, without requiring either."""
-        from sqlalchemy.exc import DBAPIError
-
-        from . import _migrations as migrations
-
-        store = Store(resolve_uri(uri), create=False, check=False)
-        try:
-            current = migrations.current_revision(store.engine)
-        except DBAPIError as e:
-            raise store.translate(e) from e
-        finally:
-            store.close()
-        head = migrations.head_revision()
-        state = "up to date" if current == head else "no modeltrail schema" if current is None else "outdated"
-        return SchemaState(uri=store.display_uri, current=current, head=head, state=state)
-
-    @staticmethod
-    def spooled(uri: str | None = None) -> int:
-        """Entries waiting in this machine's spool for the database at ``uri`` (of any process)."""
-        from . import _spool as spool
-
-        return spool.pending(resolve_uri(uri))
-
-    @staticmethod
-    def replay_spool(uri: str | None = None, *, timeout: float | None = None) -> SpoolReplay:
-        """Replay what processes left in the local spool for ``uri``; how many were replayed, how many wait."""
-        resolved = resolve_uri(uri)
-        before = Tracker.spooled(resolved)
-        tracker = Tracker(resolved, spool=True)
-        try:
-            waiting = tracker.sync(timeout=timeout)
-        finally:
-            tracker.close()
-        left = Tracker.spooled(resolved)
-        return SpoolReplay(uri=mask_password(resolved), replayed=max(before - left, 0), waiting=max(left, waiting))
-
-    @staticmethod
-    def grant_statements(
-        uri: str | None = None,
-        *,
-        database: str | None = None,
-        writer: str = "modeltrail_writer",
-        operator: str = "modeltrail_operator",
-        analyst: str = "modeltrail_analyst",
-        host: str = "%",
-    ) -> tuple[str, list[str]]:
-        """The database (``database``, else the one ``uri`` names) and least-privilege GRANTs for MySQL/MariaDB."""
-        from ._grants import grant_statements
-
-        name = database or database_of(resolve_uri(uri))[1]
-        return name, grant_statements(name, writer=writer, operator=operator, analyst=analyst, host=host)
-
-    # ======================================================= end of the cli/ui block

@@ -22,13 +22,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+import os
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, TextIO
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .. import _schema as schema
+from .._records import ExportResult
 from .._rows import resolve_model, resolve_version
 from .._values import decode_float, float_to_json
 from .format import FORMAT, FORMAT_VERSION
@@ -237,3 +240,44 @@ def export_documents(store: Store, model: Any, *, version: int | None = None) ->
     for number in numbers:
         with store.transaction(read_only=True) as s:
             yield export_version(s, name, number)
+
+
+def export_to(
+    store: Store,
+    model: str | int,
+    *,
+    version: int | None = None,
+    path: str | os.PathLike[str] | None = None,
+    directory: str | os.PathLike[str] | None = None,
+    stream: TextIO | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> ExportResult:
+    """Write a model's versions (or one) as JSON Lines to ``path`` or ``stream`` (stdout by default),
+    or into ``directory`` as one pretty-printed ``<model>-v<N>.json`` per version.
+
+    Each version is read in its own short transaction; ``on_progress(done, total)`` follows them.
+    """
+    with store.transaction(read_only=True) as s:
+        name, numbers = version_numbers(s, model, version)
+    files: list[str] = []
+    if directory is not None:
+        os.makedirs(directory, exist_ok=True)
+        safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in name).strip("._") or "model"
+    target = open(path, "w", encoding="utf-8") if path is not None else None  # noqa: SIM115 - closed below
+    try:
+        for done, number in enumerate(numbers, 1):
+            with store.transaction(read_only=True) as s:
+                document = export_version(s, name, number)
+            if directory is not None:
+                file = os.path.join(os.fspath(directory), f"{safe}-v{number}.json")
+                with open(file, "w", encoding="utf-8") as fh:
+                    fh.write(dumps(document, indent=2) + "\n")
+                files.append(file)
+            else:
+                (target or stream or sys.stdout).write(dumps(document) + "\n")
+            if on_progress is not None:
+                on_progress(done, len(numbers))
+    finally:
+        if target is not None:
+            target.close()
+    return ExportResult(model=name, versions=numbers, files=files or ([os.fspath(path)] if path else []))

@@ -15,9 +15,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-from collections.abc import Callable, Iterable, Mapping
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from sqlalchemy import and_, insert, select, update
 from sqlalchemy.orm import Session
@@ -346,3 +347,14 @@ def _import_deployments(s: Session, placed: list[tuple[int, int, dict[str, Any]]
         links = {k: found for k, found in links.items() if found is not None}
         if links:
             s.execute(update(d).where(d.id == row_id).values(**links))
+
+
+def read_sources(paths: Sequence[str], *, stdin: TextIO | None = None) -> list[dict[str, Any]]:
+    """Exported documents from JSON / JSON Lines files or directories; ``-`` reads ``stdin``."""
+    documents: list[dict[str, Any]] = []
+    for path in paths:
+        if path == "-":
+            documents += parse_documents((stdin or sys.stdin).read(), source="<stdin>")
+        else:
+            documents += read_documents(path)
+    return documents

@@ -33,7 +33,7 @@ def cmd_import(args: argparse.Namespace, out: Output) -> int:
     tracker = open_ledger(args, create=True)
     source = ", ".join(os.path.basename(p) for p in args.files)
     with Progress("importing", total=len(documents), unit="versions") as bar:
-        result = tracker.import_batch(
+        result = tracker.import_documents(
             documents, deployments=not args.no_deployments, source=source, on_progress=follow(bar)
         )
     out.emit(
@@ -50,7 +50,7 @@ def cmd_import(args: argparse.Namespace, out: Output) -> int:
 def cmd_import_mlflow(args: argparse.Namespace, out: Output) -> int:
     tracker = open_ledger(args, create=True)
     with Progress(f"importing {mask_password(args.source)}", unit="runs") as bar:
-        result = tracker.import_mlflow_runs(args.source, batch_size=args.batch_size, on_progress=follow(bar))
+        result = tracker.import_mlflow(args.source, batch_size=args.batch_size, on_progress=follow(bar))
     out.emit(
         result,
         lambda: (

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -101,7 +101,7 @@ def tracker(db_url: str) -> Iterator[modeltrail.Tracker]:
     t.close()
 
 
-def count_rows(url: str, table: str, where: str = "") -> int:
+def _count_rows(url: str, table: str, where: str = "") -> int:
     """Rows of a ledger table as any other client sees them: a fresh engine, committed data only."""
     from sqlalchemy import create_engine, text
 
@@ -113,11 +113,23 @@ def count_rows(url: str, table: str, where: str = "") -> int:
         engine.dispose()
 
 
-def row_counts(url: str) -> dict[str, int]:
+def _row_counts(url: str) -> dict[str, int]:
     """Every ledger table's row count: compare before and after to prove what changed (or that nothing did)."""
     from modeltrail._schema import Base
 
-    return {name: count_rows(url, name) for name in sorted(Base.metadata.tables)}
+    return {name: _count_rows(url, name) for name in sorted(Base.metadata.tables)}
+
+
+@pytest.fixture
+def count_rows() -> Callable[..., int]:
+    """``count_rows(url, "metric_points", "WHERE ...")``: committed rows of one table."""
+    return _count_rows
+
+
+@pytest.fixture
+def row_counts() -> Callable[[str], dict[str, int]]:
+    """``row_counts(url)``: every table's row count, to compare before and after."""
+    return _row_counts
 
 
 @pytest.fixture(autouse=True)

@@ -6,17 +6,15 @@ import io
 import json
 import math
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, func, select
 from tests.conftest import make_db_url
 
 import modeltrail
 from modeltrail import Dataset, ValidationError
-from modeltrail import _schema as schema
 from modeltrail._exchange.export import dumps
 from modeltrail._exchange.format import json_schema, schema_errors
 from modeltrail.cli import main
@@ -76,15 +74,6 @@ def keys_outside_free_form(doc: Any) -> list[str]:
     return out
 
 
-def count(url: str, table: str) -> int:
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(schema.Base.metadata.tables[table])).scalar() or 0)
-    finally:
-        engine.dispose()
-
-
 def test_export_import_export_is_byte_identical(
     db_url: str, other_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -139,16 +128,16 @@ def test_export_import_export_is_byte_identical(
 
 
 def test_importing_twice_changes_nothing_and_a_taken_number_is_refused(
-    db_url: str, other_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    count_rows: Callable[..., Any], db_url: str, other_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     build(db_url, tmp_path)
     docs = modeltrail.Tracker(db_url).export("churn-rf")
     target = modeltrail.Tracker(other_url)
     assert target.import_documents(docs)["imported"] == [["churn-rf", 1], ["churn-rf", 2]]
-    points = count(other_url, "metric_points")
+    points = count_rows(other_url, "metric_points")
     again = target.import_documents(docs)
     assert (again["imported"], again["skipped"]) == ([], [["churn-rf", 1], ["churn-rf", 2]])
-    assert count(other_url, "metric_points") == points and count(other_url, "versions") == 2
+    assert count_rows(other_url, "metric_points") == points and count_rows(other_url, "versions") == 2
     assert len(target.audit(action="ledger.import")) == 2  # one event per import
 
     # A ledger whose version 2 is another training: nothing at all is imported.

@@ -7,16 +7,15 @@ import math
 import os
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, func, select
 from tests.conftest import CI
 
 import modeltrail
 from modeltrail import ValidationError
-from modeltrail import _schema as schema
 from modeltrail._exchange.mlflow import training_uuid
 from modeltrail.cli import main
 
@@ -101,7 +100,9 @@ def _same(a: float, b: float) -> bool:
     return a == b or (math.isnan(a) and math.isnan(b))
 
 
-def test_import_maps_every_value(db_url: str, store: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+def test_import_maps_every_value(
+    count_rows: Callable[..., Any], db_url: str, store: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["--uri", db_url, "import-mlflow", "--from", store["url"], "--batch-size", "1"]) == 0
     out = capsys.readouterr()
     assert "2 as versions of 2 models" in out.out and "3 runs as trainings" in out.out
@@ -156,11 +157,11 @@ def test_import_maps_every_value(db_url: str, store: dict[str, Any], capsys: pyt
     assert event.after["trainings"] == 3 and event.after["versions"] == 2
 
     # Importing again adds nothing.
-    before = _count(db_url, "metric_points")
+    before = count_rows(db_url, "metric_points")
     assert main(["--uri", db_url, "import-mlflow", "--from", store["url"]]) == 0
     again = capsys.readouterr().out
     assert "0 runs as trainings" in again and "3 already there" in again
-    assert _count(db_url, "metric_points") == before and len(tracker.trainings()) == 3
+    assert count_rows(db_url, "metric_points") == before and len(tracker.trainings()) == 3
 
 
 def test_import_records_a_version_create_event_per_version(sqlite_url: str, store: dict[str, Any]) -> None:
@@ -215,12 +216,3 @@ def test_not_a_mlflow_store_is_a_clear_error(
     modeltrail.Tracker(f"sqlite:///{other}").close()  # a modeltrail ledger, not an MLflow store
     assert main(["--uri", sqlite_url, "import-mlflow", "--from", f"sqlite:///{other}"]) == 2
     assert "is not a MLflow tracking store" in capsys.readouterr().err
-
-
-def _count(url: str, table: str) -> int:
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(schema.Base.metadata.tables[table])).scalar() or 0)
-    finally:
-        engine.dispose()

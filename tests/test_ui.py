@@ -13,7 +13,7 @@ import re
 import statistics
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -100,15 +100,6 @@ def text_of(html: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
 
 
-def row_counts(url: str) -> dict[str, int]:
-    tracker = modeltrail.Tracker(url, create=False, spool=False)
-    with tracker.store.transaction(read_only=True) as s:
-        return {
-            t.name: s.execute(select(func.count()).select_from(t)).scalar_one()
-            for t in schema.Base.metadata.tables.values()
-        }
-
-
 def urls(facts: dict[str, Any]) -> list[str]:
     """Every page and API route, each with real arguments."""
     m, t = facts["churn_id"], facts["trainings"][1]
@@ -146,7 +137,7 @@ def urls(facts: dict[str, Any]) -> list[str]:
 
 # ---------------------------------------------------------------- every backend
 def test_every_page_and_endpoint_answers_and_browsing_writes_nothing(
-    seeded: tuple[TestClient, dict[str, Any]], db_url: str
+    row_counts: Callable[..., Any], seeded: tuple[TestClient, dict[str, Any]], db_url: str
 ) -> None:
     client, facts = seeded
     before = row_counts(db_url)
@@ -265,7 +256,9 @@ def test_openapi_documents_every_api_route_with_schemas(sqlite_seeded: tuple[Tes
     assert "/api/models/{model}/leaderboard" in client.get("/api").text
 
 
-def test_no_route_takes_anything_but_get(sqlite_seeded: tuple[TestClient, dict[str, Any], str]) -> None:
+def test_no_route_takes_anything_but_get(
+    row_counts: Callable[..., Any], sqlite_seeded: tuple[TestClient, dict[str, Any], str]
+) -> None:
     client, facts, url = sqlite_seeded
     before = row_counts(url)
     methods = set()

@@ -134,11 +134,7 @@ class LedgerViews:
         stream: TextIO | None = None,
         on_progress: Callable[[int, int], None] | None = None,
     ) -> ExportResult:
-        """Export a model's versions (or one) as JSON Lines to ``path`` or ``stream`` (stdout by default),
-        or into ``directory`` as one pretty-printed ``<model>-v<N>.json`` per version.
-
-        Each version is read in its own short transaction; ``on_progress(done, total)`` follows them.
-        """
+        """Write :meth:`~modeltrail.Tracker.export`'s documents to a file, a stream or a directory."""
         from ._exchange.export import export_to
 
         return export_to(

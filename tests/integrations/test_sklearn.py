@@ -39,9 +39,9 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import estimator_checks_generator
 
 import modeltrail
+from modeltrail import _adapter
 from modeltrail import _store as store_mod
-from modeltrail.integrations import _common
-from modeltrail.integrations._common import ModeltrailWarning
+from modeltrail._adapter import ModeltrailWarning
 from modeltrail.integrations.sklearn import TrackedEstimator
 
 pytestmark = pytest.mark.slow
@@ -52,7 +52,7 @@ UNREACHABLE = "mysql+pymysql://root@127.0.0.1:1/modeltrail_nowhere"  # port 1: c
 @pytest.fixture(autouse=True)
 def _fresh_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
     """warn_once remembers per process; every test starts with nothing warned yet."""
-    monkeypatch.setattr(_common, "_warned", set())
+    monkeypatch.setattr(_adapter, "_warned", set())
 
 
 @pytest.fixture

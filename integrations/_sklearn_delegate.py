@@ -34,38 +34,31 @@ def estimator_has(attr: str) -> Callable[[Any], bool]:
     return check
 
 
+def _routed(method: str) -> Any:
+    """``method(X, **params)`` of the fitted estimator, with metadata routed to it; there when it has one."""
+
+    def call(self: Any, X: Any, **params: Any) -> Any:
+        return getattr(self._fitted(), method)(X, **self._route(method, params))
+
+    call.__name__ = call.__qualname__ = method
+    return available_if(estimator_has(method))(call)
+
+
 class Delegating(BaseEstimator):
     """Everything but fitting: what the wrapped (fitted) estimator answers."""
 
     estimator: Any
 
-    @available_if(estimator_has("predict"))
-    def predict(self, X: Any, **params: Any) -> Any:
-        return self._fitted().predict(X, **self._route("predict", params))
-
-    @available_if(estimator_has("predict_proba"))
-    def predict_proba(self, X: Any, **params: Any) -> Any:
-        return self._fitted().predict_proba(X, **self._route("predict_proba", params))
-
-    @available_if(estimator_has("predict_log_proba"))
-    def predict_log_proba(self, X: Any, **params: Any) -> Any:
-        return self._fitted().predict_log_proba(X, **self._route("predict_log_proba", params))
-
-    @available_if(estimator_has("decision_function"))
-    def decision_function(self, X: Any, **params: Any) -> Any:
-        return self._fitted().decision_function(X, **self._route("decision_function", params))
+    predict = _routed("predict")
+    predict_proba = _routed("predict_proba")
+    predict_log_proba = _routed("predict_log_proba")
+    decision_function = _routed("decision_function")
+    transform = _routed("transform")
+    inverse_transform = _routed("inverse_transform")
 
     @available_if(estimator_has("score_samples"))
     def score_samples(self, X: Any) -> Any:
         return self._fitted().score_samples(X)
-
-    @available_if(estimator_has("transform"))
-    def transform(self, X: Any, **params: Any) -> Any:
-        return self._fitted().transform(X, **self._route("transform", params))
-
-    @available_if(estimator_has("inverse_transform"))
-    def inverse_transform(self, X: Any, **params: Any) -> Any:
-        return self._fitted().inverse_transform(X, **self._route("inverse_transform", params))
 
     @available_if(estimator_has("score"))
     def score(self, X: Any, y: Any = None, **params: Any) -> Any:

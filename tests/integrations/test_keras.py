@@ -311,6 +311,24 @@ def test_failing_fit_inside_an_active_training_is_failed_by_that_block(sqlite_ur
     assert run.status == "failed" and "boom in a user layer" in (run.error or "") and run.version is None
 
 
+def test_callback_given_a_tracker_records_into_that_tracker(
+    db_url_sqlite_mysql: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tracker = modeltrail.Tracker(db_url_sqlite_mysql)
+    monkeypatch.setenv("MODELTRAIL_URI", f"sqlite:///{tmp_path / 'elsewhere.db'}")  # the default: stays untouched
+    cb = ModeltrailCallback(model="given", tracker=tracker, save_model=False)
+    assert cb.tracker is tracker and cb.uri == tracker.uri
+    x, y = data()
+    build().fit(x, y, epochs=2, callbacks=[cb], verbose=0)
+    assert cb.tracker is tracker  # kept and used, not rebuilt from its URL
+    (run,) = tracker.trainings("given")
+    assert run.id == cb.training_id and run.status == "finished" and run.version == 1
+    assert run.metrics["loss"].count == 2
+    assert not Path(tmp_path / "elsewhere.db").exists()
+    clone = pickle.loads(pickle.dumps(cb))  # a Tracker travels as its URL
+    assert clone.uri == tracker.uri and clone.tracker is not tracker
+
+
 # --------------------------------------------------------------- pickling
 def test_callback_pickles_and_deep_copies_as_settings(sqlite_url: str, tmp_path: Path) -> None:
     x, y = data()

@@ -236,6 +236,36 @@ def test_unusable_ledger_path_warns_once_and_training_completes(
     assert logger.training is None
 
 
+def test_failing_hook_warns_once_and_the_fit_finishes(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_adapter, "_warned", set())
+
+    def unavailable(self: Any, key: str, value: float, step: int | None = None) -> None:
+        raise modeltrail.StorageError("database went away")
+
+    monkeypatch.setattr(modeltrail.Training, "log_metric", unavailable)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _, trainer = fit(sqlite_url)
+    ours = [str(w.message) for w in caught if issubclass(w.category, _adapter.ModeltrailWarning)]
+    assert len(ours) == 1 and "ModeltrailLogger.log_metrics" in ours[0], ours  # once, not once per step
+    assert trainer.state.finished and trainer.global_step == STEPS
+    [record] = modeltrail.Tracker(sqlite_url).trainings(MODEL)
+    assert record.status == "finished" and record.version == 1 and record.params["lr"] == 0.1
+
+
+def test_logger_given_a_tracker_records_into_it_and_pickles_it_as_its_url(sqlite_url: str) -> None:
+    tracker = modeltrail.Tracker(sqlite_url)
+    logger = ModeltrailLogger(MODEL, tracker=tracker, save_dir="runs")
+    make_trainer(logger).fit(TinyNet(), data(), data())
+    assert logger.training is not None and logger.training.tracker is tracker
+    [record] = tracker.trainings(MODEL)
+    assert record.status == "finished" and record.id == logger.training.id
+    blob = pickle.dumps(logger)
+    assert b"Tracker" not in blob and b"Engine" not in blob
+    copy = pickle.loads(blob)
+    assert copy.training is None and copy._life.uri == tracker.uri
+
+
 def test_logger_pickles_as_settings_and_works_after_unpickling(sqlite_url: str) -> None:
     logger = ModeltrailLogger(MODEL, uri=sqlite_url, save_dir="runs")
     # a hand-made call starts the training: a Tracker and a Training are held now

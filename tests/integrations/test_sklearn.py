@@ -310,6 +310,22 @@ def test_fit_inside_an_active_training_logs_into_it(db_url_sqlite_mysql: str) ->
     assert len(t.trainings("own")) == 1 and len(t.trainings("manual")) == 2
 
 
+def test_given_tracker_is_recorded_into_and_clones_and_pickles_as_its_url(
+    db_url_sqlite_mysql: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    X, y = make_classification(n_samples=60, n_features=4, random_state=1)
+    tracker = modeltrail.Tracker(db_url_sqlite_mysql)
+    monkeypatch.setenv("MODELTRAIL_URI", f"sqlite:///{tmp_path / 'elsewhere.db'}")  # the default: stays untouched
+    clf = TrackedEstimator(LogisticRegression(), model="given", tracker=tracker).fit(X, y)
+    assert clf.tracker is tracker and clf.version_ == 1
+    assert [r.id for r in tracker.trainings("given")] == [clf.training_id_]
+    for copy in (clone(clf), pickle.loads(pickle.dumps(clf))):
+        assert copy.tracker.uri == tracker.uri
+        copy.fit(X, y)
+    assert [v.number for v in tracker.versions("given")] == [1, 2, 3]
+    assert not (tmp_path / "elsewhere.db").exists()
+
+
 # ------------------------------------------------------------ estimator API
 def test_clone_and_pickle_round_trip(db_url_sqlite_mysql: str) -> None:
     X, y = make_classification(n_samples=120, n_features=5, random_state=7)

@@ -1,7 +1,18 @@
 """What a Keras model and its ``fit`` show: the params :class:`~.keras.ModeltrailCallback` records.
 
-``self.params`` of a callback carries only ``epochs``, ``steps`` and ``verbose``; the other ``fit`` arguments
-are read from the ``fit`` frame that runs the callbacks, the rest from the compiled model and its optimizer.
+Params: ``epochs`` and ``steps`` (batches per epoch) from ``self.params``; the other ``fit`` arguments
+(``batch_size`` — the effective one when Keras picked it —, ``validation_split``, ``shuffle``,
+``initial_epoch``, ``steps_per_epoch``, ``validation_steps``, ``validation_batch_size``, ``validation_freq``,
+and whether ``class_weight`` / ``sample_weight`` / validation were used) read from the ``fit`` frame that
+calls ``on_train_begin``; ``optimizer.*`` (``optimizer.get_config()`` flattened, a learning-rate schedule as
+``optimizer.learning_rate.class_name`` plus its config; not the per-process ``name``);
+``num_params`` (``.trainable``, ``.non_trainable``); ``model.class``, ``model.name`` (unless Keras made it up,
+as ``sequential_3``), ``loss``, ``metrics`` (compiled names), ``callbacks`` (the other callbacks), ``keras.backend``.
+
+What cannot be observed: ``self.params`` carries only ``epochs``, ``steps`` and ``verbose``; everything else
+comes from the ``fit`` frame, so a custom loop that drives a ``CallbackList`` itself records only those two.
+Generators, ``PyDataset`` and ``DataLoader`` inputs are not fingerprinted, and ``validation_data`` given
+next to ``validation_split`` cannot be told apart from a split (``validation`` says only that fit validated).
 """
 
 from __future__ import annotations

@@ -18,6 +18,8 @@ from argparse import Namespace
 from collections.abc import Mapping
 from typing import Any
 
+from modeltrail._values import as_metric_value, check_metric_key
+
 #: ``<pid>:<id>,<id>,...`` - the run ids of the loggers made in process ``pid``, in order of creation.
 ENV_RUN_IDS = "MODELTRAIL_LIGHTNING_RUN_IDS"
 
@@ -131,8 +133,11 @@ def attr_or_none(obj: Any, name: str) -> Any:
         return None
 
 
-def checkpoint_info(callback: Any) -> dict[str, Any]:
-    """What a ModelCheckpoint knows at the end of a fit: best and last paths, best score, monitored metric."""
+def record_checkpoint(training: Any, callback: Any, *, log_file: bool) -> None:
+    """The best and last checkpoint into the training's context, the best (else last) file as its artifact.
+
+    Context, not params: a new checkpoint file every fit is not a hyperparameter change.
+    """
     best, last, score = callback.best_model_path, callback.last_model_path, callback.best_model_score
     info: dict[str, Any] = {}
     if best:
@@ -143,4 +148,32 @@ def checkpoint_info(callback: Any) -> dict[str, Any]:
         info["best_score"] = float(score)
     if callback.monitor:
         info["monitor"] = callback.monitor
-    return info
+    training.add_context({"checkpoint": info})
+    artifact = best or last
+    if log_file and artifact and os.path.exists(artifact):
+        training.log_artifact(artifact)
+
+
+def trainer_in(frame: Any, *, logger: Any) -> Any:
+    """The Trainer running ``logger`` that ``frame`` holds as ``trainer`` or ``self.trainer``, or None.
+
+    Lightning calls every logger hook from a function that holds one.
+    """
+    from lightning.pytorch import Trainer
+
+    local = frame.f_locals
+    for candidate in (local.get("trainer"), attr_or_none(local.get("self"), "trainer")):
+        if isinstance(candidate, Trainer) and any(lg is logger for lg in candidate.loggers):
+            return candidate
+    return None
+
+
+def new_points(metrics: Mapping[str, Any], step: int | None, last: dict[str, tuple[int, float]]) -> list[Any]:
+    """The (key, value) points to log; Lightning adds ``epoch`` to both the step and the epoch-end logs of one
+    step, so a point equal to the last one of its key at the same step is left out."""
+    points = [(check_metric_key(k), as_metric_value(v, k)) for k, v in metrics.items()]
+    if step is None:
+        return points
+    fresh = [(key, value) for key, value in points if not same_point(last.get(key), step, value)]
+    last.update((key, (step, value)) for key, value in fresh)
+    return fresh

@@ -2,23 +2,11 @@
 
 What one fit records (one training, a new version when it finishes):
 
-* params: ``epochs`` and ``steps`` (batches per epoch) from ``self.params``; the other ``fit`` arguments
-  (``batch_size`` — the effective one when Keras picked it —, ``validation_split``, ``shuffle``,
-  ``initial_epoch``, ``steps_per_epoch``, ``validation_steps``, ``validation_batch_size``, ``validation_freq``,
-  and whether ``class_weight`` / ``sample_weight`` / validation were used) read from the ``fit`` frame that
-  calls ``on_train_begin``; ``optimizer.*`` (``optimizer.get_config()`` flattened, a learning-rate schedule as
-  ``optimizer.learning_rate.class_name`` plus its config; not the per-process ``name``);
-  ``num_params`` (``.trainable``, ``.non_trainable``); ``model.class``, ``model.name`` (unless Keras made it up,
-  as ``sequential_3``), ``loss``, ``metrics`` (compiled names), ``callbacks`` (the other callbacks), ``keras.backend``;
+* params: the ``fit`` arguments, the model, its compiled loss and metrics, its optimizer (see ``_keras_config``);
 * metrics: every number of ``on_epoch_end``'s logs (``val_*`` included) at step = epoch index, and ``lr``, the
   learning rate in effect when the epoch began (a schedule's value, or what ReduceLROnPlateau set);
 * the dataset fingerprint of in-memory ``x``/``y`` (the training part after ``validation_split``);
 * the model saved at ``on_train_end`` to ``<artifact_dir>/<model>-<training id>.keras`` as the artifact.
-
-What cannot be observed: ``self.params`` carries only ``epochs``, ``steps`` and ``verbose``; everything else
-comes from the ``fit`` frame, so a custom loop that drives a ``CallbackList`` itself records only those two.
-Generators, ``PyDataset`` and ``DataLoader`` inputs are not fingerprinted, and ``validation_data`` given
-next to ``validation_split`` cannot be told apart from a split (``validation`` says only that fit validated).
 
 Validation inside ``fit``: Keras runs ``evaluate`` with the same callbacks, so ``on_test_*`` fire during fit;
 they are ignored there (``val_*`` come once per epoch from ``on_epoch_end``). A standalone
@@ -37,10 +25,9 @@ Failures: Keras calls no hook when ``fit`` raises (its torch trainer has no try/
   records success or failure.
 
 Nothing is patched. modeltrail's own failures (unreachable database, ...) warn once per hook and the fit goes on.
-``tracker=`` (a :class:`~modeltrail.Tracker`) is kept and used; otherwise one is built from ``uri`` at the first
-``on_train_begin``. The callback pickles and deep-copies as its settings only (a Tracker as its URL). The
-lifecycle (join or own, the train stage, the watchdog) is :mod:`modeltrail._adapter`'s; what is read from the
-model and the ``fit`` frame is in ``_keras_config``.
+``tracker=`` is kept and used; otherwise a Tracker is built from ``uri`` at the first ``on_train_begin``. The
+callback pickles and deep-copies as its settings only (a Tracker as its URL). The lifecycle (join or own, the
+train stage, the watchdog) is :mod:`modeltrail._adapter`'s.
 """
 
 from __future__ import annotations

@@ -10,9 +10,8 @@ What is recorded, and from where:
 * the outcome: ``finalize("success")`` finishes the training (a new model version), an exception in the fit
   marks it failed with the error and makes no version.
 
-Finding the Trainer: Lightning hands a logger the Trainer only as ``log_graph(module)``'s ``module.trainer``
-(right after ``log_hyperparams`` at the start of each fit), the main route. Before that, or when it is not
-called (``enable_autolog_hparams=False``), the logger looks among its callers' frames
+Finding the Trainer: Lightning hands a logger the Trainer only in ``log_graph(module)`` (``module.trainer``).
+Before that, or without it (``enable_autolog_hparams=False``), the logger looks among its callers' frames
 (:func:`modeltrail._adapter.find_in_callers`). Without a Trainer the settings are simply not recorded.
 
 Distributed runs: only global rank zero writes. ``name`` and ``version`` are equal on every rank without a
@@ -23,6 +22,7 @@ SLURM it is derived from the launcher's job id. The logger pickles as its settin
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import warnings
@@ -41,7 +41,7 @@ from lightning.pytorch.loggers.logger import DummyExperiment, Logger, rank_zero_
 from lightning.pytorch.utilities.rank_zero import rank_zero_only  # noqa: E402
 
 from modeltrail._config import resolve_uri  # noqa: E402
-from modeltrail._values import as_metric_value, check_metric_key, check_model_name, flatten  # noqa: E402
+from modeltrail._values import check_model_name, flatten  # noqa: E402
 
 from . import _lightning_trainer as lt  # noqa: E402
 from ._lightning_trainer import ENV_RUN_IDS, shared_run_id, strategy_name, trainer_settings  # noqa: E402
@@ -171,13 +171,7 @@ class ModeltrailLogger(Logger):
                 "are not recorded",
             )
             return
-        points = [(check_metric_key(k), as_metric_value(v, k)) for k, v in metrics.items()]
-        for key, value in points:
-            if step is not None:
-                # Lightning adds ``epoch`` to both the step and the epoch-end logs of one step: keep one point.
-                if lt.same_point(self._last_points.get(key), step, value):
-                    continue
-                self._last_points[key] = (step, value)
+        for key, value in lt.new_points(metrics, step, self._last_points):
             training.log_metric(key, value, step)
 
     @rank_zero_only
@@ -245,7 +239,9 @@ class ModeltrailLogger(Logger):
             training.flush()
             return
         with core.guarded("ModeltrailLogger: recording checkpoints"):
-            self._record_checkpoints(trainer)
+            callback = self._checkpoint or (trainer.checkpoint_callback if trainer is not None else None)
+            if isinstance(callback, ModelCheckpoint):
+                lt.record_checkpoint(training, callback, log_file=self._log_checkpoint)
         if failed:
             self._life.end("failed", error=error or f"Lightning ended the fit with status {status!r}")
         else:
@@ -255,18 +251,10 @@ class ModeltrailLogger(Logger):
         """The Trainer running this logger: handed over by ``log_graph``, else found among the callers."""
         trainer = self._trainer_ref() if self._trainer_ref is not None else None
         if trainer is None:
-            trainer = core.find_in_callers(self._trainer_in, depth=24)
+            trainer = core.find_in_callers(functools.partial(lt.trainer_in, logger=self), depth=24)
             if trainer is not None:
                 self._trainer_ref = weakref.ref(trainer)
         return trainer
-
-    def _trainer_in(self, frame: Any) -> Trainer | None:
-        """Lightning calls every logger hook from a function that holds ``trainer`` or ``self.trainer``."""
-        local = frame.f_locals
-        for candidate in (local.get("trainer"), lt.attr_or_none(local.get("self"), "trainer")):
-            if isinstance(candidate, Trainer) and any(lg is self for lg in candidate.loggers):
-                return candidate
-        return None
 
     def _record_trainer_settings(self) -> None:
         trainer, training = self._trainer_ref() if self._trainer_ref else None, self._life.live
@@ -276,18 +264,6 @@ class ModeltrailLogger(Logger):
         with core.guarded("ModeltrailLogger: recording trainer settings"):
             # Settings the logger finds itself never overwrite what is already recorded (a shared training).
             core.log_new_params(training, trainer_settings(trainer))
-
-    def _record_checkpoints(self, trainer: Trainer | None) -> None:
-        callback, training = self._checkpoint, self._life.training
-        if callback is None and trainer is not None and isinstance(trainer.checkpoint_callback, ModelCheckpoint):
-            callback = trainer.checkpoint_callback
-        if callback is None or training is None:
-            return
-        # Context, not params: a new checkpoint file every fit is not a hyperparameter change.
-        training.add_context({"checkpoint": lt.checkpoint_info(callback)})
-        artifact = callback.best_model_path or callback.last_model_path
-        if self._log_checkpoint and artifact and os.path.exists(artifact):
-            training.log_artifact(artifact)
 
     def _warn_unrecorded(self, kind: str, what: str) -> None:
         """Once per logger and kind ("outside-fit", "after-fit"): say what is not recorded and how to keep it."""

@@ -9,12 +9,12 @@
     clf.fit(X, y)          # one training: params, dataset, metrics, artifact, version
     clf.predict(X_new)     # exactly what the fitted forest predicts
 
-The wrapper is a scikit-learn meta-estimator: it clones the wrapped estimator into
-``estimator_`` at fit time, delegates prediction methods, fitted attributes and tags
-to it, and carries only its constructor params (the database URL is a string) so it
-clones and pickles like any estimator. For a hyperparameter search, wrap the search:
-``TrackedEstimator(GridSearchCV(...), model=...)`` records one training with the best
-params and the CV scores. Bookkeeping failures warn once and never break the fit.
+The wrapper is a scikit-learn meta-estimator: it clones the wrapped estimator into ``estimator_`` at
+fit time, delegates prediction methods, fitted attributes and tags to it (``_sklearn_delegate``), and
+carries only its constructor params (a URL string, or a Tracker that pickles as its URL) so it clones
+and pickles like any estimator. For a hyperparameter search, wrap the search:
+``TrackedEstimator(GridSearchCV(...), model=...)`` records one training with the best params and the
+CV scores. Bookkeeping failures warn once and never break the fit.
 """
 
 from __future__ import annotations

@@ -12,9 +12,8 @@
 The wrapper is a scikit-learn meta-estimator: it clones the wrapped estimator into ``estimator_`` at
 fit time, delegates prediction methods, fitted attributes and tags to it (``_sklearn_delegate``), and
 carries only its constructor params (a URL string, or a Tracker that pickles as its URL) so it clones
-and pickles like any estimator. For a hyperparameter search, wrap the search:
-``TrackedEstimator(GridSearchCV(...), model=...)`` records one training with the best params and the
-CV scores. Bookkeeping failures warn once and never break the fit.
+and pickles like any estimator. A wrapped search (``TrackedEstimator(GridSearchCV(...), model=...)``)
+records one training with the best params and the CV scores. Bookkeeping failures never break the fit.
 """
 
 from __future__ import annotations

@@ -55,11 +55,10 @@ def test_watchdog_fails_a_training_whose_owner_is_discarded(sqlite_url: str) -> 
     life.watch(owner, "the fit never returned", label="owner")
     del owner
     gc.collect()
-    for thread in threading.enumerate():
-        if thread.name == "modeltrail-demo":
-            thread.join(30)
+    watchdogs = [t for t in threading.enumerate() if t.name == "modeltrail-demo"]
+    assert all(t.join(30) is None and not t.is_alive() for t in watchdogs)
     (record,) = modeltrail.Tracker(sqlite_url).trainings("abandoned")
-    assert record.status == "failed" and record.version is None
+    assert (record.status, record.version) == ("failed", None)
     assert record.error == "stage 'train' failed: the fit never returned; the owner was discarded"
 
 

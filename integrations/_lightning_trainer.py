@@ -18,6 +18,7 @@ from argparse import Namespace
 from collections.abc import Mapping
 from typing import Any
 
+from modeltrail._adapter import safe_name
 from modeltrail._values import as_metric_value, check_metric_key
 
 #: ``<pid>:<id>,<id>,...`` - the run ids of the loggers made in process ``pid``, in order of creation.
@@ -177,3 +178,8 @@ def new_points(metrics: Mapping[str, Any], step: int | None, last: dict[str, tup
     fresh = [(key, value) for key, value in points if not same_point(last.get(key), step, value)]
     last.update((key, (step, value)) for key, value in fresh)
     return fresh
+
+
+def path_safe(text: str) -> str:
+    """``text`` as one directory name: letters, digits, ``.``, ``_`` and ``-`` only, never empty or dotted."""
+    return safe_name(text, default="run", strip="._-", limit=100)

@@ -15,9 +15,8 @@ Before that, or without it (``enable_autolog_hparams=False``), the logger looks 
 (:func:`modeltrail._adapter.find_in_callers`). Without a Trainer the settings are simply not recorded.
 
 Distributed runs: only global rank zero writes. ``name`` and ``version`` are equal on every rank without a
-database round-trip: the version is a random run id made in ``__init__`` and handed to the worker processes that
-Lightning's ``ddp`` launcher starts (they re-run the script) through an environment variable; under torchrun or
-SLURM it is derived from the launcher's job id. The logger pickles as its settings only (``tracker=`` as its URL).
+database round-trip (see ``_lightning_trainer.shared_run_id``). The logger pickles as its settings only
+(``tracker=`` as its URL).
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ from __future__ import annotations
 import functools
 import os
 import sys
-import warnings
 import weakref
 from argparse import Namespace
 from collections.abc import Mapping
@@ -44,7 +42,7 @@ from modeltrail._config import resolve_uri  # noqa: E402
 from modeltrail._values import check_model_name, flatten  # noqa: E402
 
 from . import _lightning_trainer as lt  # noqa: E402
-from ._lightning_trainer import ENV_RUN_IDS, shared_run_id, strategy_name, trainer_settings  # noqa: E402
+from ._lightning_trainer import ENV_RUN_IDS, path_safe, shared_run_id, strategy_name, trainer_settings  # noqa: E402
 
 if TYPE_CHECKING:
     from modeltrail._records import VersionRecord
@@ -54,7 +52,7 @@ if TYPE_CHECKING:
 __all__ = ["ENV_RUN_IDS", "ModeltrailLogger", "path_safe", "shared_run_id", "strategy_name", "trainer_settings"]
 
 #: Attributes that live only in one process and one fit; never pickled.
-_RUNTIME = ("_disabled", "_trainer_ref", "_checkpoint", "_settings_logged", "_last_points", "_unrecorded_warned")
+_RUNTIME = ("_trainer_ref", "_checkpoint", "_settings_logged", "_last_points")
 
 
 class ModeltrailLogger(Logger):
@@ -93,18 +91,16 @@ class ModeltrailLogger(Logger):
         self._reset_runtime()
 
     def _reset_runtime(self) -> None:
-        self._disabled = False  # set when the ledger cannot be opened at all: stop trying in this process
         self._trainer_ref: weakref.ref[Trainer] | None = None
         self._checkpoint: ModelCheckpoint | None = None
         self._settings_logged = False
         self._last_points: dict[str, tuple[int, float]] = {}
-        self._unrecorded_warned: set[str] = set()
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k not in _RUNTIME}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
+        self.__dict__.update(state)  # the lifecycle comes back as its URL, with no training
         self._reset_runtime()
 
     def __repr__(self) -> str:
@@ -199,32 +195,26 @@ class ModeltrailLogger(Logger):
 
     # -------------------------------------------------------------- internals
     def _ensure_training(self) -> Training | None:
-        life = self._life
-        if life.training is not None or self._disabled:
-            return life.training
-        trainer = self._trainer()
-        try:
-            if life.join() is None:
-                stage = lt.trainer_stage(trainer)
-                if stage not in (None, "fit"):
-                    # validate/test/predict on their own are not a training: no row that nothing would ever end
-                    self._warn_unrecorded("outside-fit", f"trainer.{stage}() outside a fit is not recorded")
-                    return None
-                module = lt.module_of(trainer)
-                # The fit is the "train" stage; finishing the training ends it (failed with the fit's error).
-                life.start(
-                    self._model,
-                    model_type=self._model_type or (type(module).__name__[:64] if module is not None else None),
-                    description=self._description,
-                    tags=self._tags,
-                )
-        except Exception as e:  # an unusable ledger must not stop the fit
-            self._disabled = True
-            life.reset()
-            core.warn_once("ModeltrailLogger: starting the training", e)
-            return None
-        self._record_trainer_settings()
-        return life.training
+        if self._life.training is None and not self._life.disabled:
+            trainer = self._trainer()
+            module = lt.module_of(trainer)
+            # The fit is the "train" stage; finishing the training ends it (failed with the fit's error).
+            self._life.open(
+                self._model,
+                allowed=lambda: self._in_fit(trainer),
+                model_type=self._model_type or (type(module).__name__[:64] if module is not None else None),
+                description=self._description,
+                tags=self._tags,
+            )
+            self._record_trainer_settings()
+        return self._life.training
+
+    def _in_fit(self, trainer: Trainer | None) -> bool:
+        """validate/test/predict on their own are not a training: no row that nothing would ever end."""
+        stage = lt.trainer_stage(trainer)
+        if stage not in (None, "fit"):
+            self._warn_unrecorded("outside-fit", f"trainer.{stage}() outside a fit is not recorded")
+        return stage in (None, "fit")
 
     def _finalize(self, status: str, error: str | None) -> None:
         training = self._life.live
@@ -267,17 +257,5 @@ class ModeltrailLogger(Logger):
 
     def _warn_unrecorded(self, kind: str, what: str) -> None:
         """Once per logger and kind ("outside-fit", "after-fit"): say what is not recorded and how to keep it."""
-        if kind in self._unrecorded_warned:
-            return
-        self._unrecorded_warned.add(kind)
-        warnings.warn(
-            f"modeltrail: {self._model!r}: {what}. Wrap fit and test in `with tracker.training(...)` "
-            "(or @autolog) to record them in one training.",
-            core.ModeltrailWarning,
-            stacklevel=5,
-        )
-
-
-def path_safe(text: str) -> str:
-    """``text`` as one directory name: letters, digits, ``.``, ``_`` and ``-`` only, never empty or dotted."""
-    return core.safe_name(text, default="run", strip="._-", limit=100)
+        hint = "Wrap fit and test in `with tracker.training(...)` (or @autolog) to record them in one training."
+        self._life.tell_once(kind, f"{self._model!r}: {what}. {hint}", stacklevel=6)

@@ -120,6 +120,8 @@ class Lifecycle:
         self.framework = framework
         self._tracker = None if tracker is None or isinstance(tracker, str) else tracker
         self.uri: str | None = tracker if tracker is None or isinstance(tracker, str) else tracker.uri
+        self.disabled = False  # the ledger could not be opened: :meth:`open` stops trying in this process
+        self._told: set[str] = set()  # kinds of :meth:`tell_once` already said
         self.reset()
 
     def reset(self) -> None:
@@ -161,6 +163,28 @@ class Lifecycle:
         if params:
             log_new_params(active, params)
         return active
+
+    def open(self, model: str, *, allowed: Callable[[], bool] | None = None, **options: Any) -> Training | None:
+        """The training to log into: the one held, else the active one, else a new owned one (if ``allowed()``).
+
+        A ledger that cannot be opened warns once and disables the lifecycle: the fit goes on unrecorded.
+        """
+        if self.training is not None or self.disabled:
+            return self.training
+        try:
+            if self.join(options.pop("params", None)) is None and (allowed is None or allowed()):
+                self.start(model, **options)
+        except Exception as e:
+            self.reset()
+            self.disabled = True
+            warn_once(f"{self.framework}: starting the training", e)
+        return self.training
+
+    def tell_once(self, kind: str, message: str, *, stacklevel: int = 4) -> None:
+        """Say once per adapter and ``kind`` what it saw but does not record (a ModeltrailWarning)."""
+        if kind not in self._told:
+            self._told.add(kind)
+            warnings.warn(f"modeltrail: {message}", ModeltrailWarning, stacklevel=stacklevel)
 
     def start(self, model: str, *, train_stage: bool = True, **options: Any) -> Training:
         """Start a training this adapter owns (``options`` as for ``Tracker.training``), its ``train`` stage open."""

@@ -125,6 +125,10 @@ class ModeltrailCallback(_Callback):
         """The database URL this callback records into (None: ``MODELTRAIL_URI``, then ``./modeltrail.db``)."""
         return self._life.uri
 
+    @uri.setter
+    def uri(self, uri: str | None) -> None:
+        self._life = Lifecycle(FRAMEWORK, uri)
+
     @property
     def tracker(self) -> Tracker:
         """The Tracker this callback records into: the one it was given, or one made from ``uri``."""
@@ -137,9 +141,7 @@ class ModeltrailCallback(_Callback):
     def __setstate__(self, state: Mapping[str, Any]) -> None:
         keras.callbacks.Callback.__init__(self)
         for key in _SETTINGS:
-            if key != "uri":
-                setattr(self, key, state.get(key))
-        self._life = Lifecycle(FRAMEWORK, state.get("uri"))
+            setattr(self, key, state.get(key))  # ``uri`` makes the lifecycle
         self._reset()
 
     # ------------------------------------------------------ context manager
@@ -215,8 +217,7 @@ class ModeltrailCallback(_Callback):
         active = active_training()
         if active is not None and active.status == "running":
             return active
-        run = self._life.live
-        return run if run is not None and self._life.owned and self._fit_done else None
+        return self._life.live if self._life.owned and self._fit_done else None
 
     def _start(self) -> None:
         model, life = self.model, self._life
@@ -239,10 +240,7 @@ class ModeltrailCallback(_Callback):
 
     def _end_previous(self) -> None:
         """End an owned training still open: finished if its fit returned, else failed as interrupted."""
-        if self._fit_done:
-            self._end("finished")
-        else:
-            self._end("failed", error=INTERRUPTED)
+        self._end("finished" if self._fit_done else "failed", error=None if self._fit_done else INTERRUPTED)
 
     def _end(self, status: str, *, error: str | None = None) -> None:
         if self._life.live is not None and self._life.owned:

@@ -16,6 +16,7 @@ import threading
 import uuid
 from argparse import Namespace
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from modeltrail._adapter import safe_name
@@ -26,6 +27,16 @@ ENV_RUN_IDS = "MODELTRAIL_LIGHTNING_RUN_IDS"
 
 _ids_lock = threading.Lock()
 _ids: list[str] = []  # run ids of the loggers made in this process, by creation order
+
+
+@dataclass
+class FitState:
+    """What a logger learns during one fit in one process: never pickled."""
+
+    trainer: Any = None  # a weak reference to the Trainer, once known
+    checkpoint: Any = None  # the ModelCheckpoint that saved last: read at the end of the fit
+    settings_logged: bool = False
+    last_points: dict[str, tuple[int, float]] = field(default_factory=dict)
 
 
 def trainer_settings(trainer: Any) -> dict[str, Any]:

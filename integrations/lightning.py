@@ -5,18 +5,15 @@ What is recorded, and from where:
 * hyperparameters from ``save_hyperparameters`` (flattened: ``{"opt": {"lr": 1}}`` -> ``opt.lr``);
 * every metric Lightning logs, at the step Lightning gives;
 * the trainer's settings (``trainer.max_epochs``, ``trainer.precision``, ...), read from the Trainer itself;
-* the best and last checkpoint of ``ModelCheckpoint`` (the training's ``context["checkpoint"]``: paths, best
-  score, monitored metric; the best file is the artifact);
-* the outcome: ``finalize("success")`` finishes the training (a new model version), an exception in the fit
-  marks it failed with the error and makes no version.
+* ``ModelCheckpoint``'s best and last checkpoint in ``context["checkpoint"]``; the best file is the artifact;
+* the outcome: ``finalize("success")`` makes a new model version; an exception in the fit, a failed training.
 
 Finding the Trainer: Lightning hands a logger the Trainer only in ``log_graph(module)`` (``module.trainer``).
 Before that, or without it (``enable_autolog_hparams=False``), the logger looks among its callers' frames
 (:func:`modeltrail._adapter.find_in_callers`). Without a Trainer the settings are simply not recorded.
 
-Distributed runs: only global rank zero writes. ``name`` and ``version`` are equal on every rank without a
-database round-trip (see ``_lightning_trainer.shared_run_id``). The logger pickles as its settings only
-(``tracker=`` as its URL).
+Distributed runs: only global rank zero writes; ``name`` and ``version`` are equal on every rank without the
+database (``_lightning_trainer.shared_run_id``). The logger pickles as its settings only (a Tracker as its URL).
 """
 
 from __future__ import annotations
@@ -51,9 +48,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ENV_RUN_IDS", "ModeltrailLogger", "path_safe", "shared_run_id", "strategy_name", "trainer_settings"]
 
-#: Attributes that live only in one process and one fit; never pickled.
-_RUNTIME = ("_trainer_ref", "_checkpoint", "_settings_logged", "_last_points")
-
 
 class ModeltrailLogger(Logger):
     """A Lightning logger that writes the fit into a modeltrail ledger.
@@ -84,24 +78,16 @@ class ModeltrailLogger(Logger):
         self._save_dir = os.fspath(save_dir) if save_dir is not None else None
         self._name = path_safe(model)
         self._version = path_safe(version) if version is not None else shared_run_id()
-        self._model_type = model_type
-        self._description = description
-        self._tags = dict(tags) if tags else None
+        self._options = {"model_type": model_type, "description": description, "tags": dict(tags) if tags else None}
         self._log_checkpoint = log_checkpoint
-        self._reset_runtime()
-
-    def _reset_runtime(self) -> None:
-        self._trainer_ref: weakref.ref[Trainer] | None = None
-        self._checkpoint: ModelCheckpoint | None = None
-        self._settings_logged = False
-        self._last_points: dict[str, tuple[int, float]] = {}
+        self._fit = lt.FitState()  # lives in one process and one fit: never pickled
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k not in _RUNTIME}
+        return {k: v for k, v in self.__dict__.items() if k != "_fit"}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)  # the lifecycle comes back as its URL, with no training
-        self._reset_runtime()
+        self._fit = lt.FitState()
 
     def __repr__(self) -> str:
         return f"ModeltrailLogger(model={self._model!r}, version={self._version!r})"
@@ -134,7 +120,6 @@ class ModeltrailLogger(Logger):
         training = self._ensure_training()
         return training if training is not None else DummyExperiment()
 
-    # ----------------------------------------------------------- modeltrail's view
     @property
     def training(self) -> Training | None:
         """The training this logger writes into, once started (rank zero only)."""
@@ -161,13 +146,9 @@ class ModeltrailLogger(Logger):
         if training is None:
             return
         if training.status != "running":
-            self._warn_unrecorded(
-                "after-fit",
-                f"training {training.id} has ended; metrics logged after the fit ({', '.join(sorted(metrics))}) "
-                "are not recorded",
-            )
-            return
-        for key, value in lt.new_points(metrics, step, self._last_points):
+            ended = f"training {training.id} has ended; metrics logged after the fit ({', '.join(sorted(metrics))})"
+            return self._warn_unrecorded("after-fit", f"{ended} are not recorded")
+        for key, value in lt.new_points(metrics, step, self._fit.last_points):
             training.log_metric(key, value, step)
 
     @rank_zero_only
@@ -177,21 +158,38 @@ class ModeltrailLogger(Logger):
         trainer = lt.attr_or_none(model, "trainer")
         if isinstance(trainer, Trainer):
             if self._trainer() is not trainer:
-                self._trainer_ref = weakref.ref(trainer)
+                self._fit.trainer = weakref.ref(trainer)
             self._record_trainer_settings()
 
     @rank_zero_only
     def after_save_checkpoint(self, checkpoint_callback: ModelCheckpoint) -> None:
         # Read at the end of the fit: best and last paths change with every save until then.
-        self._checkpoint = checkpoint_callback
+        self._fit.checkpoint = checkpoint_callback
 
     @rank_zero_only
+    @core.guard("ModeltrailLogger.finalize")
     def finalize(self, status: str) -> None:
         """End the training: ``success`` makes the next model version, anything else marks it failed."""
-        exc = sys.exc_info()[1]  # Lightning calls finalize("failed") inside its ``except`` for the fit
-        error = f"{type(exc).__name__}: {exc}" if exc is not None else None
-        with core.guarded("ModeltrailLogger.finalize"):
-            self._finalize(status, error)
+        training = self._life.live
+        if training is None:
+            return
+        trainer = self._trainer()
+        self._record_trainer_settings()
+        failed = status not in ("success", "finished")
+        if not failed and lt.trainer_stage(trainer) not in (None, "fit"):
+            # validate/test/predict in a training started before it (a hand-made log call, an enclosing
+            # ``with``): the fit that follows or the ``with`` block ends it.
+            return training.flush()
+        with core.guarded("ModeltrailLogger: recording checkpoints"):
+            callback = self._fit.checkpoint or (trainer.checkpoint_callback if trainer is not None else None)
+            if isinstance(callback, ModelCheckpoint):
+                lt.record_checkpoint(training, callback, log_file=self._log_checkpoint)
+        if failed:
+            exc = sys.exc_info()[1]  # Lightning calls finalize("failed") inside its ``except`` for the fit
+            error = f"{type(exc).__name__}: {exc}" if exc is not None else None
+            self._life.end("failed", error=error or f"Lightning ended the fit with status {status!r}")
+        else:
+            self._life.end("finished")  # flushed only when an enclosing ``with`` / @autolog owns the training
 
     # -------------------------------------------------------------- internals
     def _ensure_training(self) -> Training | None:
@@ -199,13 +197,9 @@ class ModeltrailLogger(Logger):
             trainer = self._trainer()
             module = lt.module_of(trainer)
             # The fit is the "train" stage; finishing the training ends it (failed with the fit's error).
-            self._life.open(
-                self._model,
-                allowed=lambda: self._in_fit(trainer),
-                model_type=self._model_type or (type(module).__name__[:64] if module is not None else None),
-                description=self._description,
-                tags=self._tags,
-            )
+            default_type = type(module).__name__[:64] if module is not None else None
+            options = {**self._options, "model_type": self._options["model_type"] or default_type}
+            self._life.open(self._model, allowed=lambda: self._in_fit(trainer), **options)
             self._record_trainer_settings()
         return self._life.training
 
@@ -216,41 +210,20 @@ class ModeltrailLogger(Logger):
             self._warn_unrecorded("outside-fit", f"trainer.{stage}() outside a fit is not recorded")
         return stage in (None, "fit")
 
-    def _finalize(self, status: str, error: str | None) -> None:
-        training = self._life.live
-        if training is None:
-            return
-        trainer = self._trainer()
-        self._record_trainer_settings()
-        failed = status not in ("success", "finished")
-        if not failed and lt.trainer_stage(trainer) not in (None, "fit"):
-            # validate/test/predict in a training started before it (a hand-made log call, an enclosing
-            # ``with``): the fit that follows or the ``with`` block ends it.
-            training.flush()
-            return
-        with core.guarded("ModeltrailLogger: recording checkpoints"):
-            callback = self._checkpoint or (trainer.checkpoint_callback if trainer is not None else None)
-            if isinstance(callback, ModelCheckpoint):
-                lt.record_checkpoint(training, callback, log_file=self._log_checkpoint)
-        if failed:
-            self._life.end("failed", error=error or f"Lightning ended the fit with status {status!r}")
-        else:
-            self._life.end("finished")  # flushed only when an enclosing ``with`` / @autolog owns the training
-
     def _trainer(self) -> Trainer | None:
         """The Trainer running this logger: handed over by ``log_graph``, else found among the callers."""
-        trainer = self._trainer_ref() if self._trainer_ref is not None else None
+        trainer = self._fit.trainer() if self._fit.trainer is not None else None
         if trainer is None:
             trainer = core.find_in_callers(functools.partial(lt.trainer_in, logger=self), depth=24)
             if trainer is not None:
-                self._trainer_ref = weakref.ref(trainer)
+                self._fit.trainer = weakref.ref(trainer)
         return trainer
 
     def _record_trainer_settings(self) -> None:
-        trainer, training = self._trainer_ref() if self._trainer_ref else None, self._life.live
-        if self._settings_logged or trainer is None or training is None:
+        trainer, training = self._fit.trainer() if self._fit.trainer else None, self._life.live
+        if self._fit.settings_logged or trainer is None or training is None:
             return
-        self._settings_logged = True
+        self._fit.settings_logged = True
         with core.guarded("ModeltrailLogger: recording trainer settings"):
             # Settings the logger finds itself never overwrite what is already recorded (a shared training).
             core.log_new_params(training, trainer_settings(trainer))

@@ -12,37 +12,36 @@
 * ``modeltrail run train.py [args...]`` runs an unmodified script with autolog enabled.
 
 Modeltrail's own failures warn once and the user's code runs on; the user's own
-exceptions propagate unchanged.
+exceptions propagate unchanged. ``tracker=`` (a :class:`~modeltrail.Tracker`) records
+into that ledger; otherwise ``uri`` names it. The lifecycle is :mod:`modeltrail._adapter`'s,
+the patch bookkeeping ``_patching``'s; each framework's fit is recorded by its own adapter.
 """
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
-import importlib.abc
-import importlib.machinery
 import inspect
-import os
-import runpy
-import sys
-import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from types import ModuleType
-from typing import Any, TypeVar, overload
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from ._common import guarded
+from modeltrail._adapter import Lifecycle, describe, describe_arguments, guarded, numbers_in, running
+
+from . import _patching
+from ._patching import run_script
+
+if TYPE_CHECKING:
+    from modeltrail._tracker import Tracker
+
+__all__ = ["autolog", "describe", "describe_arguments", "disable_autolog", "enable_autolog", "numbers_in", "run_script"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: Set while a patched fit runs in this thread/task: fits nested inside it are left alone.
 _IN_PATCHED_FIT: contextvars.ContextVar[bool] = contextvars.ContextVar("modeltrail_autolog_fit", default=False)
 
-_lock = threading.RLock()
-_settings: dict[str, Any] = {}
-_patches: list[tuple[Any, str, Any]] = []  # (owner, attribute, original) to restore
-_patched_frameworks: set[str] = set()
-_finder: _PatchOnImport | None = None
-_enabled_depth = 0  # enable_autolog() calls (explicit ones count as permanent)
+_settings = _patching.settings
 
 
 # ------------------------------------------------------------------ decorator
@@ -54,6 +53,7 @@ def autolog(
     *,
     model: str | None = None,
     uri: str | None = None,
+    tracker: Tracker | None = None,
     framework: str | None = None,
     model_type: str | None = None,
 ) -> Callable[[F], F]: ...
@@ -62,6 +62,7 @@ def autolog(
     *,
     model: str | None = None,
     uri: str | None = None,
+    tracker: Tracker | None = None,
     framework: str | None = None,
     model_type: str | None = None,
 ) -> F | Callable[[F], F]:
@@ -73,26 +74,17 @@ def autolog(
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            run = None
+            life = Lifecycle("autolog", tracker if tracker is not None else uri)
             with guarded("autolog: start training"):
-                import modeltrail
-
                 params = describe_arguments(signature, args, kwargs)
-                run = modeltrail.Tracker(uri).training(name, framework=framework, model_type=model_type, params=params)
+                life.start(name, train_stage=False, framework=framework, model_type=model_type, params=params)
+            run = life.training
             if run is None:
                 return func(*args, **kwargs)
-            with _autolog_scope(uri=uri, model=name):
-                run.__enter__()
-                try:
-                    result = func(*args, **kwargs)
-                except BaseException as e:
-                    with guarded("autolog: record failure"):
-                        run.__exit__(type(e), e, e.__traceback__)
-                    raise
+            with _patching.scope(uri=uri, tracker=tracker, model=name), running(run, "autolog"):
+                result = func(*args, **kwargs)
                 with guarded("autolog: record result"):
                     run.log_metrics(numbers_in(result))
-                with guarded("autolog: finish training"):
-                    run.__exit__(None, None, None)
             return result
 
         return wrapper  # type: ignore[return-value]
@@ -100,214 +92,68 @@ def autolog(
     return decorate(fn) if fn is not None else decorate
 
 
-def describe_arguments(signature: inspect.Signature, args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """Bound arguments as params: data by type and shape, everything else by value."""
-    bound = signature.bind_partial(*args, **kwargs)
-    bound.apply_defaults()
-    params: dict[str, Any] = {}
-    for name, value in bound.arguments.items():
-        kind = signature.parameters[name].kind
-        if kind is inspect.Parameter.VAR_POSITIONAL:
-            params.update({f"{name}.{i}": describe(v) for i, v in enumerate(value)})
-        elif kind is inspect.Parameter.VAR_KEYWORD:
-            params.update({str(k): describe(v) for k, v in value.items()})
-        else:
-            params[name] = describe(value)
-    return params
-
-
-def describe(value: Any) -> Any:
-    """Data becomes "type(shape=..., dtype=...)"; configuration values stay as they are."""
-    from modeltrail._values import qualified_name
-
-    shape = getattr(value, "shape", None)
-    if shape is not None and not isinstance(value, type):
-        try:
-            dims = "x".join(str(int(n)) for n in tuple(shape))
-        except (TypeError, ValueError):
-            dims = "?"
-        dtype = getattr(value, "dtype", None)
-        suffix = f", dtype={dtype}" if dtype is not None else ""
-        return f"{qualified_name(type(value))}(shape={dims}{suffix})"
-    if isinstance(value, (list, tuple)) and len(value) > 16:
-        return f"{type(value).__name__}(len={len(value)})"
-    if (
-        hasattr(value, "__len__")
-        and hasattr(value, "__getitem__")
-        and not isinstance(value, (str, bytes, dict, list, tuple))
-    ):
-        # datasets, dataloaders and the like: by type and length, never iterated
-        try:
-            return f"{qualified_name(type(value))}(len={len(value)})"
-        except TypeError:
-            return qualified_name(type(value))
-    return value
-
-
-def numbers_in(result: Any, prefix: str = "") -> dict[str, float]:
-    """The numeric entries of a returned mapping (nested mappings as dotted keys)."""
-    out: dict[str, float] = {}
-    if not isinstance(result, Mapping):
-        return out
-    for key, value in result.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(numbers_in(value, f"{name}."))
-        elif isinstance(value, (bool, str, bytes)):
-            continue
-        else:
-            try:
-                out[name] = float(value)
-            except (TypeError, ValueError, OverflowError):
-                continue
-    return out
-
-
 # --------------------------------------------------------------------- patches
 def enable_autolog(
     uri: str | None = None,
     *,
+    tracker: Tracker | None = None,
     model: str | None = None,
     sklearn: bool = True,
     keras: bool = True,
     lightning: bool = True,
 ) -> None:
     """Record every fit of scikit-learn, Keras and Lightning from now on (until :func:`disable_autolog`)."""
-    global _enabled_depth
-    with _lock:
-        _settings.update(uri=uri, model=model, sklearn=sklearn, keras=keras, lightning=lightning)
-        _enabled_depth = max(_enabled_depth, 0) + 1
-        _install()
+    _patching.enable(uri=uri, tracker=tracker, model=model, sklearn=sklearn, keras=keras, lightning=lightning)
 
 
 def disable_autolog() -> None:
     """Restore every patched method; fits are no longer recorded."""
-    global _enabled_depth, _finder
-    with _lock:
-        _enabled_depth = 0
-        _uninstall()
-
-
-def autolog_enabled() -> bool:
-    return bool(_patches) or _finder is not None
-
-
-class _autolog_scope:
-    """Patches active for the duration of one decorated call, unless autolog is on already."""
-
-    def __init__(self, *, uri: str | None, model: str) -> None:
-        self.uri, self.model = uri, model
-        self.owned = False
-
-    def __enter__(self) -> None:
-        with _lock, guarded("autolog: patch frameworks"):
-            if _enabled_depth == 0 and not autolog_enabled():
-                _settings.update(uri=self.uri, model=self.model, sklearn=True, keras=True, lightning=True)
-                _install()
-                self.owned = True
-
-    def __exit__(self, *exc: object) -> None:
-        if self.owned:
-            with _lock, guarded("autolog: unpatch frameworks"):
-                _uninstall()
-
-
-def _install() -> None:
-    global _finder
-    for framework in ("sklearn", "keras", "lightning"):
-        if _settings.get(framework) and _framework_module(framework) in sys.modules:
-            _patch(framework)
-    if _finder is None:
-        _finder = _PatchOnImport()
-        sys.meta_path.insert(0, _finder)
-
-
-def _uninstall() -> None:
-    global _finder
-    if _finder is not None:
-        with guarded("autolog: remove import hook"):
-            sys.meta_path.remove(_finder)
-        _finder = None
-    while _patches:
-        owner, attribute, original = _patches.pop()
-        if original is _MISSING:
-            delattr(owner, attribute)
-        else:
-            setattr(owner, attribute, original)
-    _patched_frameworks.clear()
-
-
-_MISSING = object()
-
-
-def _framework_module(framework: str) -> str:
-    return {"sklearn": "sklearn.base", "keras": "keras", "lightning": "lightning.pytorch"}[framework]
-
-
-class _PatchOnImport(importlib.abc.MetaPathFinder):
-    """Patches a framework right after the user's code imports it."""
-
-    targets = {"sklearn.base": "sklearn", "keras": "keras", "lightning.pytorch": "lightning"}
-
-    def find_spec(self, fullname: str, path: Any, target: ModuleType | None = None) -> Any:
-        framework = self.targets.get(fullname)
-        if framework is None or not _settings.get(framework):
-            return None
-        for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, "find_spec"):
-                continue
-            spec = finder.find_spec(fullname, path, target)
-            if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module"):
-                spec.loader = _PatchingLoader(spec.loader, framework)
-                return spec
-        return None
-
-
-class _PatchingLoader(importlib.abc.Loader):
-    def __init__(self, loader: Any, framework: str) -> None:
-        self.loader = loader
-        self.framework = framework
-
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
-        return self.loader.create_module(spec)
-
-    def exec_module(self, module: ModuleType) -> None:
-        self.loader.exec_module(module)
-        with _lock, guarded(f"autolog: patch {self.framework}"):
-            _patch(self.framework)
-
-
-def _patch(framework: str) -> None:
-    if framework in _patched_frameworks:
-        return
-    _patched_frameworks.add(framework)
-    if framework == "sklearn":
-        _patch_sklearn()
-    elif framework == "keras":
-        _patch_keras()
-    else:
-        _patch_lightning()
-
-
-def _replace(owner: Any, attribute: str, make: Callable[[Any], Any]) -> None:
-    original = owner.__dict__.get(attribute, _MISSING)
-    current = getattr(owner, attribute)
-    _patches.append((owner, attribute, original))
-    setattr(owner, attribute, make(current))
+    _patching.disable()
 
 
 def _model_name(default: str) -> str:
     return str(_settings.get("model") or default)
 
 
-def _skip(*, extra: bool = False) -> bool:
-    """A fit inside a recorded fit, or after disable_autolog(): leave it alone."""
-    return extra or _IN_PATCHED_FIT.get() or not autolog_enabled()
+def _ledger() -> dict[str, Any]:
+    """Where patched fits record: the ``uri`` and ``tracker`` autolog was given."""
+    return {"uri": _settings.get("uri"), "tracker": _settings.get("tracker")}
+
+
+Run = Callable[[Callable[..., Any], Any, tuple[Any, ...], dict[str, Any]], Any]
+
+
+def _recorded(run: Run, skip: Callable[[Any, tuple[Any, ...]], bool] | None = None) -> Callable[..., Any]:
+    """A patched ``fit``: ``run(original, self, args, kwargs)`` records it; nested fits and ``skip`` pass through."""
+
+    def make(original: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(original)
+        def fit(self: Any, *args: Any, **kwargs: Any) -> Any:
+            # A fit inside a recorded fit, or after disable_autolog(): leave it alone.
+            if (skip is not None and skip(self, args)) or _IN_PATCHED_FIT.get() or not _patching.enabled():
+                return original(self, *args, **kwargs)
+            token = _IN_PATCHED_FIT.set(True)
+            try:
+                return run(original, self, args, kwargs)
+            finally:
+                _IN_PATCHED_FIT.reset(token)
+
+        return fit
+
+    return make
 
 
 def _patch_sklearn() -> None:
     from sklearn.base import BaseEstimator
     from sklearn.utils import all_estimators
+
+    from . import sklearn as adapter
+
+    def run(original: Callable[..., Any], self: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        X = args[0] if args else kwargs.get("X")
+        y = args[1] if len(args) > 1 else kwargs.get("y")
+        model = _model_name(adapter.default_model_name(self))
+        return adapter.record_fit(self, lambda: original(self, *args, **kwargs), X, y, model=model, **_ledger())
 
     # An estimator often inherits fit (RandomForestClassifier from BaseForest): patch where it is defined.
     owners = {
@@ -317,45 +163,13 @@ def _patch_sklearn() -> None:
         if "fit" in klass.__dict__ and issubclass(klass, BaseEstimator)
     }
     for owner in sorted(owners, key=lambda k: f"{k.__module__}.{k.__qualname__}"):
-        _replace(owner, "fit", _sklearn_fit)
-
-
-def _sklearn_fit(original: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(original)
-    def fit(self: Any, *args: Any, **kwargs: Any) -> Any:
-        from . import sklearn as adapter
-
-        if _skip(extra=adapter.fit_in_progress()):
-            return original(self, *args, **kwargs)
-        X = args[0] if args else kwargs.get("X")
-        y = args[1] if len(args) > 1 else kwargs.get("y")
-        token = _IN_PATCHED_FIT.set(True)
-        try:
-            return adapter.record_fit(
-                self,
-                lambda: original(self, *args, **kwargs),
-                X,
-                y,
-                model=_model_name(adapter.default_model_name(self)),
-                uri=_settings.get("uri"),
-            )
-        finally:
-            _IN_PATCHED_FIT.reset(token)
-
-    return fit
+        _patching.replace(owner, "fit", _recorded(run, lambda _self, _args: adapter.fit_in_progress()))
 
 
 def _patch_keras() -> None:
     import keras
 
-    _replace(keras.Model, "fit", _keras_fit)
-
-
-def _keras_fit(original: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(original)
-    def fit(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if _skip() or len(args) >= 6:  # callbacks given by position: the user's list is left as it is
-            return original(self, *args, **kwargs)
+    def run(original: Callable[..., Any], self: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         callback = None
         with guarded("autolog: keras callback"):
             from .keras import ModeltrailCallback, is_auto_name
@@ -363,31 +177,19 @@ def _keras_fit(original: Callable[..., Any]) -> Callable[..., Any]:
             callbacks = list(kwargs.get("callbacks") or [])
             if not any(isinstance(c, ModeltrailCallback) for c in callbacks):
                 default = type(self).__name__ if is_auto_name(self.name, type(self)) else self.name
-                callback = ModeltrailCallback(model=_model_name(default), uri=_settings.get("uri"))
+                callback = ModeltrailCallback(model=_model_name(default), **_ledger())
                 kwargs["callbacks"] = [*callbacks, callback]
-        token = _IN_PATCHED_FIT.set(True)
-        try:
-            if callback is None:
-                return original(self, *args, **kwargs)
-            with callback:  # records the exact error if fit raises, then re-raises it
-                return original(self, *args, **kwargs)
-        finally:
-            _IN_PATCHED_FIT.reset(token)
+        with callback if callback is not None else contextlib.nullcontext():  # records the exact error of fit
+            return original(self, *args, **kwargs)
 
-    return fit
+    # Callbacks given by position: the user's list is left as it is.
+    _patching.replace(keras.Model, "fit", _recorded(run, lambda _self, args: len(args) >= 6))
 
 
 def _patch_lightning() -> None:
     from lightning.pytorch import Trainer
 
-    _replace(Trainer, "fit", _lightning_fit)
-
-
-def _lightning_fit(original: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(original)
-    def fit(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if _skip():
-            return original(self, *args, **kwargs)
+    def run(original: Callable[..., Any], self: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         previous = None
         with guarded("autolog: lightning logger"):
             from .lightning import ModeltrailLogger
@@ -395,46 +197,19 @@ def _lightning_fit(original: Callable[..., Any]) -> Callable[..., Any]:
             if not any(isinstance(logger, ModeltrailLogger) for logger in self.loggers):
                 module = args[0] if args else kwargs.get("model")
                 previous = list(self.loggers)
-                logger = ModeltrailLogger(_model_name(type(module).__name__), uri=_settings.get("uri"))
-                self.loggers = [*previous, logger]
-        token = _IN_PATCHED_FIT.set(True)
+                self.loggers = [*previous, ModeltrailLogger(_model_name(type(module).__name__), **_ledger())]
         try:
             return original(self, *args, **kwargs)
         finally:
-            _IN_PATCHED_FIT.reset(token)
             if previous is not None:
                 self.loggers = previous  # one logger per fit: a second fit gets a fresh one
 
-    return fit
+    _patching.replace(Trainer, "fit", _recorded(run))
 
 
-# ------------------------------------------------------------------ run a script
-def run_script(path: str, argv: list[str], *, uri: str | None = None, model: str | None = None) -> int:
-    """Run ``path`` as ``__main__`` with autolog on; returns its exit status."""
-    if not os.path.isfile(path):
-        from modeltrail._errors import ValidationError
-
-        raise ValidationError(f"no such script: {path!r}", value=path)
-    saved_argv, saved_path = sys.argv[:], sys.path[:]
-    sys.argv = [path, *argv]
-    sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
-    enable_autolog(uri, model=model)
-    try:
-        runpy.run_path(path, run_name="__main__")
-        return 0
-    except SystemExit as e:
-        code = e.code
-        return code if isinstance(code, int) else (0 if code is None else 1)
-    finally:
-        disable_autolog()
-        sys.argv, sys.path[:] = saved_argv, saved_path
-        with guarded("autolog: flush"):
-            from modeltrail._store import close_all
-
-            close_all()
+def autolog_enabled() -> bool:
+    return _patching.enabled()
 
 
-def _iter_patches() -> Iterator[tuple[Any, str]]:
-    """What is patched now, as (owner, attribute): for tests and debugging."""
-    for owner, attribute, _ in _patches:
-        yield owner, attribute
+_iter_patches = _patching.patched
+_patching.PATCHERS.update(sklearn=_patch_sklearn, keras=_patch_keras, lightning=_patch_lightning)

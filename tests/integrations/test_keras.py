@@ -26,8 +26,8 @@ if keras.backend.backend() != "torch":
 import numpy as np  # noqa: E402
 
 import modeltrail  # noqa: E402
+from modeltrail import _adapter  # noqa: E402
 from modeltrail._errors import StorageError  # noqa: E402
-from modeltrail.integrations import _common  # noqa: E402
 from modeltrail.integrations.keras import INTERRUPTED, ModeltrailCallback  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,7 +37,7 @@ EPOCHS = 3
 @pytest.fixture(autouse=True)
 def _fresh_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
     """modeltrail warns once per hook and process; each test sees its own first warning."""
-    monkeypatch.setattr(_common, "_warned", set())
+    monkeypatch.setattr(_adapter, "_warned", set())
 
 
 def data(n: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -259,7 +259,7 @@ def test_unreachable_database_warns_once_and_fit_completes(tmp_path: Path) -> No
         warnings.simplefilter("always")
         fitted = build().fit(x, y, epochs=EPOCHS, validation_split=0.25, callbacks=[cb], verbose=0)
         build().fit(x, y, epochs=1, callbacks=[cb], verbose=0)
-    ours = [w for w in caught if issubclass(w.category, _common.ModeltrailWarning)]
+    ours = [w for w in caught if issubclass(w.category, _adapter.ModeltrailWarning)]
     assert len(ours) == 1 and "starting the training" in str(ours[0].message)
     assert len(fitted.history["val_loss"]) == EPOCHS and cb.training_id is None
     assert not Path("artifacts").exists()
@@ -274,9 +274,9 @@ def test_failures_while_logging_warn_once_and_the_training_still_finishes(
     monkeypatch.setattr(modeltrail.Training, "log_metric", unavailable)
     cb = ModeltrailCallback(model="flaky", uri=sqlite_url, save_model=False)
     x, y = data()
-    with pytest.warns(_common.ModeltrailWarning, match="logging epoch metrics") as caught:
+    with pytest.warns(_adapter.ModeltrailWarning, match="logging epoch metrics") as caught:
         fitted = build().fit(x, y, epochs=EPOCHS, callbacks=[cb], verbose=0)
-    ours = [str(w.message) for w in caught if issubclass(w.category, _common.ModeltrailWarning)]
+    ours = [str(w.message) for w in caught if issubclass(w.category, _adapter.ModeltrailWarning)]
     assert len([m for m in ours if "logging epoch metrics" in m]) == 1  # once per hook, not per epoch
     assert len(fitted.history["loss"]) == EPOCHS
     (run,) = modeltrail.Tracker(sqlite_url).trainings("flaky")
@@ -309,6 +309,24 @@ def test_failing_fit_inside_an_active_training_is_failed_by_that_block(sqlite_ur
         build(extra=[Boom()]).fit(x, y, epochs=2, callbacks=[ModeltrailCallback(uri=sqlite_url)], verbose=0)
     (run,) = tracker.trainings("outer-broken")
     assert run.status == "failed" and "boom in a user layer" in (run.error or "") and run.version is None
+
+
+def test_callback_given_a_tracker_records_into_that_tracker(
+    db_url_sqlite_mysql: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tracker = modeltrail.Tracker(db_url_sqlite_mysql)
+    monkeypatch.setenv("MODELTRAIL_URI", f"sqlite:///{tmp_path / 'elsewhere.db'}")  # the default: stays untouched
+    cb = ModeltrailCallback(model="given", tracker=tracker, save_model=False)
+    assert cb.tracker is tracker and cb.uri == tracker.uri
+    x, y = data()
+    build().fit(x, y, epochs=2, callbacks=[cb], verbose=0)
+    assert cb.tracker is tracker  # kept and used, not rebuilt from its URL
+    (run,) = tracker.trainings("given")
+    assert run.id == cb.training_id and run.status == "finished" and run.version == 1
+    assert run.metrics["loss"].count == 2
+    assert not Path(tmp_path / "elsewhere.db").exists()
+    clone = pickle.loads(pickle.dumps(cb))  # a Tracker travels as its URL
+    assert clone.uri == tracker.uri and clone.tracker is not tracker
 
 
 # --------------------------------------------------------------- pickling

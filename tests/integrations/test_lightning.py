@@ -27,8 +27,8 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 import modeltrail
+from modeltrail import _adapter
 from modeltrail import _store as store_mod
-from modeltrail.integrations import _common
 from modeltrail.integrations.lightning import ModeltrailLogger
 
 MODEL = "tiny-net"
@@ -193,11 +193,11 @@ def test_only_the_fit_is_recorded_not_validate_or_test_around_it(sqlite_url: str
     module = TinyNet()
     logger = ModeltrailLogger(MODEL, uri=sqlite_url, save_dir="runs")
     trainer = make_trainer(logger)
-    with pytest.warns(_common.ModeltrailWarning, match=r"trainer\.validate\(\) outside a fit is not recorded"):
+    with pytest.warns(_adapter.ModeltrailWarning, match=r"trainer\.validate\(\) outside a fit is not recorded"):
         trainer.validate(module, data())
     trainer.fit(module, data(), data())
     assert logger.training is not None and logger.training.status == "finished"
-    with pytest.warns(_common.ModeltrailWarning, match="has ended; metrics logged after the fit"):
+    with pytest.warns(_adapter.ModeltrailWarning, match="has ended; metrics logged after the fit"):
         trainer.test(module, data())
     tracker = modeltrail.Tracker(sqlite_url)
     [record] = tracker.trainings(MODEL)
@@ -207,7 +207,7 @@ def test_only_the_fit_is_recorded_not_validate_or_test_around_it(sqlite_url: str
 
 
 def test_unreachable_server_warns_once_and_training_completes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_common, "_warned", set())
+    monkeypatch.setattr(_adapter, "_warned", set())
     url = f"mysql+pymysql://root@127.0.0.1:9/nothing_listens_{uuid.uuid4().hex[:8]}"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -224,16 +224,50 @@ def test_unreachable_server_warns_once_and_training_completes(monkeypatch: pytes
 def test_unusable_ledger_path_warns_once_and_training_completes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_common, "_warned", set())
+    monkeypatch.setattr(_adapter, "_warned", set())
     (tmp_path / "a-file").write_text("not a directory")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         logger, trainer = fit(f"sqlite:///{tmp_path / 'a-file' / 'ledger.db'}")
-    ours = [w for w in caught if issubclass(w.category, _common.ModeltrailWarning)]
+    ours = [w for w in caught if issubclass(w.category, _adapter.ModeltrailWarning)]
     assert len(ours) == 1, [str(w.message) for w in ours]
     assert "starting the training" in str(ours[0].message)
     assert trainer.state.finished and trainer.global_step == STEPS
     assert logger.training is None
+
+
+def test_failing_hook_warns_once_and_the_fit_finishes(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_adapter, "_warned", set())
+
+    original = modeltrail.Training.log_metric
+
+    def unavailable(self: Any, key: str, value: float, step: int | None = None) -> None:
+        if key.startswith("train."):  # the stage's own duration, written when the training ends
+            return original(self, key, value, step)
+        raise modeltrail.StorageError("database went away")
+
+    monkeypatch.setattr(modeltrail.Training, "log_metric", unavailable)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _, trainer = fit(sqlite_url)
+    ours = [str(w.message) for w in caught if issubclass(w.category, _adapter.ModeltrailWarning)]
+    assert len(ours) == 1 and "ModeltrailLogger.log_metrics" in ours[0], ours  # once, not once per step
+    assert trainer.state.finished and trainer.global_step == STEPS
+    [record] = modeltrail.Tracker(sqlite_url).trainings(MODEL)
+    assert record.status == "finished" and record.version == 1 and record.params["lr"] == 0.1
+
+
+def test_logger_given_a_tracker_records_into_it_and_pickles_it_as_its_url(sqlite_url: str) -> None:
+    tracker = modeltrail.Tracker(sqlite_url)
+    logger = ModeltrailLogger(MODEL, tracker=tracker, save_dir="runs")
+    make_trainer(logger).fit(TinyNet(), data(), data())
+    assert logger.training is not None and logger.training.tracker is tracker
+    [record] = tracker.trainings(MODEL)
+    assert record.status == "finished" and record.id == logger.training.id
+    blob = pickle.dumps(logger)
+    assert b"Tracker" not in blob and b"Engine" not in blob
+    copy = pickle.loads(blob)
+    assert copy.training is None and copy._life.uri == tracker.uri
 
 
 def test_logger_pickles_as_settings_and_works_after_unpickling(sqlite_url: str) -> None:

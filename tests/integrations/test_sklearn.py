@@ -39,9 +39,9 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import estimator_checks_generator
 
 import modeltrail
+from modeltrail import _adapter
 from modeltrail import _store as store_mod
-from modeltrail.integrations import _common
-from modeltrail.integrations._common import ModeltrailWarning
+from modeltrail._adapter import ModeltrailWarning
 from modeltrail.integrations.sklearn import TrackedEstimator
 
 pytestmark = pytest.mark.slow
@@ -52,7 +52,7 @@ UNREACHABLE = "mysql+pymysql://root@127.0.0.1:1/modeltrail_nowhere"  # port 1: c
 @pytest.fixture(autouse=True)
 def _fresh_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
     """warn_once remembers per process; every test starts with nothing warned yet."""
-    monkeypatch.setattr(_common, "_warned", set())
+    monkeypatch.setattr(_adapter, "_warned", set())
 
 
 @pytest.fixture
@@ -308,6 +308,22 @@ def test_fit_inside_an_active_training_logs_into_it(db_url_sqlite_mysql: str) ->
     with t.training("manual") as run:
         TrackedEstimator(LogisticRegression(), model="own", uri=db_url_sqlite_mysql, log_every_fit=True).fit(X, y)
     assert len(t.trainings("own")) == 1 and len(t.trainings("manual")) == 2
+
+
+def test_given_tracker_is_recorded_into_and_clones_and_pickles_as_its_url(
+    db_url_sqlite_mysql: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    X, y = make_classification(n_samples=60, n_features=4, random_state=1)
+    tracker = modeltrail.Tracker(db_url_sqlite_mysql)
+    monkeypatch.setenv("MODELTRAIL_URI", f"sqlite:///{tmp_path / 'elsewhere.db'}")  # the default: stays untouched
+    clf = TrackedEstimator(LogisticRegression(), model="given", tracker=tracker).fit(X, y)
+    assert clf.tracker is tracker and clf.version_ == 1
+    assert [r.id for r in tracker.trainings("given")] == [clf.training_id_]
+    for copy in (clone(clf), pickle.loads(pickle.dumps(clf))):
+        assert copy.tracker.uri == tracker.uri
+        copy.fit(X, y)
+    assert [v.number for v in tracker.versions("given")] == [1, 2, 3]
+    assert not (tmp_path / "elsewhere.db").exists()
 
 
 # ------------------------------------------------------------ estimator API

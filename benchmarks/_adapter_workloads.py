@@ -308,7 +308,7 @@ def child_keras(spec: dict[str, Any]) -> dict[str, Any]:
                 """What a ``log_every_n_steps=1`` option would do: every batch's logs as ``batch_*``."""
 
                 def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
-                    run = self._live()
+                    run = self._life.live
                     if run is not None and logs:
                         step = int(self.model.optimizer.iterations.numpy())
                         for key, value in logs.items():
@@ -383,7 +383,7 @@ def child_main(raw: str) -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("ignore")  # the frameworks' own deprecation chatter
         if spec.get("variant", "").startswith("modeltrail"):
-            from modeltrail.integrations._common import ModeltrailWarning
+            from modeltrail import ModeltrailWarning
 
             warnings.simplefilter("always", ModeltrailWarning)  # what modeltrail could not record: reported
         if kind == "setup":

@@ -22,10 +22,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from modeltrail._adapter import find_in_callers
+from modeltrail._adapter import find_in_callers, require
 from modeltrail._values import flatten
-
-from ._common import require
 
 
 def _import_keras() -> Any:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from types import ModuleType
 from typing import Any
 
-from modeltrail._adapter import guarded
+from modeltrail._adapter import close_all, guarded
 
 _MISSING = object()
 #: The module whose import patches each framework.
@@ -184,6 +184,4 @@ def run_script(path: str, argv: list[str], *, uri: str | None = None, model: str
         disable()
         sys.argv, sys.path[:] = saved_argv, saved_path
         with guarded("autolog: flush"):
-            from modeltrail._store import close_all
-
             close_all()

@@ -26,7 +26,7 @@ def test_import_loads_no_framework_and_no_database_layer() -> None:
 def test_missing_framework_names_the_extra(monkeypatch) -> None:
     import pytest
 
-    from modeltrail.integrations._common import require
+    from modeltrail._adapter import require
 
     with pytest.raises(ModuleNotFoundError, match=r'pip install "modeltrail\[keras\]"'):
         require("no_such_framework_module", "keras")

@@ -37,6 +37,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ._errors import ModeltrailWarning
 from ._training import Stage, Training, active_training
 from ._values import qualified_name
 
@@ -49,10 +50,6 @@ log = logging.getLogger("modeltrail.integrations")
 
 
 # --------------------------------------------------- never crash the training
-class ModeltrailWarning(RuntimeWarning):
-    """modeltrail could not record something; the training itself went on."""
-
-
 _warned: set[str] = set()
 _warned_lock = threading.Lock()
 
@@ -220,6 +217,13 @@ class Lifecycle:
         with guarded(f"{self.framework}: finishing the training"):
             return run.finish(status, error=error)
         return None
+
+
+def close_all() -> None:
+    """Flush and stop every writer and dispose every engine of this process: the end of a script run for it."""
+    from ._store import close_all as close_stores
+
+    close_stores()
 
 
 def log_new_params(run: Training, params: Mapping[str, Any]) -> None:

@@ -6,17 +6,22 @@ Every test runs on SQLite, MariaDB and PostgreSQL and reads back what another cl
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import socket
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import create_engine, event, select, text
+from sqlalchemy.engine import make_url
 from tests.conftest import make_db_url
+from tests.proxy import Proxy
 
 import modeltrail
 from modeltrail import ConflictError, StorageUnavailableError, ValidationError
@@ -82,22 +87,35 @@ def train(tracker: modeltrail.Tracker, n: int, model: str = "m") -> None:
             run.log_metric("acc", 0.5 + i / 10)
 
 
+def deployment_commits(store: Store) -> Callable[[Any], bool]:
+    """Watch ``store``'s connections: the returned test says (once) whether a connection's transaction,
+    about to commit or committing, wrote a deployment row."""
+    wrote: set[int] = set()
+
+    def after_cursor_execute(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO DEPLOYMENTS"):
+            wrote.add(id(conn.connection))
+
+    def wrote_one(pooled_connection: Any) -> bool:
+        if id(pooled_connection) not in wrote:
+            return False
+        wrote.discard(id(pooled_connection))
+        return True
+
+    event.listen(store.engine, "after_cursor_execute", after_cursor_execute)
+    return wrote_one
+
+
 def lose_next_deployment_ack(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The next commit that wrote a deployment succeeds on the server, then the client loses the answer.
 
     On MariaDB and PostgreSQL the driver raises the error a connection dropped during COMMIT gives
     (it goes through SQLAlchemy and modeltrail's translation to StorageUnavailableError); SQLite has
     no connection to lose, so the error modeltrail raises for one is raised instead. Returns a list
-    that holds one entry once the acknowledgement was lost.
+    that holds one entry once the acknowledgement was lost. (The wire itself is cut in
+    :func:`test_item12_a_commit_answer_lost_on_the_wire_then_the_cli_retry_rolls_back_once`.)
     """
-    from sqlalchemy import event
-
-    lost: list[str] = []
-    wrote: set[int] = set()
-
-    def after_cursor_execute(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
-        if statement.lstrip().upper().startswith("INSERT INTO DEPLOYMENTS"):
-            wrote.add(id(conn.connection))
+    wrote_one = deployment_commits(store)
 
     def disconnect() -> BaseException:
         if store.dialect == "mysql":
@@ -110,20 +128,44 @@ def lose_next_deployment_ack(store: Store, monkeypatch: pytest.MonkeyPatch) -> l
             return psycopg.OperationalError("consuming input failed: server closed the connection unexpectedly")
         return StorageUnavailableError(f"cannot reach the database at {store.display_uri}: connection lost")
 
+    lost: list[str] = []
     dialect = store.engine.dialect
     real_commit = dialect.do_commit
 
-    def do_commit(dbapi_connection: Any) -> None:
-        real_commit(dbapi_connection)
-        if id(dbapi_connection) in wrote:
-            wrote.discard(id(dbapi_connection))
-            if not lost:
-                lost.append("lost")
-                raise disconnect()
+    def do_commit(pooled_connection: Any) -> None:
+        real_commit(pooled_connection)
+        if wrote_one(pooled_connection) and not lost:
+            lost.append("lost")
+            raise disconnect()
 
-    event.listen(store.engine, "after_cursor_execute", after_cursor_execute)
     monkeypatch.setattr(dialect, "do_commit", do_commit)
     return lost
+
+
+class AnswerDropper(Proxy):
+    """A TCP proxy that, once armed, lets the client's next request reach the server and drops the
+    server's answer to it, closing the connection: a commit acknowledgement lost on the wire."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.armed = threading.Event()
+        self.dropped = 0
+        super().__init__(host, port)
+
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:  # type: ignore[override]
+        from_server = src.getpeername()[1] == self.target[1]
+        try:
+            while data := src.recv(65536):
+                if from_server and self.armed.is_set():
+                    self.armed.clear()
+                    self.dropped += 1
+                    break  # the server has answered (committed); the client never hears it
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
 
 
 # ------------------------------------------------------------------ item 11
@@ -305,6 +347,43 @@ def test_item12_the_cli_retries_a_lost_ack_with_the_version_it_saw_and_rolls_bac
     assert '"action": "undeploy"' in capsys.readouterr().out
     assert timeline(db_url)[len(once) :] == [(3, "deploy", "retired"), (3, "undeploy", "retired")]
     assert active_per_environment(db_url) == {}
+
+
+def test_item12_a_commit_answer_lost_on_the_wire_then_the_cli_retry_rolls_back_once(
+    db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if db_url.startswith("sqlite"):
+        pytest.skip("SQLite has no wire: the other item 12 tests inject the error a lost answer gives")
+    url = make_url(db_url)
+    proxy = AnswerDropper(url.host or "127.0.0.1", int(url.port or 0))
+    proxied = url.set(port=proxy.port).render_as_string(hide_password=False)
+    try:
+        tracker = modeltrail.Tracker(db_url)
+        train(tracker, 3)
+        for n in (1, 2, 3):
+            tracker.deploy("m", n, "prod")
+        monkeypatch.setattr(cli_deployments, "RETRY_DELAY_S", 0.01)
+        ledger = modeltrail.Tracker.open_ledger(proxied, hint="")  # the store the command will use
+        wrote_one = deployment_commits(ledger.store)
+
+        # Armed as the COMMIT of the rollback goes out: the server commits, its answer is dropped.
+        def arm(conn: Any) -> None:
+            if wrote_one(conn.connection):
+                proxy.armed.set()
+
+        event.listen(ledger.store.engine, "commit", arm)
+        assert main(["--uri", proxied, "rollback", "m", "--env", "prod"]) == 0, capsys.readouterr().err
+        assert proxy.dropped == 1
+        assert "m version 2 in prod" in capsys.readouterr().out
+        assert timeline(db_url) == [
+            (1, "deploy", "superseded"),
+            (2, "deploy", "superseded"),
+            (3, "deploy", "rolled_back"),
+            (2, "rollback", "active"),
+        ]
+        assert len(tracker.audit(action="deployment.rollback")) == 1
+    finally:
+        proxy.cut()
 
 
 # ------------------------------------------------------------------ item 13

@@ -6,7 +6,6 @@ Every test runs on SQLite, MariaDB and PostgreSQL and reads back what another cl
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import socket
 import subprocess
@@ -106,6 +105,15 @@ def deployment_commits(store: Store) -> Callable[[Any], bool]:
     return wrote_one
 
 
+def three_deployed(url: str) -> modeltrail.Tracker:
+    """Model ``m`` with versions 1, 2 and 3, deployed to ``prod`` in that order (3 serves)."""
+    tracker = modeltrail.Tracker(url)
+    train(tracker, 3)
+    for n in (1, 2, 3):
+        tracker.deploy("m", n, "prod")
+    return tracker
+
+
 def lose_next_deployment_ack(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The next commit that wrote a deployment succeeds on the server, then the client loses the answer.
 
@@ -153,19 +161,25 @@ class AnswerDropper(Proxy):
 
     def _pipe(self, src: socket.socket, dst: socket.socket) -> None:  # type: ignore[override]
         from_server = src.getpeername()[1] == self.target[1]
-        try:
-            while data := src.recv(65536):
-                if from_server and self.armed.is_set():
-                    self.armed.clear()
-                    self.dropped += 1
-                    break  # the server has answered (committed); the client never hears it
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
+        Proxy._pipe(_Answers(src, self) if from_server else src, dst)  # type: ignore[arg-type]  # recv + shutdown
+
+
+class _Answers:
+    """The server side of a proxied connection whose next answer, once armed, ends it unsent."""
+
+    def __init__(self, sock: socket.socket, proxy: AnswerDropper) -> None:
+        self.sock, self.proxy = sock, proxy
+
+    def recv(self, size: int) -> bytes:
+        data = self.sock.recv(size)
+        if data and self.proxy.armed.is_set():
+            self.proxy.armed.clear()
+            self.proxy.dropped += 1
+            return b""  # the server has answered (committed); the client never hears it
+        return data
+
+    def shutdown(self, how: int) -> None:
+        self.sock.shutdown(how)
 
 
 # ------------------------------------------------------------------ item 11
@@ -238,10 +252,7 @@ def test_item11_importing_the_same_export_twice_changes_nothing(
 def test_item12_a_lost_rollback_ack_then_the_retry_rolls_back_once(
     db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    tracker = modeltrail.Tracker(db_url)
-    train(tracker, 3)
-    for n in (1, 2, 3):
-        tracker.deploy("m", n, "prod")
+    tracker = three_deployed(db_url)
     lost = lose_next_deployment_ack(tracker.store, monkeypatch)
     with pytest.raises(StorageUnavailableError):
         tracker.rollback("m", "prod", reason="latency", expect_version=3, request_id="rollback-7")
@@ -310,10 +321,7 @@ def test_item12_deploy_and_undeploy_retries_after_a_lost_ack_change_nothing_more
 def test_item12_the_cli_retries_a_lost_ack_with_the_version_it_saw_and_rolls_back_once(
     db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    tracker = modeltrail.Tracker(db_url)
-    train(tracker, 3)
-    for n in (1, 2, 3):
-        tracker.deploy("m", n, "prod")
+    tracker = three_deployed(db_url)
     monkeypatch.setattr(cli_deployments, "RETRY_DELAY_S", 0.01)
     ledger = modeltrail.Tracker.open_ledger(db_url, hint="")  # the store the command will use
     lost = lose_next_deployment_ack(ledger.store, monkeypatch)
@@ -358,10 +366,7 @@ def test_item12_a_commit_answer_lost_on_the_wire_then_the_cli_retry_rolls_back_o
     proxy = AnswerDropper(url.host or "127.0.0.1", int(url.port or 0))
     proxied = url.set(port=proxy.port).render_as_string(hide_password=False)
     try:
-        tracker = modeltrail.Tracker(db_url)
-        train(tracker, 3)
-        for n in (1, 2, 3):
-            tracker.deploy("m", n, "prod")
+        tracker = three_deployed(db_url)
         monkeypatch.setattr(cli_deployments, "RETRY_DELAY_S", 0.01)
         ledger = modeltrail.Tracker.open_ledger(proxied, hint="")  # the store the command will use
         wrote_one = deployment_commits(ledger.store)

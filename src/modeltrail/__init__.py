@@ -18,6 +18,7 @@ _EXPORTS = {
     "AuditRecord": "_records",
     "Comparison": "_records",
     "ConfigurationError": "_errors",
+    "ConflictError": "_errors",
     "CurvePoint": "_records",
     "Dataset": "_dataset",
     "DatasetRecord": "_records",
@@ -74,6 +75,7 @@ __all__ = [
     "AuditRecord",
     "Comparison",
     "ConfigurationError",
+    "ConflictError",
     "CurvePoint",
     "Dataset",
     "DatasetRecord",
@@ -144,6 +146,7 @@ if TYPE_CHECKING:
     from ._dataset import Dataset
     from ._errors import (
         ConfigurationError,
+        ConflictError,
         ModeltrailError,
         ModeltrailWarning,
         NotFoundError,

@@ -5,6 +5,7 @@ Every error that is about a value the caller passed carries that value in
 
     ModeltrailError
     ├── ValidationError            (also a ValueError)   a value given to the API is refused
+    │   └── ConflictError                                 the ledger is not in the state the caller expected
     ├── ConfigurationError         (also a ValueError)   a URL or setting cannot be used
     ├── NotFoundError              (also a LookupError)  no such model, version, training, deployment
     └── StorageError                                      the database refused or failed
@@ -31,6 +32,16 @@ class ModeltrailError(Exception):
 
 class ValidationError(ModeltrailError, ValueError):
     """A value given to the API is not acceptable (bad name, key, step, metric value...)."""
+
+
+class ConflictError(ValidationError):
+    """The ledger is not in the state the caller said it expected, so nothing was changed.
+
+    Raised when ``expect_version=`` names a version other than the one serving the environment
+    (someone else deployed, rolled back or retired in between), or when a ``request_id`` already
+    answered one change is sent with another. Read the state again and decide; retrying the same
+    call blindly will not help.
+    """
 
 
 class ConfigurationError(ModeltrailError, ValueError):

@@ -338,22 +338,47 @@ class Tracker(LedgerViews):
         endpoint: str | None = None,
         reason: str | None = None,
         deployed_by: str | None = None,
+        expect_version: int | None = None,
+        request_id: str | None = None,
     ) -> DeploymentRecord:
-        """Make ``version`` what serves ``environment``; the deployment it replaces is marked superseded."""
+        """Make ``version`` what serves ``environment``; the deployment it replaces is marked superseded.
+
+        ``expect_version`` and ``request_id`` make a retry safe (see :meth:`rollback`).
+        """
         store = self.store
+        guard = deployment_ops.Guard(expect_version, request_id)
         return store.run(
             lambda s: deployment_ops.deploy(
-                s, store, model, version, environment, endpoint=endpoint, reason=reason, deployed_by=deployed_by
+                s, store, model, version, environment, endpoint=endpoint, reason=reason, deployed_by=deployed_by,
+                guard=guard,
             )
-        )
+        )  # fmt: skip
 
     def rollback(
-        self, model: str | int, environment: str, *, reason: str | None = None, deployed_by: str | None = None
+        self,
+        model: str | int,
+        environment: str,
+        *,
+        reason: str | None = None,
+        deployed_by: str | None = None,
+        expect_version: int | None = None,
+        request_id: str | None = None,
     ) -> DeploymentRecord:
-        """Return ``environment`` to the version active before the current one; repeated calls walk further back."""
+        """Return ``environment`` to the version active before the current one; repeated calls walk further back.
+
+        Because each call walks back one more step, a blind retry after a lost commit acknowledgement
+        could roll back twice. ``expect_version`` is the version you believe serves now: if another
+        one does, :class:`~modeltrail.ConflictError` and nothing changes. ``request_id`` (any string
+        you make once per intended change, e.g. a uuid) is kept with the change's audit event; a
+        call with a request id that already made its change returns that change and writes nothing.
+        Send both, unchanged, on every retry.
+        """
         store = self.store
+        guard = deployment_ops.Guard(expect_version, request_id)
         return store.run(
-            lambda s: deployment_ops.rollback(s, store, model, environment, reason=reason, deployed_by=deployed_by)
+            lambda s: deployment_ops.rollback(
+                s, store, model, environment, reason=reason, deployed_by=deployed_by, guard=guard
+            )
         )
 
     def undeploy(
@@ -364,12 +389,18 @@ class Tracker(LedgerViews):
         version: int | None = None,
         reason: str | None = None,
         deployed_by: str | None = None,
+        expect_version: int | None = None,
+        request_id: str | None = None,
     ) -> DeploymentRecord:
-        """Retire what serves ``environment`` (refused unless it is ``version``, when given)."""
+        """Retire what serves ``environment`` (refused unless it is ``version``, when given).
+
+        ``expect_version`` is ``version``'s twin for retries, and ``request_id`` as in :meth:`rollback`.
+        """
         store = self.store
+        guard = deployment_ops.Guard(expect_version, request_id)
         return store.run(
             lambda s: deployment_ops.undeploy(
-                s, store, model, environment, version=version, reason=reason, deployed_by=deployed_by
+                s, store, model, environment, version=version, reason=reason, deployed_by=deployed_by, guard=guard
             )
         )
 

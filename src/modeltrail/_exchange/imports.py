@@ -1,13 +1,20 @@
 """Import: load standard records (see :mod:`.export`) into this ledger, all or nothing.
 
 An import is one transaction with one ``ledger.import`` audit event: it lands whole or not at
-all. Every version it places is made by :func:`modeltrail._operations.versions.create_version`
+all, and an import that finds everything already there (the same export again) changes no row
+and writes no event. Every version it places is made by :func:`modeltrail._operations.versions.create_version`
 (with its ``version.create`` event), keeping the document's number, parent and param diff, and
 its metric history goes through :mod:`modeltrail._operations.metrics`, so it reads like a
 logged one. A version number that is free is taken as it is; one already holding the same
 training (same uuid) is left alone, so importing twice changes nothing; one holding different
 content is refused with a :class:`~modeltrail._errors.ValidationError` and nothing is written.
 Every time is kept, so export -> import -> export gives the same bytes.
+
+A deployment already in this ledger is only ever moved forward: an ``active`` one the document
+shows ended (it ended in the source since the last import) takes that status and end, and an
+ended one is never made ``active`` again, whatever the document says: this ledger may have
+superseded it itself since, and reopening it would leave two active deployments in one
+environment.
 """
 
 from __future__ import annotations
@@ -123,43 +130,48 @@ def _import(
     imported: list[list[Any]] = []
     skipped: list[list[Any]] = []
     placed: list[tuple[int, int, dict[str, Any]]] = []  # (model id, version id, document)
+    tags = 0
     for doc in docs:
         name, number = doc["model"]["name"], doc["version"]["number"]
-        model_id, version_id, new = _import_version(s, store, doc)
+        model_id, version_id, new, tags_added = _import_version(s, store, doc)
         (imported if new else skipped).append([name, number])
+        tags += tags_added
         placed.append((model_id, version_id, doc))
         if on_document is not None:
             on_document()
-    for _, version_id, doc in placed:
-        _import_evaluations(s, version_id, doc)
-    if deployments:
-        _import_deployments(s, placed)
+    evaluations = sum(_import_evaluations(s, version_id, doc) for _, version_id, doc in placed)
+    added, ended = _import_deployments(s, placed) if deployments else (0, [])
     result = ImportResult(imported=imported, skipped=skipped, documents=len(docs))
-    record_event(
-        s, store, action="ledger.import", entity="ledger", entity_id=(source or "import")[:64],
-        after={"source": source, "imported": imported[:1000], "skipped": skipped[:1000],
-               "imported_count": len(imported), "skipped_count": len(skipped)},
-    )  # fmt: skip
+    if imported or tags or evaluations or added or ended:  # the same export again changes nothing, not even here
+        record_event(
+            s, store, action="ledger.import", entity="ledger", entity_id=(source or "import")[:64],
+            after={"source": source, "imported": imported[:1000], "skipped": skipped[:1000],
+                   "imported_count": len(imported), "skipped_count": len(skipped), "tags_added": tags,
+                   "evaluations_added": evaluations, "deployments_added": added, "deployments_ended": ended},
+        )  # fmt: skip
     return result
 
 
-def _import_version(s: Session, store: Store, doc: Mapping[str, Any]) -> tuple[int, int, bool]:
-    """Place one document's version; (model id, version id, whether it was new)."""
+def _import_version(s: Session, store: Store, doc: Mapping[str, Any]) -> tuple[int, int, bool, int]:
+    """Place one document's version; (model id, version id, whether it was new, model tags added)."""
     m, v, t = doc["model"], doc["version"], doc["training"]
     number = v["number"]
     model = get_or_create_model(
         s, store, m["name"], framework=m["framework"], model_type=m["model_type"], description=m["description"]
     )
     model = lock_model(s, model.id)  # serialise with trainings numbering versions
-    if m["tags"]:
-        set_tags(s, model.id, m["tags"], overwrite=False)
+    tags = {}
+    if m["tags"]:  # an import adds tags, never replaces one
+        have = set(s.execute(select(schema.ModelTagRow.key).where(schema.ModelTagRow.model_id == model.id)).scalars())
+        tags = {k: value for k, value in m["tags"].items() if k not in have}
+        set_tags(s, model.id, tags, overwrite=False)
     sv, st = schema.VersionRow, schema.TrainingRow
     existing = s.execute(
         select(sv.id, st.uuid).join(st, st.id == sv.training_id).where(sv.model_id == model.id, sv.number == number)
     ).one_or_none()
     if existing is not None:
         if existing[1] == t["uuid"]:
-            return model.id, existing[0], False
+            return model.id, existing[0], False, len(tags)
         raise ValidationError(
             f"version {number} of model {m['name']!r} already exists in this ledger with other content "
             f"(training {existing[1]}, the document's is {t['uuid']}); nothing was imported",
@@ -177,7 +189,7 @@ def _import_version(s: Session, store: Store, doc: Mapping[str, Any]) -> tuple[i
         s, store, model, training_id, number=number, parent=v["parent"], artifact_path=v["artifact_path"],
         created_at=_parse_time(v["created_at"], "version.created_at"), diff=v["param_diff"],
     )  # fmt: skip
-    return model.id, row.id, True
+    return model.id, row.id, True, len(tags)
 
 
 def _insert_training(s: Session, model_id: int, t: Mapping[str, Any]) -> int:
@@ -227,8 +239,10 @@ def _insert_training(s: Session, model_id: int, t: Mapping[str, Any]) -> int:
     return training.id
 
 
-def _import_evaluations(s: Session, version_id: int, doc: Mapping[str, Any]) -> None:
+def _import_evaluations(s: Session, version_id: int, doc: Mapping[str, Any]) -> int:
+    """Add the document's evaluations this ledger lacks; how many were added."""
     e = schema.EvaluationRow
+    added = 0
     for item in doc["evaluations"]:
         found = s.execute(select(e.version_id).where(e.uuid == item["uuid"])).scalar_one_or_none()
         if found is not None:
@@ -253,6 +267,8 @@ def _import_evaluations(s: Session, version_id: int, doc: Mapping[str, Any]) -> 
         values = {k: float_from_json(v) for k, v in item["metrics"].items()}
         if values:
             add_evaluation_metrics(s, row.id, values)
+        added += 1
+    return added
 
 
 def _find_deployment(s: Session, model_id: int, ref: Mapping[str, Any]) -> int | None:
@@ -271,8 +287,11 @@ def _find_deployment(s: Session, model_id: int, ref: Mapping[str, Any]) -> int |
     ).scalar_one_or_none()
 
 
-def _import_deployments(s: Session, placed: list[tuple[int, int, dict[str, Any]]]) -> None:
-    """Deployments of every document, oldest first, so links to earlier ones (replaces, rollback_of) resolve."""
+def _import_deployments(s: Session, placed: list[tuple[int, int, dict[str, Any]]]) -> tuple[int, list[int]]:
+    """Deployments of every document, oldest first, so links to earlier ones (replaces, rollback_of) resolve.
+
+    Returns (deployments added, ids of active ones it ended); see the module docstring for the second.
+    """
     entries = []
     for model_id, version_id, doc in placed:
         for item in doc["deployments"]:
@@ -282,6 +301,7 @@ def _import_deployments(s: Session, placed: list[tuple[int, int, dict[str, Any]]
     entries.sort(key=lambda e: (e[0], e[1], e[4]["environment"], e[4]["action"]))
     d = schema.DeploymentRow
     created: list[tuple[int, int, Mapping[str, Any]]] = []
+    ended_ids: list[int] = []
     for moment, model_id, version_id, doc, item in entries:
         same = and_(
             d.model_id == model_id,
@@ -293,8 +313,9 @@ def _import_deployments(s: Session, placed: list[tuple[int, int, dict[str, Any]]
         existing = s.execute(select(d.id, d.status).where(same)).one_or_none()
         ended = _parse_time(item["ended_at"], "deployment.ended_at")
         if existing is not None:
-            if existing[1] != item["status"]:  # it ended in the source since the last import: status and end only
+            if existing[1] == ACTIVE and item["status"] != ACTIVE:  # ended in the source since the last import
                 s.execute(update(d).where(d.id == existing[0]).values(status=item["status"], ended_at=ended))
+                ended_ids.append(existing[0])
             continue
         if item["status"] == ACTIVE:
             other = s.execute(
@@ -347,6 +368,7 @@ def _import_deployments(s: Session, placed: list[tuple[int, int, dict[str, Any]]
         links = {k: found for k, found in links.items() if found is not None}
         if links:
             s.execute(update(d).where(d.id == row_id).values(**links))
+    return len(created), ended_ids
 
 
 def read_sources(paths: Sequence[str], *, stdin: TextIO | None = None) -> list[dict[str, Any]]:

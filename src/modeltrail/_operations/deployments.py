@@ -8,6 +8,23 @@ written in the same transaction.
 A deployment row is never deleted and only its ``status`` and ``ended_at`` ever change:
 an environment's timeline is the history of what served there. The reads are in
 :mod:`modeltrail._read.deployments`.
+
+Safe retries. A client that loses the commit acknowledgement (the connection drops after the
+server committed) cannot know whether its change happened, and calling again would deploy or
+roll back a second time. Each change therefore takes two optional guards, checked under the
+model lock before anything is written:
+
+* ``expect_version``: the version the caller believes serves the environment now (the
+  precondition, like HTTP's ``If-Match``). If another version serves there, a
+  :class:`~modeltrail._errors.ConflictError` is raised and nothing changes.
+* ``request_id``: an idempotency key the caller makes once per intended change and sends again
+  on every retry of it. It is stored in the change's audit event; a call whose ``request_id``
+  already answered a change among the environment's last :data:`REQUEST_WINDOW` entries returns
+  that change as it stands, writing nothing, and a key reused for another change is a
+  ``ConflictError``.
+
+The request is recognised before the precondition is checked, so a retry after a lost
+acknowledgement that did take effect is answered as the success it was.
 """
 
 from __future__ import annotations
@@ -22,7 +39,7 @@ from sqlalchemy.orm import Session
 from .. import _schema as schema
 from .._audit import record_event
 from .._context import os_identity
-from .._errors import NotFoundError, ValidationError
+from .._errors import ConflictError, NotFoundError, ValidationError
 from .._records import DeploymentRecord
 from .._rows import (
     ACTIVE,
@@ -44,6 +61,84 @@ from .metrics import metric_key_ids
 
 if TYPE_CHECKING:
     from .._store import Store
+
+#: How many of an environment's latest entries a ``request_id`` is looked for among.
+REQUEST_WINDOW = 100
+#: The longest ``request_id`` (it is kept in the audit event, never in an index).
+REQUEST_ID_MAX = 128
+
+
+class Guard:
+    """A change's retry guards, checked before any SQL: the version expected to serve now, the request id."""
+
+    __slots__ = ("expect_version", "request_id")
+
+    def __init__(self, expect_version: Any = None, request_id: Any = None) -> None:
+        if expect_version is not None and (
+            isinstance(expect_version, bool) or not isinstance(expect_version, int) or expect_version < 1
+        ):
+            raise ValidationError(
+                f"expect_version must be a version number (an integer from 1), got {expect_version!r}",
+                value=expect_version,
+            )
+        request_id = check_text("request_id", request_id, REQUEST_ID_MAX)
+        if request_id is not None and not request_id.strip():
+            raise ValidationError("request_id must not be empty", value=request_id)
+        self.expect_version: int | None = expect_version
+        self.request_id = request_id
+
+    def noted(self) -> dict[str, Any]:
+        """What the audit event keeps of the guards (nothing when there is no request id)."""
+        return {} if self.request_id is None else {"request_id": self.request_id}
+
+    def answered(
+        self, s: Session, model: schema.ModelRow, environment: str, action: str, version: int | None = None
+    ) -> DeploymentRecord | None:
+        """The change an earlier call with this request id made (a retry after a lost acknowledgement), if any.
+
+        The model row is locked, so the answer cannot change before this transaction ends. The same
+        key naming another change (another action, another version) is a ConflictError.
+        """
+        if self.request_id is None:
+            return None
+        d, a = schema.DeploymentRow, schema.AuditEventRow
+        recent = s.execute(
+            select(d.id)
+            .where(d.model_id == model.id, d.environment == environment)
+            .order_by(d.id.desc())
+            .limit(REQUEST_WINDOW)
+        ).scalars()
+        ids = [str(i) for i in recent]
+        if not ids:
+            return None
+        events = s.execute(
+            select(a.entity_id, a.action, a.after).where(a.entity == "deployment", a.entity_id.in_(ids))
+        ).all()
+        for entity_id, done, after in events:
+            if not isinstance(after, dict) or after.get("request_id") != self.request_id:
+                continue
+            found = deployment_records(s.execute(deployment_query().where(d.id == int(entity_id))).all())[0]
+            if done != f"deployment.{action}" or (version is not None and found.version != version):
+                raise ConflictError(
+                    f"request id {self.request_id!r} already made another change in {environment!r}: "
+                    f"{done} of version {found.version} of {model.name!r} (deployment {found.id}); "
+                    "a new change needs a new request id; nothing was changed",
+                    value=self.request_id,
+                )
+            return found
+        return None
+
+    def check(self, model: schema.ModelRow, environment: str, serving: int | None) -> None:
+        """Refuse the change unless ``expect_version`` (when given) is the version ``serving`` now."""
+        expected = self.expect_version
+        if expected is None or expected == serving:
+            return
+        now = f"serves version {serving} of {model.name!r}" if serving is not None else f"serves no {model.name!r}"
+        raise ConflictError(
+            f"{environment!r} {now}, not version {expected} as expected (expect_version); "
+            "someone changed it since it was read; nothing was changed",
+            value=expected,
+        )
 
 
 def _inputs(
@@ -101,6 +196,7 @@ def _change(
     environment: str,
     reason: str | None,
     who: str,
+    guard: Guard,
     restores_id: int | None = None,
 ) -> DeploymentRecord:
     """One timeline change, with its audit event in the same transaction.
@@ -134,9 +230,9 @@ def _change(
     s.add(row)
     s.flush()
     noted = (
-        {"reason": reason, "by": who}
+        {"reason": reason, "by": who, **guard.noted()}
         if restores_id is None
-        else {"reason": reason, "by": who, "restores_id": restores_id}
+        else {"reason": reason, "by": who, "restores_id": restores_id, **guard.noted()}
     )
     record_event(
         s,
@@ -160,19 +256,25 @@ def deploy(
     endpoint: str | None = None,
     reason: str | None = None,
     deployed_by: str | None = None,
+    guard: Guard | None = None,
 ) -> DeploymentRecord:
     """Make ``version`` the active deployment of ``environment``; the one it replaces becomes superseded."""
     environment, endpoint, reason, who = _inputs(environment, reason, deployed_by, endpoint)
+    guard = guard or Guard()
     if version is None:
         raise ValidationError("deploy needs a version number", value=version)
     model = resolve_model(s, model_ref, for_update=True)  # first statement: serialises deploys of this model
     target = resolve_version(s, model, version)
+    done = guard.answered(s, model, environment, DEPLOY, target.number)
+    if done is not None:
+        return done
     previous = _locked_active(s, model.id, environment)
     ending = None
     if previous is not None:
         ending = (previous, _version_numbers(s, {previous.version_id})[previous.version_id], SUPERSEDED)
+    guard.check(model, environment, ending[1] if ending is not None else None)
     entry = (target.id, target.number, endpoint, DEPLOY)
-    return _change(s, store, model, ending, entry, environment=environment, reason=reason, who=who)
+    return _change(s, store, model, ending, entry, environment=environment, reason=reason, who=who, guard=guard)
 
 
 def rollback_stack(timeline: Sequence[schema.DeploymentRow]) -> list[schema.DeploymentRow]:
@@ -209,10 +311,15 @@ def rollback(
     *,
     reason: str | None = None,
     deployed_by: str | None = None,
+    guard: Guard | None = None,
 ) -> DeploymentRecord:
     """Return ``environment`` to the version active before the current one, as a new deployment."""
     environment, _, reason, who = _inputs(environment, reason, deployed_by)
+    guard = guard or Guard()
     model = resolve_model(s, model_ref, for_update=True)
+    done = guard.answered(s, model, environment, ROLLBACK)
+    if done is not None:
+        return done
     d = schema.DeploymentRow
     timeline = list(
         s.execute(
@@ -223,6 +330,7 @@ def rollback(
     current = next((row for row in reversed(timeline) if row.status == ACTIVE), None)
     if current is None:
         raise _nothing_deployed(model, environment)
+    guard.check(model, environment, _version_numbers(s, {current.version_id})[current.version_id])
     if not stack or stack[-1].id != current.id:  # history edited by hand: trust the active row alone
         stack = [current]
     stack.pop()
@@ -237,8 +345,9 @@ def rollback(
     ending = (current, numbers[current.version_id], ROLLED_BACK)
     entry = (target.version_id, numbers[target.version_id], target.endpoint, ROLLBACK)
     return _change(
-        s, store, model, ending, entry, environment=environment, reason=reason, who=who, restores_id=target.id
-    )
+        s, store, model, ending, entry, environment=environment, reason=reason, who=who, guard=guard,
+        restores_id=target.id,
+    )  # fmt: skip
 
 
 def undeploy(
@@ -250,21 +359,35 @@ def undeploy(
     version: int | None = None,
     reason: str | None = None,
     deployed_by: str | None = None,
+    guard: Guard | None = None,
 ) -> DeploymentRecord:
-    """Retire what serves ``environment`` (only if it is ``version``, when given); recorded as its own entry."""
+    """Retire what serves ``environment`` (only if it is ``version``, when given); recorded as its own entry.
+
+    ``version`` is the older spelling of ``expect_version`` (a version that does not exist is a
+    NotFoundError); given both, they must agree.
+    """
     environment, _, reason, who = _inputs(environment, reason, deployed_by)
+    guard = guard or Guard()
+    if version is not None and guard.expect_version not in (None, version):
+        raise ValidationError(
+            f"undeploy got version={version} and expect_version={guard.expect_version}; give one", value=version
+        )
     model = resolve_model(s, model_ref, for_update=True)
-    expected = resolve_version(s, model, version) if version is not None else None
+    if version is not None:
+        guard.expect_version = resolve_version(s, model, version).number
+    done = guard.answered(s, model, environment, UNDEPLOY)
+    if done is not None:
+        return done
     current = _locked_active(s, model.id, environment)
     if current is None:
         raise _nothing_deployed(model, environment)
     number = _version_numbers(s, {current.version_id})[current.version_id]
-    if expected is not None and expected.id != current.version_id:
-        raise ValidationError(
-            f"{environment!r} serves version {number} of {model.name!r}, not version {version}", value=version
-        )
+    guard.check(model, environment, number)
     entry = (current.version_id, number, current.endpoint, UNDEPLOY)
-    return _change(s, store, model, (current, number, RETIRED), entry, environment=environment, reason=reason, who=who)
+    return _change(
+        s, store, model, (current, number, RETIRED), entry, environment=environment, reason=reason, who=who,
+        guard=guard,
+    )  # fmt: skip
 
 
 # ------------------------------------------------------------ production metrics

@@ -12,6 +12,11 @@ spool replays them after an outage, and applying one twice changes nothing:
   recognised and skipped;
 * finish: a training that is no longer running is left alone, and
   ``versions.training_id`` is unique (the version itself is made by :mod:`.versions`).
+
+A finish replayed from the spool after an outage gets the next free number when it reaches
+the database (numbers are never reassigned, so a version another process made meanwhile keeps
+its number and a replayed one may come after it), but the version's ``created_at`` is the
+moment the training finished on its own machine (``ended_ts`` of the finish), never the replay's.
 """
 
 from __future__ import annotations
@@ -114,8 +119,9 @@ def finish_training(s: Session, store: Store, training_id: int, op: Mapping[str,
         version = s.execute(select(schema.VersionRow).where(schema.VersionRow.training_id == training_id)).scalar()
         return version_record(s, version) if version is not None else None
     artifact = op.get("artifact") or {}
+    ended_at = schema.from_timestamp(op["ended_ts"])
     values: dict[str, Any] = {
-        "status": status, "ended_at": schema.from_timestamp(op["ended_ts"]), "duration_s": op["duration_s"],
+        "status": status, "ended_at": ended_at, "duration_s": op["duration_s"],
         "error": op.get("error"), "artifact_path": artifact.get("path"), "artifact_sha256": artifact.get("sha256"),
         "artifact_size": artifact.get("size"),
     }  # fmt: skip
@@ -125,7 +131,8 @@ def finish_training(s: Session, store: Store, training_id: int, op: Mapping[str,
     s.execute(update(schema.TrainingRow).where(schema.TrainingRow.id == training_id).values(**values))
     if model is None:
         return None
-    version, _ = create_version(s, store, model, training_id, artifact_path=artifact.get("path"))
+    # The version's time is the training's finish on the client, also when the spool replays it later.
+    version, _ = create_version(s, store, model, training_id, artifact_path=artifact.get("path"), created_at=ended_at)
     return version_record(s, version, model_name=model.name)
 
 

@@ -5,7 +5,9 @@ InnoDB the first plain read fixes the snapshot, and it must come after the lock 
 version committed before ours), so two processes never take the same number; a race that
 still ends in a unique-key error is retried whole by :meth:`Store.run`. Every version gets
 its parent, its param diff against the parent and a ``version.create`` audit event in the
-transaction that makes it.
+transaction that makes it. Numbers follow the order in which versions reach the ledger (a
+training spooled during an outage is numbered when it is replayed); ``created_at`` is the time
+the caller gives: a training's own finish time, an imported document's time.
 """
 
 from __future__ import annotations

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import time
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from .._errors import ValidationError
+from .._errors import StorageUnavailableError, ValidationError
 from .options import Commands, mode_by, open_ledger, parse_time
 from .output import Output, table
+
+if TYPE_CHECKING:
+    from .._records import DeploymentRecord
+    from .._tracker import Tracker
 
 _DEPLOYMENT_HEADERS = ["id", "model", "environment", "version", "status", "action", "deployed", "ended", "by", "reason"]
 
@@ -16,23 +23,72 @@ def _deployment_line(d: Any) -> str:
     return f"deployment {d.id}: {d.model} version {d.version} in {d.environment}"
 
 
+#: Tries of a deploy, rollback or undeploy whose connection broke before the answer came back.
+ATTEMPTS = 3
+#: Seconds before the first retry; doubled for each further one.
+RETRY_DELAY_S = 0.5
+
+#: A timeline change: (ledger, expect_version, request_id) -> the entry it wrote.
+Change = Callable[["Tracker", "int | None", str], "DeploymentRecord"]
+
+
+def _guarded(args: argparse.Namespace, change: Change) -> DeploymentRecord:
+    """Make a timeline change, retrying it safely when the connection breaks on the way.
+
+    A broken connection (StorageUnavailableError) leaves the outcome unknown: the server may have
+    committed before the answer was lost. Every try therefore sends the same request id (made here,
+    or ``--request-id``), so a try that already took effect is answered as it was, and every retry
+    expects the version this command saw serving before its first try (or ``--expect-version``),
+    so it never takes a second step on top of someone else's change.
+    """
+    tracker = open_ledger(args)
+    request_id = args.request_id or uuid.uuid4().hex
+    seen = args.expect_version
+    if seen is None:
+        serving = tracker.deployment(args.model, args.env)
+        seen = serving.version if serving is not None else None
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return change(tracker, args.expect_version if attempt == 1 else seen, request_id)
+        except StorageUnavailableError:
+            if attempt == ATTEMPTS:
+                raise
+        time.sleep(RETRY_DELAY_S * 2 ** (attempt - 1))
+    raise AssertionError("unreachable")
+
+
 def cmd_deploy(args: argparse.Namespace, out: Output) -> int:
-    d = open_ledger(args).deploy(
-        args.model, args.version, args.env, endpoint=args.endpoint, reason=args.reason, deployed_by=args.by
-    )
+    d = _guarded(
+        args,
+        lambda t, expect, rid: t.deploy(
+            args.model, args.version, args.env, endpoint=args.endpoint, reason=args.reason, deployed_by=args.by,
+            expect_version=expect, request_id=rid,
+        ),
+    )  # fmt: skip
     replaced = f" (supersedes deployment {d.replaces_id})" if d.replaces_id else ""
     out.emit(d, lambda: f"deployed: {_deployment_line(d)}{replaced}")
     return 0
 
 
 def cmd_rollback(args: argparse.Namespace, out: Output) -> int:
-    d = open_ledger(args).rollback(args.model, args.env, reason=args.reason, deployed_by=args.by)
+    d = _guarded(
+        args,
+        lambda t, expect, rid: t.rollback(
+            args.model, args.env, reason=args.reason, deployed_by=args.by, expect_version=expect, request_id=rid
+        ),
+    )
     out.emit(d, lambda: f"rolled back deployment {d.rollback_of_id}: now {_deployment_line(d)}")
     return 0
 
 
 def cmd_undeploy(args: argparse.Namespace, out: Output) -> int:
-    d = open_ledger(args).undeploy(args.model, args.env, version=args.version, reason=args.reason, deployed_by=args.by)
+    d = _guarded(
+        args,
+        lambda t, expect, rid: t.undeploy(
+            args.model, args.env, version=args.version, reason=args.reason, deployed_by=args.by,
+            expect_version=None if args.version is not None else expect, request_id=rid,
+        ),
+    )  # fmt: skip
     out.emit(
         d, lambda: f"retired deployment {d.replaces_id}: {d.model} version {d.version} no longer in {d.environment}"
     )
@@ -101,6 +157,20 @@ def cmd_production(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
+def _retry_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--expect-version",
+        type=int,
+        metavar="N",
+        help="refuse (exit 2, nothing changed) unless version N serves the environment now",
+    )
+    p.add_argument(
+        "--request-id",
+        metavar="ID",
+        help="idempotency key: running the command again with the same ID never makes a second change",
+    )
+
+
 def register(commands: Commands) -> None:
     add = commands.add
     p = add("deploy", cmd_deploy, "deploy a version to an environment (the previous one there is superseded)")
@@ -110,12 +180,14 @@ def register(commands: Commands) -> None:
     p.add_argument("--endpoint")
     p.add_argument("--reason")
     p.add_argument("--by", help="who deploys (default: the OS user)")
+    _retry_options(p)
 
     p = add("rollback", cmd_rollback, "return an environment to the version active before the current one")
     p.add_argument("model")
     p.add_argument("--env", "--environment", dest="env", required=True)
     p.add_argument("--reason")
     p.add_argument("--by")
+    _retry_options(p)
 
     p = add("undeploy", cmd_undeploy, "retire what serves an environment")
     p.add_argument("model")
@@ -123,6 +195,7 @@ def register(commands: Commands) -> None:
     p.add_argument("--version", type=int, help="refuse unless this version is the one serving")
     p.add_argument("--reason")
     p.add_argument("--by")
+    _retry_options(p)
 
     p = add("deployments", cmd_deployments, "deployment timelines; what served when; where a version serves")
     p.add_argument("model", nargs="?")

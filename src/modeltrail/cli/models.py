@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._errors import ValidationError
 from .options import Commands, mode_by, open_ledger
 from .output import Output, fmt, indent, pairs, short, table
+
+if TYPE_CHECKING:
+    from .._tracker import Tracker
 
 
 def _tags(tags: dict[str, str]) -> str:
@@ -129,8 +132,23 @@ def cmd_compare(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
+def _mode(tracker: Tracker, args: argparse.Namespace, metric: str) -> str:
+    """``--mode``, else the model's declared goal for ``metric``, else its name's; else ask for ``--mode``."""
+    mode = args.mode or tracker.metric_goal(args.model, metric)
+    if mode is None:
+        raise ValidationError(
+            f"which way is better for {metric!r} is not clear from its name: give --mode max or --mode min "
+            f"(or declare it once: tracker.set_metric_goal({args.model!r}, {metric!r}, 'min'))",
+            value=metric,
+        )
+    return mode
+
+
 def cmd_best(args: argparse.Namespace, out: Output) -> int:
-    e = open_ledger(args).best_version(args.model, metric=args.metric, mode=args.mode, by=args.by, dataset=args.dataset)
+    tracker = open_ledger(args)
+    e = tracker.best_version(
+        args.model, metric=args.metric, mode=_mode(tracker, args, args.metric), by=args.by, dataset=args.dataset
+    )
     how = "best over its history" if args.by == "best" else "final value"
     if args.dataset is not None:
         how = f"latest evaluation on {args.dataset}"
@@ -140,9 +158,9 @@ def cmd_best(args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace, out: Output) -> int:
-    rows = open_ledger(args).leaderboard(
-        args.model, args.metric, mode=args.mode, by=args.by, limit=args.limit, dataset=args.dataset
-    )
+    tracker = open_ledger(args)
+    mode = _mode(tracker, args, args.metric)
+    rows = tracker.leaderboard(args.model, args.metric, mode=mode, by=args.by, limit=args.limit, dataset=args.dataset)
     out.rows(
         rows,
         ["rank", "version", args.metric, "step", "final", "best", "training", "serving"],
@@ -159,7 +177,7 @@ def cmd_history(args: argparse.Namespace, out: Output) -> int:
             raise ValidationError("--across-versions and --all-versions need exactly one --metric")
         metric = args.metric[0]
         if args.across_versions:
-            summary = tracker.metric_by_version(args.model, metric, mode=args.mode)
+            summary = tracker.metric_by_version(args.model, metric, mode=_mode(tracker, args, metric))
             best = f"best ({summary[0].mode})" if summary else "best"
             out.rows(
                 summary,
@@ -181,10 +199,11 @@ def cmd_history(args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_plot(args: argparse.Namespace, out: Output) -> int:
-    path = open_ledger(args).plot(
-        args.model, args.metric, args.output, across_versions=args.across_versions, versions=args.versions,
-        mode=args.mode,
-    )  # fmt: skip
+    tracker = open_ledger(args)
+    mode = _mode(tracker, args, args.metric) if args.across_versions else None
+    path = tracker.plot(
+        args.model, args.metric, args.output, across_versions=args.across_versions, versions=args.versions, mode=mode
+    )
     out.emit({"path": os.fspath(path)}, lambda: f"wrote {path}")
     return 0
 
@@ -212,14 +231,14 @@ def register(commands: Commands) -> None:
     p.add_argument("model")
     p.add_argument("--metric", required=True)
     p.add_argument("--dataset", help="rank by the latest evaluation on this dataset instead of training metrics")
-    mode_by(p)
+    mode_by(p, mode_default=None)
 
     p = add("leaderboard", cmd_leaderboard, "all versions ranked by a metric")
     p.add_argument("model")
     p.add_argument("--metric", required=True)
     p.add_argument("--limit", type=int)
     p.add_argument("--dataset", help="rank by the latest evaluation on this dataset instead of training metrics")
-    mode_by(p)
+    mode_by(p, mode_default=None)
 
     p = add("history", cmd_history, "metric points of one version, or of one metric across versions")
     p.add_argument("model")

@@ -120,14 +120,17 @@ def leaderboard(
     tracker: Ledger,
     model: str,
     metric: str,
-    mode: Annotated[Mode | None, Query(description="default: min for losses and errors, else max")] = None,
+    mode: Annotated[
+        Mode | None,
+        Query(description="default: the model's declared goal, else the name's (losses min, AUC max); else 400"),
+    ] = None,
     by: Annotated[Literal["best", "last"], Query(description="rank by the best value over history, or the last")] = (
         "best"
     ),
     limit: Annotated[int | None, Query(ge=1)] = None,
 ) -> list[LeaderboardEntry]:
     """Versions ranked by ``metric`` (``tracker.leaderboard``)."""
-    return list(tracker.leaderboard(model, metric, mode=mode or Tracker.metric_mode(metric), by=by, limit=limit))
+    return list(tracker.leaderboard(model, metric, mode=mode, by=by, limit=limit))
 
 
 @router.get("/models/{model:path}/compare", response_model=ComparisonView, summary="Two versions side by side")

@@ -15,7 +15,6 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from .._errors import ValidationError
-from .._tracker import Tracker
 from .api import Ledger, parse_versions
 from .tables import version_rows_html
 
@@ -77,8 +76,9 @@ def model_page(
     metric, by = blank(metric), blank(by) or "best"
     page = tracker.model_page(model_id)
     metric = metric or (page.key_metrics[0] if page.key_metrics else None)
-    mode = blank(mode) or (Tracker.metric_mode(metric) if metric else "max")
-    board = tracker.leaderboard(model_id, metric, mode=mode, by=by, limit=LEADERBOARD_SIZE) if metric else []
+    # Which way is better: the form's choice, else the declared goal, else the name's; else the page asks.
+    mode = blank(mode) or (tracker.metric_goal(model_id, metric) if metric else None)
+    board = tracker.leaderboard(model_id, metric, mode=mode, by=by, limit=LEADERBOARD_SIZE) if metric and mode else []
     numbers = [v.number for v in page.versions]
     compare_b = numbers[-1] if numbers else None
     compare_a = (page.versions[-1].parent_number or numbers[-2]) if len(numbers) > 1 else None
@@ -124,17 +124,14 @@ def charts_page(
     model = tracker.model(model_id)
     metrics = tracker.model_metrics(model.id)
     metric = blank(metric) or (metrics[0].name if metrics else None)
-    across = tracker.metric_by_version(model.id, metric) if metric else []
+    mode = tracker.metric_goal(model.id, metric) if metric else None
+    # With no known direction there is no "best": the chart shows final values only.
+    across = tracker.metric_by_version(model.id, metric, mode=mode or "max") if metric else []
     curves = tracker.metric_series(model.id, metric, versions=versions) if metric else []
-    mode = Tracker.metric_mode(metric) if metric else "max"
-    across_chart = {
-        "x_label": "version",
-        "y_label": metric,
-        "series": [
-            {"name": "final", "points": [[m.version, m.last] for m in across]},
-            {"name": f"best ({mode})", "points": [[m.version, m.best] for m in across], "dashed": True},
-        ],
-    }
+    series: list[dict[str, Any]] = [{"name": "final", "points": [[m.version, m.last] for m in across]}]
+    if mode is not None:
+        series.append({"name": f"best ({mode})", "points": [[m.version, m.best] for m in across], "dashed": True})
+    across_chart = {"x_label": "version", "y_label": metric, "series": series}
     curves_chart = {
         "x_label": "step",
         "y_label": metric,

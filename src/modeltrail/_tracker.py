@@ -156,9 +156,25 @@ class Tracker(LedgerViews):
         with self.store.transaction(read_only=True) as s:
             return queries.find_models(s, framework=framework, model_type=model_type, tag=tag, name_like=name)
 
-    def trainings(self, model: str | int | None = None, *, status: str | None = None) -> RecordList[TrainingRecord]:
+    def trainings(
+        self,
+        model: str | int | None = None,
+        *,
+        status: str | None = None,
+        where: str | None = None,
+        order_by: str | None = None,
+        limit: int | None = None,
+    ) -> RecordList[TrainingRecord]:
+        """Trainings of ``model`` (or of every model), failed, running and unversioned ones included.
+
+        ``where`` filters like MLflow's ``search_runs``: ``"params.max_depth >= 8 and metrics.val_auc > 0.9
+        and status = 'finished'"`` (params, metrics' last values or ``.best/.min/.max``, model tags,
+        attributes ``status model version started_at duration ...``; ``= != < <= > >= like in is null``,
+        ``and or not`` and parentheses). ``order_by``: ``"metrics.val_auc desc, started_at"``.
+        A filter that does not parse is a ValidationError naming the token and its column.
+        """
         with self.store.transaction(read_only=True) as s:
-            return queries.trainings(s, model, status=status)
+            return queries.trainings(s, model, status=status, where=where, order_by=order_by, limit=limit)
 
     def get_training(self, training_id: int) -> TrainingRecord:
         with self.store.transaction(read_only=True) as s:

@@ -25,6 +25,7 @@ from ._records import (
     ModelSummary,
     SchemaState,
     Series,
+    TrainingCounts,
 )
 from ._store import Store
 
@@ -49,6 +50,11 @@ class LedgerViews:
         """Which way is better for ``metric`` of ``model``: its declared goal, else the name's, else None."""
         with self.store.transaction(read_only=True) as s:
             return ranking.metric_goals(s, queries.resolve_model(s, model).id, [metric])[metric]
+
+    def training_counts(self, model: str | int) -> TrainingCounts:
+        """A model's trainings by status, and how many have no version (failed, running, imported runs)."""
+        with self.store.transaction(read_only=True) as s:
+            return queries.training_counts(s, model)
 
     def model_summaries(
         self,

@@ -115,6 +115,8 @@ def resolve_mode(s: Session, model: schema.ModelRow, metric: str, mode: str | No
         return check_mode(mode)
     goal = metric_goals(s, model.id, [metric])[metric]
     if goal is None:
+        if metric_key_id(s, metric) is None:
+            return "max"  # nothing ever logged it: no ranking to get wrong, and "not found" says more
         raise unknown_goal(model.name, metric)
     return goal
 

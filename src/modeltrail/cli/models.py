@@ -11,6 +11,7 @@ from .options import Commands, mode_by, open_ledger
 from .output import Output, fmt, indent, pairs, short, table
 
 if TYPE_CHECKING:
+    from .._records import TrainingCounts
     from .._tracker import Tracker
 
 
@@ -29,8 +30,16 @@ def cmd_models(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
+def _trainings_line(counts: TrainingCounts) -> str:
+    """``1 (1 finished without a version)``: trainings a versions table does not show."""
+    hidden = ", ".join(f"{n} {status} without a version" for status, n in sorted(counts.without_version.items()))
+    return f"{counts.total}" + (f" ({hidden})" if hidden else "")
+
+
 def cmd_show(args: argparse.Namespace, out: Output) -> int:
-    details = open_ledger(args).show(args.model)
+    tracker = open_ledger(args)
+    details = tracker.show(args.model)
+    counts = tracker.training_counts(args.model)
 
     def text() -> str:
         m = details.model
@@ -42,6 +51,7 @@ def cmd_show(args: argparse.Namespace, out: Output) -> int:
             f"  tags         {fmt([f'{k}={v}' for k, v in sorted(m.tags.items())])}",
             f"  created      {fmt(m.created_at)}",
             f"  versions     {len(details.versions)}",
+            f"  trainings    {_trainings_line(counts)}",
         ]
         if details.deployments:
             lines.append("serving now:")
@@ -66,6 +76,8 @@ def cmd_show(args: argparse.Namespace, out: Output) -> int:
             lines.append("versions:")
             headers = ["version", "training", "started", "seconds", "dataset", "commit", "serving", "artifact"]
             lines.append(table(rows, [*headers, "final metrics"]))
+        if counts.without_version:
+            lines.append(f"trainings without a version: `modeltrail trainings {m.name} --where 'version is null'`")
         return "\n".join(lines)
 
     out.emit(details, text)

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Float, and_, case, cast, exists, not_, or_, select
-from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql import ColumnElement, Select
 
 from .. import _schema as schema
 from .._errors import ValidationError
@@ -415,7 +415,7 @@ def order_clauses(text: str, *, goal_of: GoalOf) -> list[Any]:
     out: list[Any] = []
     for field, descending in parse_order(text):
         for column in compiler.order_columns(field):
-            if not isinstance(column, ColumnElement):
+            if isinstance(column, Select):
                 column = column.scalar_subquery()
             out += [column.is_(None), column.desc() if descending else column.asc()]
     return out

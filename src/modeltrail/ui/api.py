@@ -173,6 +173,21 @@ def model_detail(tracker: Ledger, model: str) -> ModelPage:
     return tracker.model_page(model)
 
 
+@router.get("/trainings", response_model=list[TrainingRecord], summary="Trainings, searched")
+def trainings(
+    tracker: Ledger,
+    model: Annotated[str | None, Query(description="one model's trainings (default: every model's)")] = None,
+    status: str | None = None,
+    where: Annotated[
+        str | None, Query(description="`params.max_depth >= 8 and metrics.val_auc > 0.9 and status = 'finished'`")
+    ] = None,
+    order_by: Annotated[str | None, Query(description="`metrics.val_auc desc, started_at`")] = None,
+    limit: Annotated[int | None, Query(ge=1)] = None,
+) -> list[TrainingRecord]:
+    """Trainings of any status, with or without a version, filtered like search_runs (``tracker.trainings``)."""
+    return list(tracker.trainings(model, status=status, where=where, order_by=order_by, limit=limit))
+
+
 @router.get("/trainings/{training_id}", response_model=TrainingRecord, summary="A training")
 def training(tracker: Ledger, training_id: int) -> TrainingRecord:
     """Params, metric summaries, dataset, artifact, context and stages of one training."""

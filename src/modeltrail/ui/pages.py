@@ -22,6 +22,9 @@ router = APIRouter(include_in_schema=False)
 
 #: Entries of the leaderboard on a model page; the API gives the whole ranking.
 LEADERBOARD_SIZE = 10
+#: Trainings on a model page (the latest); the trainings page searches them all.
+MODEL_TRAININGS = 100
+TRAININGS_LIMIT_MAX = 1000
 AUDIT_LIMIT_MAX = 1000
 Text = Annotated[str | None, Query()]
 
@@ -97,6 +100,8 @@ def model_page(
             "compare_a": compare_a,
             "compare_b": compare_b,
             "version_rows": version_rows_html(page.model.id, page.versions, page.key_metrics),
+            "trainings": tracker.trainings(model_id, order_by="started_at desc, id desc", limit=MODEL_TRAININGS),
+            "trainings_limit": MODEL_TRAININGS,
         },
     )
 
@@ -153,6 +158,35 @@ def charts_page(
             "versions_text": ",".join(str(c.version) for c in curves),
         },
     )
+
+
+@router.get("/trainings", response_class=HTMLResponse)
+def trainings_page(
+    request: Request,
+    tracker: Ledger,
+    model: Text = None,
+    status: Text = None,
+    where: Text = None,
+    order_by: Text = None,
+    limit: Annotated[int, Query(ge=1, le=TRAININGS_LIMIT_MAX)] = 100,
+) -> Response:
+    """Every training, of one model or all, filtered like MLflow's search_runs; a bad filter is said on the page."""
+    filters = {"model": blank(model), "status": blank(status), "where": blank(where), "order_by": blank(order_by)}
+    error, rows = None, []
+    try:
+        rows = list(
+            tracker.trainings(
+                filters["model"], status=filters["status"], where=filters["where"], order_by=filters["order_by"],
+                limit=limit,
+            )
+        )  # fmt: skip
+    except ValidationError as e:
+        error = str(e)
+    context = {"rows": rows, "filters": filters, "limit": limit, "limit_max": TRAININGS_LIMIT_MAX, "error": error}
+    response = render(request, "trainings.html", "trainings", context)
+    if error is not None:
+        response.status_code = 400
+    return response
 
 
 @router.get("/trainings/{training_id:int}", response_class=HTMLResponse)

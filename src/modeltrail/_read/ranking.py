@@ -1,6 +1,7 @@
 """Rankings and comparisons: leaderboards, the best version, one metric across versions, version diffs.
 
-Which way is better for a metric is decided here, once (:func:`metric_mode`). Leaderboards and
+Which way is better for a metric is decided here, once (:func:`resolve_mode`: the caller's mode, else
+the goal declared for the model, else :func:`infer_goal` from the name, else a ValidationError). Leaderboards and
 comparisons read ``metric_summaries`` only, never the metric history; rankings by evaluation read
 each version's latest evaluation on a dataset.
 """
@@ -68,11 +69,6 @@ def infer_goal(key: str) -> str | None:
     if lower == higher:
         return None
     return "min" if lower else "max"
-
-
-def metric_mode(key: str) -> str | None:
-    """The direction that is better for ``key`` as its name says ("min" / "max"); None when it does not say."""
-    return infer_goal(key)
 
 
 def declared_goals(s: Session, model_id: int, metrics: Iterable[str] | None = None) -> dict[str, str]:

@@ -114,6 +114,10 @@ def test_cli_trainings_and_show(db_url: str, capsys: pytest.CaptureFixture[str])
     out = capsys.readouterr().out
     assert "  versions     4\n" in out
     assert "  trainings    6 (1 failed without a version, 1 running without a version)" in out
+    assert main(["--uri", db_url, "--json", "show", "churn-rf"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (len(shown["versions"]), shown["trainings"]["total"]) == (4, 6)
+    assert shown["trainings"]["without_version"] == {"failed": 1, "running": 1}
 
 
 def test_dashboard_trainings_page_model_page_and_api(db_url: str) -> None:

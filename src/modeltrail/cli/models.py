@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import ValidationError
 from .options import Commands, mode_by, open_ledger
-from .output import Output, fmt, indent, pairs, short, table
+from .output import Output, fmt, indent, pairs, short, table, to_jsonable
 
 if TYPE_CHECKING:
     from .._records import TrainingCounts
@@ -80,7 +80,7 @@ def cmd_show(args: argparse.Namespace, out: Output) -> int:
             lines.append(f"trainings without a version: `modeltrail trainings {m.name} --where 'version is null'`")
         return "\n".join(lines)
 
-    out.emit(details, text)
+    out.emit({**to_jsonable(details), "trainings": to_jsonable(counts)}, text)
     return 0
 
 

@@ -18,7 +18,9 @@ Then it times, median of ``--repeat`` calls after a warm-up, each question both 
 * a comparison of two versions (MLflow: two ``get_run`` calls, diffed by the caller);
 * what is in production (MLflow: ``get_model_version_by_alias``), and which version
   was in production at a past moment (MLflow keeps no alias history);
-* all versions of the model (MLflow: ``search_model_versions``).
+* all versions of the model (MLflow: ``search_model_versions``);
+* a search of trainings by params and a metric, best 20 (``Tracker.trainings(where=...)``;
+  MLflow: ``search_runs(filter_string=...)``; MLflow compares params as text only, hence ``LIKE``).
 
 It prints MariaDB's ``EXPLAIN`` of every statement the leaderboard, comparison and
 production calls run (captured from the engine, with their real parameters), and exits
@@ -84,6 +86,10 @@ def params_of(version: int) -> dict[str, Any]:
         "n_estimators": rng.choice([100, 200, 400, 800]),
         "seed": version,
     }
+
+
+#: The same search both ways (MLflow's params are text, compared with = != LIKE only): depth 10-12.
+SEARCH = "params.max_depth LIKE '1_' and metrics.val_auc > 0.85"
 
 
 # -------------------------------------------------------------- databases
@@ -251,7 +257,7 @@ def explain(engine: Any, title: str, fn: Callable[[], Any]) -> bool:
                     "   <-- FULL SCAN OF A BIG TABLE" if bad else "   (whole table = this model's rows)" if scan else ""
                 )
                 print(
-                    f"    table={r['table']:<18} type={r['type']:<7} key={r['key']!s:<45} "
+                    f"    table={r['table']!s:<18} type={r['type']!s:<7} key={r['key']!s:<45} "
                     f"rows={r['rows']!s:<6} {r['Extra'] or ''}{note}"
                 )
     return ok
@@ -318,6 +324,8 @@ def main(argv: list[str]) -> int:
         ("what is in production", lambda: tracker.deployment(MODEL, "production"), "prod"),
         ("what was in production at T", lambda: tracker.deployment(MODEL, "production", at=middle), "asof"),
         (f"all {n} versions", lambda: tracker.versions(MODEL), "versions"),
+        ("search: params and metric, best 20", lambda: tracker.trainings(
+            MODEL, where=SEARCH, order_by="metrics.val_auc desc", limit=20), "search"),
     ]  # fmt: skip
     mt: dict[str, dict[str, Any]] = {}
     load = os.getloadavg()[0]
@@ -332,6 +340,9 @@ def main(argv: list[str]) -> int:
     plans_ok &= explain(engine, f"compare v{a} with v{b}", questions[4][1])
     plans_ok &= explain(engine, "what is in production", questions[5][1])
     plans_ok &= explain(engine, "what was in production at T", questions[6][1])
+    # Not held to the rule: a search looks at each of the model's trainings (by the model's index);
+    # each param and metric condition is one unique-index lookup per training.
+    explain(engine, "search trainings", questions[8][1])
     tracker.close()
 
     ml: dict[str, dict[str, Any]] = {}
@@ -357,6 +368,7 @@ def main(argv: list[str]) -> int:
             ("compare", lambda: (client.get_run(run_of[a]), client.get_run(run_of[b]))),
             ("prod", lambda: client.get_model_version_by_alias(MODEL, "production")),
             ("versions", lambda: client.search_model_versions(f"name='{MODEL}'", max_results=args.versions)),
+            ("search", lambda: client.search_runs([experiment], filter_string=SEARCH, order_by=order, max_results=20)),
         ]
         step(f"timing MLflow, median of {args.repeat} (load average {os.getloadavg()[0]:.1f})")
         for key, fn in ml_questions:
@@ -365,6 +377,9 @@ def main(argv: list[str]) -> int:
         their_top = ml["lb10_last"]["result"][0].info.run_id
         assert their_top == run_of[mt["lb10_last"]["result"][0].version], "MLflow and modeltrail disagree on the top"
         assert int(ml["prod"]["result"].version) == serving.version, "MLflow and modeltrail disagree on production"
+        theirs = {r.info.run_id for r in ml["search"]["result"]}
+        ours = {run_of[t.version] for t in mt["search"]["result"]}
+        assert theirs == ours, f"MLflow and modeltrail find different runs: {len(theirs)} against {len(ours)}"
         if not args.keep:
             drop_mysql_database(MLFLOW_DB)
     if not args.keep:
@@ -379,6 +394,7 @@ def main(argv: list[str]) -> int:
         "prod": "get_model_version_by_alias('production')",
         "asof": "-- (aliases keep no history)",
         "versions": f"search_model_versions(name=..., max_results={args.versions})",
+        "search": "search_runs(filter_string=..., order_by=val_auc DESC, max_results=20)",
     }
     targets = {"lb10", "lb10_last", "lb", "lb_last", "compare", "prod"}
     print(f"\n{n} versions of one model, {points:,} metric points, MariaDB {server_version()}, "

@@ -500,3 +500,24 @@ class SpoolReplay:
     uri: str
     replayed: int
     waiting: int
+
+
+@dataclass(frozen=True)
+class MetricGoalRecord:
+    """Which way is better for ``metric`` of ``model``, as declared with ``Tracker.set_metric_goal``."""
+
+    model: str
+    metric: str
+    goal: str
+    set_at: dt.datetime
+    set_by: str | None
+
+
+@dataclass(frozen=True)
+class TrainingCounts:
+    """A model's trainings by status, and how many of them have no version (failed, running, imported)."""
+
+    model: str
+    total: int
+    by_status: dict[str, int] = field(default_factory=dict)
+    without_version: dict[str, int] = field(default_factory=dict)

@@ -379,3 +379,21 @@ class EvaluationMetricRow(Base):
     key_id: Mapped[int] = mapped_column(ForeignKey("metric_keys.id"))
     value: Mapped[float | None] = mapped_column(Double)
     kind: Mapped[int] = mapped_column(SmallInteger, default=0)
+
+
+class MetricGoalRow(Base):
+    """Which way is better for one metric of one model ("min" or "max"), declared once by a person.
+
+    Rankings use it before guessing from the metric's name; ``metric`` is the name, not a key id,
+    so a goal can be declared before the metric is first logged.
+    """
+
+    __tablename__ = "metric_goals"
+    __table_args__ = (UniqueConstraint("model_id", "metric"), MYSQL_TABLE_ARGS)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    metric: Mapped[str] = mapped_column(String(SHORT))
+    goal: Mapped[str] = mapped_column(String(3))
+    set_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    set_by: Mapped[str | None] = mapped_column(String(128))

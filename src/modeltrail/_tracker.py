@@ -29,6 +29,7 @@ from ._records import (
     EvaluationRecord,
     LeaderboardEntry,
     Lineage,
+    MetricGoalRecord,
     MetricPoint,
     ModelDetails,
     ModelRecord,
@@ -155,9 +156,25 @@ class Tracker(LedgerViews):
         with self.store.transaction(read_only=True) as s:
             return queries.find_models(s, framework=framework, model_type=model_type, tag=tag, name_like=name)
 
-    def trainings(self, model: str | int | None = None, *, status: str | None = None) -> RecordList[TrainingRecord]:
+    def trainings(
+        self,
+        model: str | int | None = None,
+        *,
+        status: str | None = None,
+        where: str | None = None,
+        order_by: str | None = None,
+        limit: int | None = None,
+    ) -> RecordList[TrainingRecord]:
+        """Trainings of ``model`` (or of every model), failed, running and unversioned ones included.
+
+        ``where`` filters like MLflow's ``search_runs``: ``"params.max_depth >= 8 and metrics.val_auc > 0.9
+        and status = 'finished'"`` (params, metrics' last values or ``.best/.min/.max``, model tags,
+        attributes ``status model version started_at duration ...``; ``= != < <= > >= like in is null``,
+        ``and or not`` and parentheses). ``order_by``: ``"metrics.val_auc desc, started_at"``.
+        A filter that does not parse is a ValidationError naming the token and its column.
+        """
         with self.store.transaction(read_only=True) as s:
-            return queries.trainings(s, model, status=status)
+            return queries.trainings(s, model, status=status, where=where, order_by=order_by, limit=limit)
 
     def get_training(self, training_id: int) -> TrainingRecord:
         with self.store.transaction(read_only=True) as s:
@@ -194,7 +211,7 @@ class Tracker(LedgerViews):
         model: str | int,
         metric: str,
         *,
-        mode: str = "max",
+        mode: str | None = None,
         by: str = "best",
         limit: int | None = None,
         dataset: str | None = None,
@@ -202,14 +219,16 @@ class Tracker(LedgerViews):
         """Versions ranked by ``metric``: ``by="best"`` uses each training's best value over its whole history.
 
         With ``dataset``, versions are ranked by ``metric`` of their latest evaluation on that dataset.
+        Without ``mode`` ("max" or "min"), the goal declared with :meth:`set_metric_goal` decides, else
+        the metric's name (``val_loss``: min, ``val_auc``: max); a name that says neither is a ValidationError.
         """
         with self.store.transaction(read_only=True) as s:
             return ranking.leaderboard(s, model, metric, mode=mode, by=by, limit=limit, dataset=dataset)
 
     def best_version(
-        self, model: str | int, *, metric: str, mode: str = "max", by: str = "best", dataset: str | None = None
+        self, model: str | int, *, metric: str, mode: str | None = None, by: str = "best", dataset: str | None = None
     ) -> LeaderboardEntry:
-        """The top of :meth:`leaderboard`; NotFoundError when no version logged ``metric``."""
+        """The top of :meth:`leaderboard` (same rule for ``mode``); NotFoundError when no version logged ``metric``."""
         with self.store.transaction(read_only=True) as s:
             top = ranking.leaderboard(s, model, metric, mode=mode, by=by, limit=1, dataset=dataset)
         if not top:
@@ -220,6 +239,24 @@ class Tracker(LedgerViews):
         """``metric``'s final and best value in each version, with where each version serves now."""
         with self.store.transaction(read_only=True) as s:
             return ranking.metric_by_version(s, model, metric, mode=mode)
+
+    def set_metric_goal(
+        self, model: str | int, metric: str, goal: str, *, set_by: str | None = None
+    ) -> MetricGoalRecord:
+        """Declare once that ``goal`` ("max" or "min") is better for ``metric`` of ``model`` (audited).
+
+        Rankings (:meth:`leaderboard`, :meth:`best_version`), comparisons and histories then use it
+        instead of inferring the direction from the metric's name.
+        """
+        from ._operations.metric_goals import set_metric_goal
+
+        store = self.store
+        return store.run(lambda s: set_metric_goal(s, store, model, metric, goal, set_by=set_by))
+
+    def metric_goals(self, model: str | int) -> RecordList[MetricGoalRecord]:
+        """The goals declared for ``model``'s metrics, by metric name."""
+        with self.store.transaction(read_only=True) as s:
+            return ranking.goal_records(s, model)
 
     def metric_curves(
         self, model: str | int, metric: str, *, versions: Sequence[int] | None = None

@@ -25,6 +25,7 @@ from ._records import (
     ModelSummary,
     SchemaState,
     Series,
+    TrainingCounts,
 )
 from ._store import Store
 
@@ -40,9 +41,20 @@ class LedgerViews:
         raise NotImplementedError  # Tracker's own property
 
     @staticmethod
-    def metric_mode(metric: str) -> str:
-        """The direction that is better for ``metric`` when nobody said: "min" for losses and errors, else "max"."""
-        return ranking.metric_mode(metric)
+    def metric_mode(metric: str) -> str | None:
+        """The direction its name makes clear for ``metric`` ("min" for losses and errors, "max" for
+        accuracies and AUCs), or None when the name does not say."""
+        return ranking.infer_goal(metric)
+
+    def metric_goal(self, model: str | int, metric: str) -> str | None:
+        """Which way is better for ``metric`` of ``model``: its declared goal, else the name's, else None."""
+        with self.store.transaction(read_only=True) as s:
+            return ranking.metric_goals(s, queries.resolve_model(s, model).id, [metric])[metric]
+
+    def training_counts(self, model: str | int) -> TrainingCounts:
+        """A model's trainings by status, and how many have no version (failed, running, imported runs)."""
+        with self.store.transaction(read_only=True) as s:
+            return queries.training_counts(s, model)
 
     def model_summaries(
         self,

@@ -36,7 +36,7 @@ from .._rows import ACTIVE
 from .._values import decode_float
 from . import queries
 from .deployments import active_environments, deployments
-from .ranking import metric_mode
+from .ranking import UNKNOWN, metric_goals
 
 #: Metric columns of the versions table: the metrics most versions logged.
 KEY_METRICS_MAX = 6
@@ -104,7 +104,9 @@ def model_metrics(s: Session, model_id: int) -> list[MetricInfo]:
         .group_by(mk.name)
         .order_by(count.desc(), mk.name)
     )
-    found = [MetricInfo(name=name, versions=n, mode=metric_mode(name)) for name, n in s.execute(query)]
+    counts = dict(s.execute(query).tuples().all())
+    goals = metric_goals(s, model_id, counts)
+    found = [MetricInfo(name=name, versions=n, mode=goals[name] or UNKNOWN) for name, n in counts.items()]
     # Stage timings ("fit.duration_s") are metrics too, but rarely the one a table or ranking is about.
     return sorted(found, key=lambda m: (-m.versions, m.name.endswith(STAGE_SUFFIX), m.name))
 

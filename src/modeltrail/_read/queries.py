@@ -7,7 +7,7 @@ filters only ever reach SQL as bound parameters.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import and_, func, select
@@ -24,6 +24,7 @@ from .._records import (
     ModelRecord,
     RecordList,
     StageRecord,
+    TrainingCounts,
     TrainingRecord,
     VersionDetails,
     VersionRecord,
@@ -220,14 +221,77 @@ def stages_of(s: Session, training_ids: list[int]) -> dict[int, list[StageRecord
     return out
 
 
-def trainings(s: Session, model_ref: Any = None, *, status: str | None = None) -> RecordList[TrainingRecord]:
+def trainings(
+    s: Session,
+    model_ref: Any = None,
+    *,
+    status: str | None = None,
+    where: str | None = None,
+    order_by: str | None = None,
+    limit: int | None = None,
+) -> RecordList[TrainingRecord]:
+    """Trainings of one model (or all), by status and a filter (:mod:`modeltrail._read.search`), oldest first.
+
+    ``order_by`` (``"metrics.val_auc desc, started_at"``) sorts with missing values last; ties and
+    the default order are by start time then id.
+    """
+    from . import search  # its parser is needed only by searches
+
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValidationError(f"limit must be a positive integer, got {limit!r}", value=limit)
     t, m, v = schema.TrainingRow, schema.ModelRow, schema.VersionRow
     query = select(t, m.name, v.number).join(m, m.id == t.model_id).outerjoin(v, v.training_id == t.id)
+    model_id = None
     if model_ref is not None:
-        query = query.where(t.model_id == resolve_model(s, model_ref).id)
+        model_id = resolve_model(s, model_ref).id
+        query = query.where(t.model_id == model_id)
     if status is not None:
         query = query.where(t.status == status)
-    return training_records(s, [(r[0], r[1], r[2]) for r in s.execute(query.order_by(t.started_at, t.id))])
+    goal_of = _goal_lookup(s, model_id)
+    if where is not None and where.strip():
+        query = query.where(search.where_clause(where, goal_of=goal_of))
+    order = search.order_clauses(order_by, goal_of=goal_of) if order_by is not None and order_by.strip() else []
+    query = query.order_by(*order, t.started_at, t.id)
+    if limit is not None:
+        query = query.limit(limit)
+    return training_records(s, [(r[0], r[1], r[2]) for r in s.execute(query)])
+
+
+def _goal_lookup(s: Session, model_id: int | None) -> Callable[[str], str | None]:
+    """Which way is better for a metric in a search: the one model's declared goal, else the name's.
+
+    Across models a declared goal counts only when every model that declared one agrees.
+    """
+    from .ranking import infer_goal
+
+    def goal_of(metric: str) -> str | None:
+        g = schema.MetricGoalRow
+        query = select(g.goal).where(g.metric == metric).distinct()
+        if model_id is not None:
+            query = query.where(g.model_id == model_id)
+        declared = list(s.execute(query).scalars())
+        return declared[0] if len(declared) == 1 else infer_goal(metric) if not declared else None
+
+    return goal_of
+
+
+def training_counts(s: Session, model_ref: Any) -> TrainingCounts:
+    """How many trainings the model has by status, and how many of each have no version."""
+    model = resolve_model(s, model_ref)
+    t, v = schema.TrainingRow, schema.VersionRow
+    query = (
+        select(t.status, v.id.is_(None), func.count(t.id))
+        .outerjoin(v, v.training_id == t.id)
+        .where(t.model_id == model.id)
+        .group_by(t.status, v.id.is_(None))
+    )
+    by_status: dict[str, int] = {}
+    without: dict[str, int] = {}
+    for status, unversioned, n in s.execute(query):
+        by_status[status] = by_status.get(status, 0) + n
+        if unversioned:
+            without[status] = without.get(status, 0) + n
+    return TrainingCounts(model=model.name, total=sum(by_status.values()), by_status=by_status, without_version=without)
 
 
 def training(s: Session, training_id: int) -> TrainingRecord:

@@ -1,6 +1,7 @@
 """Rankings and comparisons: leaderboards, the best version, one metric across versions, version diffs.
 
-Which way is better for a metric is decided here, once (:func:`metric_mode`). Leaderboards and
+Which way is better for a metric is decided here, once (:func:`resolve_mode`: the caller's mode, else
+the goal declared for the model, else :func:`infer_goal` from the name, else a ValidationError). Leaderboards and
 comparisons read ``metric_summaries`` only, never the metric history; rankings by evaluation read
 each version's latest evaluation on a dataset.
 """
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import and_, select
@@ -23,6 +24,7 @@ from .._records import (
     EvaluationDelta,
     LeaderboardEntry,
     MetricDelta,
+    MetricGoalRecord,
     ProductionComparison,
     RecordList,
     VersionMetric,
@@ -34,20 +36,85 @@ from .evaluations import latest_evaluations
 from .queries import dataset_record, metric_key_id, params_of, summaries, summary_record, versions
 
 MODES = ("max", "min")
+#: The mode a comparison shows for a metric whose better direction nobody knows.
+UNKNOWN = "unknown"
 RANK_BY = ("best", "last")
 
 
-#: Metric names where lower is better, when the caller does not say (losses, errors, latencies).
-_LOWER_IS_BETTER = re.compile(
-    r"loss|err|mse|mae|rmse|mape|perplexity|ppl|wer|cer|latency|duration|time|regret|brier|nll|distance|fpr|fnr",
-    re.IGNORECASE,
-)
+#: Whole name segments that say lower is better (losses, errors, distances, times) ...
+MIN_WORDS = frozenset((
+    "loss", "losses", "logloss", "nll", "err", "error", "errors", "mae", "mse", "rmse", "msle", "rmsle", "mape",
+    "smape", "wape", "perplexity", "ppl", "wer", "cer", "ter", "latency", "regret", "brier", "fpr", "fnr", "fdr",
+    "eer", "far", "frr", "distance", "dist", "cost", "duration", "seconds", "time",
+))  # fmt: skip
+#: ... and higher is better (accuracies, areas under curves, overlaps, ranking quality, rewards).
+MAX_WORDS = frozenset((
+    "acc", "accuracy", "auc", "roc", "auroc", "auprc", "ap", "map", "f1", "f2", "fbeta", "fscore", "r2", "precision",
+    "recall", "sensitivity", "specificity", "tpr", "tnr", "iou", "miou", "dice", "bleu", "rouge", "meteor", "ndcg",
+    "mrr", "hits", "hitrate", "kappa", "mcc", "score", "reward", "psnr", "ssim",
+))  # fmt: skip
+_SEGMENTS = re.compile(r"[^a-z0-9]+")
+_CAMEL = re.compile(r"([a-z0-9])([A-Z])")
 
 
 # ----------------------------------------------------------------- checks
-def metric_mode(key: str) -> str:
-    """The direction that is better for ``key`` when nobody said: "min" for losses and errors, else "max"."""
-    return "min" if _LOWER_IS_BETTER.search(key) else "max"
+def infer_goal(key: str) -> str | None:
+    """The direction the name alone makes clear: "min" (``val_loss``), "max" (``val_auc``), or None.
+
+    Whole segments only (split at ``_ . - /`` and camelCase), so ``lossless_ratio`` says nothing,
+    and a name with words of both kinds (``auc_loss``) is ambiguous: None.
+    """
+    words = set(_SEGMENTS.split(_CAMEL.sub(r"\1_\2", key).lower()))
+    lower, higher = bool(words & MIN_WORDS), bool(words & MAX_WORDS)
+    if lower == higher:
+        return None
+    return "min" if lower else "max"
+
+
+def declared_goals(s: Session, model_id: int, metrics: Iterable[str] | None = None) -> dict[str, str]:
+    """Goals declared with ``set_metric_goal`` for the model (only for ``metrics``, when given)."""
+    g = schema.MetricGoalRow
+    query = select(g.metric, g.goal).where(g.model_id == model_id)
+    if metrics is not None:
+        query = query.where(g.metric.in_(list(metrics)))
+    return {metric: goal for metric, goal in s.execute(query)}
+
+
+def metric_goals(s: Session, model_id: int, metrics: Iterable[str]) -> dict[str, str | None]:
+    """Each metric's goal: declared for the model, else inferred from its name, else None (unknown)."""
+    metrics = list(metrics)
+    declared = declared_goals(s, model_id, metrics) if metrics else {}
+    return {m: declared.get(m) or infer_goal(m) for m in metrics}
+
+
+def goal_records(s: Session, model_ref: Any) -> RecordList[MetricGoalRecord]:
+    """The goals declared for a model, by metric name."""
+    model = resolve_model(s, model_ref)
+    g = schema.MetricGoalRow
+    rows = s.execute(select(g).where(g.model_id == model.id).order_by(g.metric)).scalars()
+    return RecordList(
+        MetricGoalRecord(model=model.name, metric=r.metric, goal=r.goal, set_at=r.set_at, set_by=r.set_by) for r in rows
+    )
+
+
+def unknown_goal(model: str, metric: str) -> ValidationError:
+    return ValidationError(
+        f"which way is better for metric {metric!r} is not clear from its name: pass mode='max' or mode='min', "
+        f"or declare it once with set_metric_goal({model!r}, {metric!r}, 'max' or 'min')",
+        value=metric,
+    )
+
+
+def resolve_mode(s: Session, model: schema.ModelRow, metric: str, mode: str | None) -> str:
+    """``mode`` when given; else the model's declared goal for ``metric``; else the name's; else ValidationError."""
+    if mode is not None:
+        return check_mode(mode)
+    goal = metric_goals(s, model.id, [metric])[metric]
+    if goal is None:
+        if metric_key_id(s, metric) is None:
+            return "max"  # nothing ever logged it: no ranking to get wrong, and "not found" says more
+        raise unknown_goal(model.name, metric)
+    return goal
 
 
 def check_mode(mode: Any) -> str:
@@ -103,12 +170,13 @@ def compare(s: Session, model_ref: Any, a: int, b: int, *, modes: Mapping[str, s
     modes = dict(modes or {})
     for mode in modes.values():
         check_mode(mode)
+    modes = _known(metric_goals(s, model.id, metrics_a.keys() & metrics_b.keys()), modes)
     deltas: RecordList[MetricDelta] = RecordList()
     for key in sorted(metrics_a.keys() & metrics_b.keys()):
         ma, mb = metrics_a[key], metrics_b[key]
-        mode = modes.get(key) or metric_mode(key)
-        best_a = ma.max if mode == "max" else ma.min
-        best_b = mb.max if mode == "max" else mb.min
+        mode = modes.get(key, UNKNOWN)
+        best_a = ma.max if mode == "max" else ma.min if mode == "min" else None
+        best_b = mb.max if mode == "max" else mb.min if mode == "min" else None
         deltas.append(
             MetricDelta(
                 key=key,
@@ -175,7 +243,7 @@ def leaderboard(
     model_ref: Any,
     metric: str,
     *,
-    mode: str = "max",
+    mode: str | None = None,
     by: str = "best",
     limit: int | None = None,
     dataset: str | None = None,
@@ -184,13 +252,17 @@ def leaderboard(
 
     With ``dataset``, by ``metric`` of each version's latest evaluation on that dataset instead
     (``by`` does not apply: an evaluation has one value). Equal values share a rank. Versions
-    that never logged (or were never evaluated with) ``metric`` are left out.
+    that never logged (or were never evaluated with) ``metric`` are left out. Without ``mode``, the
+    model's declared goal for ``metric`` decides, else its name (``val_loss``: min); else ValidationError.
     """
-    mode, by = check_mode(mode), check_rank_by(by)
+    by = check_rank_by(by)
+    if mode is not None:
+        check_mode(mode)
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ValidationError(f"limit must be a positive integer, got {limit!r}", value=limit)
     check_metric_key(metric)
     model = resolve_model(s, model_ref)
+    mode = resolve_mode(s, model, metric, mode)
     if dataset is not None:
         return _evaluation_leaderboard(s, model, metric, check_dataset_name(dataset), mode=mode, limit=limit)
     query = leaderboard_query(model.id, metric, mode=mode, by=by)
@@ -238,8 +310,8 @@ _SUMMARY_COLUMNS = (
 
 def metric_by_version(s: Session, model_ref: Any, metric: str, *, mode: str | None = None) -> RecordList[VersionMetric]:
     """One metric's final and best value in every version that logged it, by version number."""
-    mode = check_mode(mode) if mode is not None else metric_mode(metric)
     model = resolve_model(s, model_ref)
+    mode = resolve_mode(s, model, metric, mode)
     key_id = metric_key_id(s, metric)
     if key_id is None:
         return RecordList()
@@ -314,6 +386,11 @@ def _evaluation_leaderboard(
     return out
 
 
+def _known(goals: Mapping[str, str | None], modes: Mapping[str, str]) -> dict[str, str]:
+    """The goals that are known, overridden by the caller's ``modes``."""
+    return {**{k: g for k, g in goals.items() if g is not None}, **modes}
+
+
 def _evaluation_deltas(
     s: Session, model: schema.ModelRow, a: int, b: int, modes: Mapping[str, str]
 ) -> RecordList[EvaluationDelta]:
@@ -323,11 +400,12 @@ def _evaluation_deltas(
         {name for number, name in latest if number == a} & {name for number, name in latest if number == b}
     ):
         ea, eb = latest[(a, dataset)], latest[(b, dataset)]
+        modes = _known(metric_goals(s, model.id, ea.metrics.keys() & eb.metrics.keys()), modes)
         for key in sorted(ea.metrics.keys() & eb.metrics.keys()):
             va, vb = ea.metrics[key], eb.metrics[key]
             out.append(
                 EvaluationDelta(
-                    dataset=dataset, key=key, mode=modes.get(key) or metric_mode(key), value_a=va, value_b=vb,
+                    dataset=dataset, key=key, mode=modes.get(key, UNKNOWN), value_a=va, value_b=vb,
                     delta=vb - va,
                 )
             )  # fmt: skip
@@ -347,7 +425,7 @@ def compare_production(
     """Each production measurement of ``metric`` beside the serving version's training value of it."""
     model = resolve_model(s, model_ref)
     train_key = training_metric or metric
-    mode = check_mode(mode) if mode is not None else metric_mode(train_key)
+    mode = resolve_mode(s, model, train_key, mode)
     points = production_metrics(s, model.id, environment=environment, metric=metric)
     training_of = {r.number: r.training_id for r in versions(s, model.id)}
     found = summaries(s, sorted({training_of[p.version] for p in points}))

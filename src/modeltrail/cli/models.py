@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._errors import ValidationError
 from .options import Commands, mode_by, open_ledger
-from .output import Output, fmt, indent, pairs, short, table
+from .output import Output, fmt, indent, pairs, short, table, to_jsonable
+
+if TYPE_CHECKING:
+    from .._records import TrainingCounts
+    from .._tracker import Tracker
 
 
 def _tags(tags: dict[str, str]) -> str:
@@ -26,8 +30,16 @@ def cmd_models(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
+def _trainings_line(counts: TrainingCounts) -> str:
+    """``1 (1 finished without a version)``: trainings a versions table does not show."""
+    hidden = ", ".join(f"{n} {status} without a version" for status, n in sorted(counts.without_version.items()))
+    return f"{counts.total}" + (f" ({hidden})" if hidden else "")
+
+
 def cmd_show(args: argparse.Namespace, out: Output) -> int:
-    details = open_ledger(args).show(args.model)
+    tracker = open_ledger(args)
+    details = tracker.show(args.model)
+    counts = tracker.training_counts(args.model)
 
     def text() -> str:
         m = details.model
@@ -39,6 +51,7 @@ def cmd_show(args: argparse.Namespace, out: Output) -> int:
             f"  tags         {fmt([f'{k}={v}' for k, v in sorted(m.tags.items())])}",
             f"  created      {fmt(m.created_at)}",
             f"  versions     {len(details.versions)}",
+            f"  trainings    {_trainings_line(counts)}",
         ]
         if details.deployments:
             lines.append("serving now:")
@@ -63,9 +76,11 @@ def cmd_show(args: argparse.Namespace, out: Output) -> int:
             lines.append("versions:")
             headers = ["version", "training", "started", "seconds", "dataset", "commit", "serving", "artifact"]
             lines.append(table(rows, [*headers, "final metrics"]))
+        if counts.without_version:
+            lines.append(f"trainings without a version: `modeltrail trainings {m.name} --where 'version is null'`")
         return "\n".join(lines)
 
-    out.emit(details, text)
+    out.emit({**to_jsonable(details), "trainings": to_jsonable(counts)}, text)
     return 0
 
 
@@ -129,8 +144,23 @@ def cmd_compare(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
+def _mode(tracker: Tracker, args: argparse.Namespace, metric: str) -> str:
+    """``--mode``, else the model's declared goal for ``metric``, else its name's; else ask for ``--mode``."""
+    mode = args.mode or tracker.metric_goal(args.model, metric)
+    if mode is None:
+        raise ValidationError(
+            f"which way is better for {metric!r} is not clear from its name: give --mode max or --mode min "
+            f"(or declare it once: tracker.set_metric_goal({args.model!r}, {metric!r}, 'min'))",
+            value=metric,
+        )
+    return mode
+
+
 def cmd_best(args: argparse.Namespace, out: Output) -> int:
-    e = open_ledger(args).best_version(args.model, metric=args.metric, mode=args.mode, by=args.by, dataset=args.dataset)
+    tracker = open_ledger(args)
+    e = tracker.best_version(
+        args.model, metric=args.metric, mode=_mode(tracker, args, args.metric), by=args.by, dataset=args.dataset
+    )
     how = "best over its history" if args.by == "best" else "final value"
     if args.dataset is not None:
         how = f"latest evaluation on {args.dataset}"
@@ -140,9 +170,9 @@ def cmd_best(args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace, out: Output) -> int:
-    rows = open_ledger(args).leaderboard(
-        args.model, args.metric, mode=args.mode, by=args.by, limit=args.limit, dataset=args.dataset
-    )
+    tracker = open_ledger(args)
+    mode = _mode(tracker, args, args.metric)
+    rows = tracker.leaderboard(args.model, args.metric, mode=mode, by=args.by, limit=args.limit, dataset=args.dataset)
     out.rows(
         rows,
         ["rank", "version", args.metric, "step", "final", "best", "training", "serving"],
@@ -159,7 +189,7 @@ def cmd_history(args: argparse.Namespace, out: Output) -> int:
             raise ValidationError("--across-versions and --all-versions need exactly one --metric")
         metric = args.metric[0]
         if args.across_versions:
-            summary = tracker.metric_by_version(args.model, metric, mode=args.mode)
+            summary = tracker.metric_by_version(args.model, metric, mode=_mode(tracker, args, metric))
             best = f"best ({summary[0].mode})" if summary else "best"
             out.rows(
                 summary,
@@ -181,10 +211,11 @@ def cmd_history(args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_plot(args: argparse.Namespace, out: Output) -> int:
-    path = open_ledger(args).plot(
-        args.model, args.metric, args.output, across_versions=args.across_versions, versions=args.versions,
-        mode=args.mode,
-    )  # fmt: skip
+    tracker = open_ledger(args)
+    mode = _mode(tracker, args, args.metric) if args.across_versions else None
+    path = tracker.plot(
+        args.model, args.metric, args.output, across_versions=args.across_versions, versions=args.versions, mode=mode
+    )
     out.emit({"path": os.fspath(path)}, lambda: f"wrote {path}")
     return 0
 
@@ -212,14 +243,14 @@ def register(commands: Commands) -> None:
     p.add_argument("model")
     p.add_argument("--metric", required=True)
     p.add_argument("--dataset", help="rank by the latest evaluation on this dataset instead of training metrics")
-    mode_by(p)
+    mode_by(p, mode_default=None)
 
     p = add("leaderboard", cmd_leaderboard, "all versions ranked by a metric")
     p.add_argument("model")
     p.add_argument("--metric", required=True)
     p.add_argument("--limit", type=int)
     p.add_argument("--dataset", help="rank by the latest evaluation on this dataset instead of training metrics")
-    mode_by(p)
+    mode_by(p, mode_default=None)
 
     p = add("history", cmd_history, "metric points of one version, or of one metric across versions")
     p.add_argument("model")

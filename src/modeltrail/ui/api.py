@@ -120,14 +120,17 @@ def leaderboard(
     tracker: Ledger,
     model: str,
     metric: str,
-    mode: Annotated[Mode | None, Query(description="default: min for losses and errors, else max")] = None,
+    mode: Annotated[
+        Mode | None,
+        Query(description="default: the model's declared goal, else the name's (losses min, AUC max); else 400"),
+    ] = None,
     by: Annotated[Literal["best", "last"], Query(description="rank by the best value over history, or the last")] = (
         "best"
     ),
     limit: Annotated[int | None, Query(ge=1)] = None,
 ) -> list[LeaderboardEntry]:
     """Versions ranked by ``metric`` (``tracker.leaderboard``)."""
-    return list(tracker.leaderboard(model, metric, mode=mode or Tracker.metric_mode(metric), by=by, limit=limit))
+    return list(tracker.leaderboard(model, metric, mode=mode, by=by, limit=limit))
 
 
 @router.get("/models/{model:path}/compare", response_model=ComparisonView, summary="Two versions side by side")
@@ -168,6 +171,21 @@ def deployments(tracker: Ledger, model: str, environment: str | None = None) -> 
 def model_detail(tracker: Ledger, model: str) -> ModelPage:
     """The model, its metrics, every version with the key metrics' final values, and its deployments."""
     return tracker.model_page(model)
+
+
+@router.get("/trainings", response_model=list[TrainingRecord], summary="Trainings, searched")
+def trainings(
+    tracker: Ledger,
+    model: Annotated[str | None, Query(description="one model's trainings (default: every model's)")] = None,
+    status: str | None = None,
+    where: Annotated[
+        str | None, Query(description="`params.max_depth >= 8 and metrics.val_auc > 0.9 and status = 'finished'`")
+    ] = None,
+    order_by: Annotated[str | None, Query(description="`metrics.val_auc desc, started_at`")] = None,
+    limit: Annotated[int | None, Query(ge=1)] = None,
+) -> list[TrainingRecord]:
+    """Trainings of any status, with or without a version, filtered like search_runs (``tracker.trainings``)."""
+    return list(tracker.trainings(model, status=status, where=where, order_by=order_by, limit=limit))
 
 
 @router.get("/trainings/{training_id}", response_model=TrainingRecord, summary="A training")

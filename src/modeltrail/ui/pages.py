@@ -15,7 +15,6 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from .._errors import ValidationError
-from .._tracker import Tracker
 from .api import Ledger, parse_versions
 from .tables import version_rows_html
 
@@ -23,6 +22,9 @@ router = APIRouter(include_in_schema=False)
 
 #: Entries of the leaderboard on a model page; the API gives the whole ranking.
 LEADERBOARD_SIZE = 10
+#: Trainings on a model page (the latest); the trainings page searches them all.
+MODEL_TRAININGS = 100
+TRAININGS_LIMIT_MAX = 1000
 AUDIT_LIMIT_MAX = 1000
 Text = Annotated[str | None, Query()]
 
@@ -77,8 +79,9 @@ def model_page(
     metric, by = blank(metric), blank(by) or "best"
     page = tracker.model_page(model_id)
     metric = metric or (page.key_metrics[0] if page.key_metrics else None)
-    mode = blank(mode) or (Tracker.metric_mode(metric) if metric else "max")
-    board = tracker.leaderboard(model_id, metric, mode=mode, by=by, limit=LEADERBOARD_SIZE) if metric else []
+    # Which way is better: the form's choice, else the declared goal, else the name's; else the page asks.
+    mode = blank(mode) or (tracker.metric_goal(model_id, metric) if metric else None)
+    board = tracker.leaderboard(model_id, metric, mode=mode, by=by, limit=LEADERBOARD_SIZE) if metric and mode else []
     numbers = [v.number for v in page.versions]
     compare_b = numbers[-1] if numbers else None
     compare_a = (page.versions[-1].parent_number or numbers[-2]) if len(numbers) > 1 else None
@@ -97,6 +100,8 @@ def model_page(
             "compare_a": compare_a,
             "compare_b": compare_b,
             "version_rows": version_rows_html(page.model.id, page.versions, page.key_metrics),
+            "trainings": tracker.trainings(model_id, order_by="started_at desc, id desc", limit=MODEL_TRAININGS),
+            "trainings_limit": MODEL_TRAININGS,
         },
     )
 
@@ -124,17 +129,14 @@ def charts_page(
     model = tracker.model(model_id)
     metrics = tracker.model_metrics(model.id)
     metric = blank(metric) or (metrics[0].name if metrics else None)
-    across = tracker.metric_by_version(model.id, metric) if metric else []
+    mode = tracker.metric_goal(model.id, metric) if metric else None
+    # With no known direction there is no "best": the chart shows final values only.
+    across = tracker.metric_by_version(model.id, metric, mode=mode or "max") if metric else []
     curves = tracker.metric_series(model.id, metric, versions=versions) if metric else []
-    mode = Tracker.metric_mode(metric) if metric else "max"
-    across_chart = {
-        "x_label": "version",
-        "y_label": metric,
-        "series": [
-            {"name": "final", "points": [[m.version, m.last] for m in across]},
-            {"name": f"best ({mode})", "points": [[m.version, m.best] for m in across], "dashed": True},
-        ],
-    }
+    series: list[dict[str, Any]] = [{"name": "final", "points": [[m.version, m.last] for m in across]}]
+    if mode is not None:
+        series.append({"name": f"best ({mode})", "points": [[m.version, m.best] for m in across], "dashed": True})
+    across_chart = {"x_label": "version", "y_label": metric, "series": series}
     curves_chart = {
         "x_label": "step",
         "y_label": metric,
@@ -156,6 +158,35 @@ def charts_page(
             "versions_text": ",".join(str(c.version) for c in curves),
         },
     )
+
+
+@router.get("/trainings", response_class=HTMLResponse)
+def trainings_page(
+    request: Request,
+    tracker: Ledger,
+    model: Text = None,
+    status: Text = None,
+    where: Text = None,
+    order_by: Text = None,
+    limit: Annotated[int, Query(ge=1, le=TRAININGS_LIMIT_MAX)] = 100,
+) -> Response:
+    """Every training, of one model or all, filtered like MLflow's search_runs; a bad filter is said on the page."""
+    filters = {"model": blank(model), "status": blank(status), "where": blank(where), "order_by": blank(order_by)}
+    error, rows = None, []
+    try:
+        rows = list(
+            tracker.trainings(
+                filters["model"], status=filters["status"], where=filters["where"], order_by=filters["order_by"],
+                limit=limit,
+            )
+        )  # fmt: skip
+    except ValidationError as e:
+        error = str(e)
+    context = {"rows": rows, "filters": filters, "limit": limit, "limit_max": TRAININGS_LIMIT_MAX, "error": error}
+    response = render(request, "trainings.html", "trainings", context)
+    if error is not None:
+        response.status_code = 400
+    return response
 
 
 @router.get("/trainings/{training_id:int}", response_class=HTMLResponse)

@@ -224,6 +224,13 @@ class MetricPointRow(Base):
     ts: Mapped[float] = mapped_column(Double)
 
 
+#: A summary's value columns: what rankings read, and (with ``updated_ts``) what the writer upserts.
+SUMMARY_VALUE_COLUMNS = (
+    "count", "last_step", "last_value", "last_kind", "min_step", "min_value", "min_kind", "max_step", "max_value",
+    "max_kind",
+)  # fmt: skip
+
+
 class MetricSummaryRow(Base):
     __tablename__ = "metric_summaries"
     __table_args__ = (

@@ -22,10 +22,7 @@ from .._values import NAN, decode_float, encode_float
 #: One point as stored: (training_id, key_id, step, value, kind, ts).
 PointRow = tuple[int, int, int, float | None, int, float]
 
-SUMMARY_COLUMNS = [
-    "count", "last_step", "last_value", "last_kind", "min_step", "min_value", "min_kind",
-    "max_step", "max_value", "max_kind", "updated_ts",
-]  # fmt: skip
+SUMMARY_COLUMNS = [*schema.SUMMARY_VALUE_COLUMNS, "updated_ts"]
 
 _CHUNK = 10_000
 _MYSQL_ROWS = 5_000

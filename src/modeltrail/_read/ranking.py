@@ -302,12 +302,6 @@ def leaderboard(
     return out
 
 
-_SUMMARY_COLUMNS = (
-    "count", "last_step", "last_value", "last_kind", "min_step", "min_value", "min_kind", "max_step", "max_value",
-    "max_kind",
-)  # fmt: skip
-
-
 def metric_by_version(s: Session, model_ref: Any, metric: str, *, mode: str | None = None) -> RecordList[VersionMetric]:
     """One metric's final and best value in every version that logged it, by version number."""
     model = resolve_model(s, model_ref)
@@ -318,7 +312,7 @@ def metric_by_version(s: Session, model_ref: Any, metric: str, *, mode: str | No
     serving = active_environments(s, model.id)
     v, ms = schema.VersionRow, schema.MetricSummaryRow
     query = (
-        select(v.number, v.training_id, v.id, *(getattr(ms, c) for c in _SUMMARY_COLUMNS))
+        select(v.number, v.training_id, v.id, *(getattr(ms, c) for c in schema.SUMMARY_VALUE_COLUMNS))
         .join(ms, and_(ms.training_id == v.training_id, ms.key_id == key_id))
         .where(v.model_id == model.id)
         .order_by(v.number)

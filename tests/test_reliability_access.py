@@ -114,8 +114,8 @@ def test_item16_dashboard_token_redirect_stays_on_this_host_and_huge_ids_are_ref
     fastapi = pytest.importorskip("fastapi.testclient")
     from modeltrail.ui import app as ui_app
 
-    with modeltrail.Tracker(sqlite_url).training("churn"):
-        pass
+    with modeltrail.Tracker(sqlite_url).training("churn") as run:
+        run.log_metric("auc", 0.5)
     client = fastapi.TestClient(ui_app.create_app(sqlite_url, token="tok-1"))
     for path in ("//evil.example/x", "///evil.example/x", "/\\evil.example/x", "//evil.example"):
         answer = client.get(f"{path}?token=tok-1&a=1", follow_redirects=False)
@@ -127,7 +127,13 @@ def test_item16_dashboard_token_redirect_stays_on_this_host_and_huge_ids_are_ref
     assert good.headers["location"] == "/models/1"
 
     headers = {"Authorization": "Bearer tok-1"}
-    for path in (f"/api/trainings/{2**63}", f"/api/trainings/{2**64 + 5}/history", f"/api/trainings/{-(2**63) - 1}"):
+    too_big = (
+        f"/api/trainings/{2**63}",
+        f"/api/trainings/{2**64 + 5}/history",
+        f"/api/trainings/{-(2**63) - 1}",
+        f"/api/models/churn/leaderboard?metric=auc&limit={2**70}",
+    )
+    for path in too_big:
         answer = client.get(path, headers=headers)
         assert answer.status_code == 422, (path, answer.text)
         assert "less than or equal" in answer.text or "greater than or equal" in answer.text

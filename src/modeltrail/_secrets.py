@@ -23,7 +23,7 @@ import dataclasses
 import itertools
 import re
 import types
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 REDACTED = "***"
@@ -123,24 +123,35 @@ def redact(value: Any, *, _depth: int = 0) -> Any:
     if isinstance(value, str):
         return mask_url_passwords(value)
     if isinstance(value, Mapping):
-        return {k: REDACTED if is_secret_key(str(k)) else redact(v, _depth=_depth + 1) for k, v in value.items()}
+        masked = {k: REDACTED if is_secret_key(str(k)) else redact(v, _depth=_depth + 1) for k, v in value.items()}
+        return value if _unchanged(value.values(), masked.values()) else masked
     names = getattr(value, "_fields", None)
     if isinstance(value, tuple) and isinstance(names, tuple):  # a namedtuple
         pairs = zip(names, value, strict=True)
-        return tuple(REDACTED if is_secret_key(n) else redact(v, _depth=_depth + 1) for n, v in pairs)
+        items = tuple(REDACTED if is_secret_key(n) else redact(v, _depth=_depth + 1) for n, v in pairs)
+        return value if _unchanged(value, items) else items
     if type(value) in (list, tuple):
-        return type(value)(redact(v, _depth=_depth + 1) for v in value)
-    fields = _fields(value, _depth)
+        items = type(value)(redact(v, _depth=_depth + 1) for v in value)
+        return value if _unchanged(value, items) else items
+    try:
+        fields = _fields(value, _depth)
+    except Exception:  # an odd object (a proxy, a lazy attribute) is stored as before, never a crash
+        return value
     if fields is None:
         return value
     masked = {k: REDACTED if is_secret_key(k) else redact(v, _depth=_depth + 1) for k, v in fields.items()}
-    if all(masked[k] is fields[k] for k in fields):
+    if _unchanged(fields.values(), masked.values()):
         return value
     shown = (
         f"{k}='{REDACTED}'" if is_secret_key(k) else f"{k}={v}" if _is_record_text(fields[k], v) else f"{k}={v!r}"
         for k, v in masked.items()
     )
     return f"{type(value).__qualname__}({', '.join(shown)})"
+
+
+def _unchanged(before: Iterable[Any], after: Iterable[Any]) -> bool:
+    """Nothing was masked: every item is the very object it was (so the value is stored exactly as before)."""
+    return all(a is b for a, b in zip(before, after, strict=True))
 
 
 def _is_record_text(original: Any, masked: Any) -> bool:

@@ -126,7 +126,7 @@ def leaderboard(
     by: Annotated[Literal["best", "last"], Query(description="rank by the best value over history, or the last")] = (
         "best"
     ),
-    limit: Annotated[int | None, Query(ge=1)] = None,
+    limit: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
 ) -> list[LeaderboardEntry]:
     """Versions ranked by ``metric`` (``tracker.leaderboard``)."""
     return list(tracker.leaderboard(model, metric, mode=mode or Tracker.metric_mode(metric), by=by, limit=limit))

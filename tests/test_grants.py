@@ -135,6 +135,9 @@ def test_each_role_does_its_job_and_is_refused_the_rest(role_urls: dict[str, str
     operator.deploy("churn", version=2, environment="production", reason="better")
     operator.rollback("churn", environment="production", reason="regression")
     assert operator.deployment("churn", "production").version == 1
+    operator.log_production_metrics("churn", "production", {"auc": 0.87, "latency_ms": 12.0})
+    served = operator.production_metrics("churn", environment="production")
+    assert sorted(p.metric for p in served) == ["auc", "latency_ms"]
     with pytest.raises(PermissionDeniedError):
         operator.training("churn")
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import modeltrail
 from modeltrail import ValidationError
-from modeltrail._values import is_secret_key
+from modeltrail._secrets import is_secret_key
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

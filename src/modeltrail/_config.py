@@ -7,15 +7,12 @@ file in the working directory, so a first run needs no server.
 from __future__ import annotations
 
 import os
-import re
 
 from ._errors import ConfigurationError
+from ._secrets import mask_url_passwords
 
 ENV_URI = "MODELTRAIL_URI"
 DEFAULT_URI = "sqlite:///modeltrail.db"
-
-# user:password@ inside any URL-looking string; used to scrub driver messages too.
-_PASSWORD_IN_URL = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*):(?P<pw>[^@\s]*)@")
 
 
 def resolve_uri(uri: str | None = None) -> str:
@@ -23,14 +20,31 @@ def resolve_uri(uri: str | None = None) -> str:
     if uri is not None:
         if not isinstance(uri, str) or not uri.strip():
             raise ConfigurationError(f"database URL must be a non-empty string, got {uri!r}", value=uri)
-        return uri.strip()
+        return encode_at_in_password(uri.strip())
     env = os.environ.get(ENV_URI, "").strip()
-    return env or DEFAULT_URI
+    return encode_at_in_password(env) if env else DEFAULT_URI
+
+
+def encode_at_in_password(uri: str) -> str:
+    """``scheme://app:p@ss@db/x`` as ``scheme://app:p%40ss@db/x``: the last ``@`` ends the password.
+
+    Unencoded, SQLAlchemy takes ``ss@db`` for the host, fails to resolve it and shows the rest of
+    the password in the error; encoded, the password is the one the user typed and is hidden.
+    """
+    scheme, sep, rest = uri.partition("://")
+    head, query_sep, query = rest.partition("?")
+    if not sep or head.count("@") < 2:
+        return uri
+    userinfo, _, hostpart = head.rpartition("@")
+    user, colon, password = userinfo.partition(":")
+    if not colon:
+        return uri
+    return f"{scheme}://{user}:{password.replace('@', '%40')}@{hostpart}{query_sep}{query}"
 
 
 def mask_password(text: str) -> str:
-    """Replace the password of every URL in ``text`` with ``***``."""
-    return _PASSWORD_IN_URL.sub(lambda m: f"{m.group('scheme')}:***@", text)
+    """Replace the password of every URL in ``text`` with ``***``, an unencoded ``@`` in it included."""
+    return mask_url_passwords(text)
 
 
 def database_of(uri: str) -> tuple[str, str]:

@@ -12,6 +12,8 @@ from functools import lru_cache
 from importlib import metadata
 from typing import Any
 
+from ._secrets import redact_argv
+
 
 @lru_cache(maxsize=1)
 def os_identity() -> tuple[str, str]:
@@ -75,7 +77,7 @@ def capture(*, seeds: dict[str, Any] | None = None) -> dict[str, Any]:
         "host": host,
         "user": user,
         "pid": os.getpid(),
-        "command": [sys.executable, *sys.argv],
+        "command": redact_argv([sys.executable, *sys.argv]),
         "cwd": os.getcwd(),
         "seeds": dict(seeds or {}),
     }

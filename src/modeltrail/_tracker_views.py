@@ -204,9 +204,18 @@ class LedgerViews:
         operator: str = "modeltrail_operator",
         analyst: str = "modeltrail_analyst",
         host: str = "%",
-    ) -> tuple[str, list[str]]:
-        """The database (``database``, else the one ``uri`` names) and least-privilege GRANTs for MySQL/MariaDB."""
-        from ._grants import grant_statements
+    ) -> tuple[str, list[str], str]:
+        """Least privilege for the backend ``uri`` names: (database, statements, the script its client runs).
 
-        name = database or database_of(resolve_uri(uri))[1]
-        return name, grant_statements(name, writer=writer, operator=operator, analyst=analyst, host=host)
+        ``database`` overrides the one in ``uri``. MySQL/MariaDB and PostgreSQL; SQLite has no users
+        (a :class:`ConfigurationError`).
+        """
+        from ._grants import grant_statements, script
+
+        backend, named = database_of(resolve_uri(uri))
+        dialect = {"mariadb": "mysql", "postgres": "postgresql"}.get(backend, backend)
+        name = database or named
+        statements = grant_statements(
+            name, dialect=dialect, writer=writer, operator=operator, analyst=analyst, host=host
+        )
+        return name, statements, script(statements, dialect)

@@ -5,7 +5,7 @@ Three concerns live here because every writer and reader shares them:
 * floats, including NaN and the infinities that MySQL's DOUBLE rejects;
 * hyperparameters of any type, stored as JSON plus a display string that a person can read
   (a class by its qualified name, a Path as a string, never ``<object at 0x...>``);
-* secrets: params whose key looks like a credential are stored redacted.
+* secrets: what looks like a credential is masked first (the rules live in :mod:`._secrets`).
 """
 
 from __future__ import annotations
@@ -16,20 +16,14 @@ import json
 import math
 import operator
 import os
-import re
 from collections.abc import Mapping
 from typing import Any
 
 from ._errors import ValidationError
+from ._secrets import REDACTED, is_secret_key, redact
 
 FINITE, NAN, POS_INF, NEG_INF = 0, 1, 2, 3
 DBL_MAX = 1.7976931348623157e308
-
-REDACTED = "***"
-_SECRET_KEY = re.compile(
-    r"pass(word|wd|phrase)?|secret|token|api[_\-]?key|access[_\-]?key|private[_\-]?key|credential|auth",
-    re.IGNORECASE,
-)
 
 #: Arrays up to this many elements are kept by value; larger ones by type and shape.
 ARRAY_INLINE_MAX = 64
@@ -74,10 +68,6 @@ def as_metric_value(value: Any, key: str) -> float:
 
 
 # --------------------------------------------------------------------- params
-def is_secret_key(key: str) -> bool:
-    return bool(_SECRET_KEY.search(key))
-
-
 def qualified_name(obj: Any) -> str:
     module = getattr(obj, "__module__", None)
     name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None) or type(obj).__qualname__
@@ -198,7 +188,7 @@ def encode_param(key: str, value: Any) -> tuple[Any, str]:
     if is_secret_key(key):
         return REDACTED, REDACTED
     try:
-        stored = to_jsonable(value)
+        stored = to_jsonable(redact(value))
     except ValidationError as e:
         raise ValidationError(f"param {key[:40]!r}: {e}", value=e.value) from e
     return stored, display(stored)

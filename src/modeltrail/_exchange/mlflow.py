@@ -46,7 +46,8 @@ from .._errors import ConfigurationError, StorageError, ValidationError
 from .._operations.metrics import insert_metric_history
 from .._operations.trainings import add_params, get_or_create_dataset, get_or_create_model, set_tags
 from .._operations.versions import create_version, lock_model
-from .._values import DBL_MAX, check_model_name, encode_param, is_secret_key
+from .._secrets import is_secret_key
+from .._values import DBL_MAX, check_model_name, encode_param
 
 if TYPE_CHECKING:
     from .._store import Store

@@ -35,11 +35,11 @@ def cmd_db_current(args: argparse.Namespace, out: Output) -> int:
 def cmd_db_grants(args: argparse.Namespace, out: Output) -> int:
     from .._tracker import Tracker
 
-    database, statements = Tracker.grant_statements(
+    database, statements, script = Tracker.grant_statements(
         args.uri, database=args.database, writer=args.writer, operator=args.operator, analyst=args.analyst,
         host=args.host,
     )  # fmt: skip
-    out.emit({"database": database, "statements": statements}, lambda: "\n".join(statements))
+    out.emit({"database": database, "statements": statements}, lambda: script)
     return 0
 
 
@@ -79,12 +79,12 @@ def register(commands: Commands) -> None:
     p = db.add("upgrade", cmd_db_upgrade, "create the schema or migrate it to the newest revision")
     p.add_argument("--revision", default="head")
     db.add("current", cmd_db_current, "the schema revision of the database")
-    p = db.add("grants", cmd_db_grants, "least-privilege GRANT statements for MySQL/MariaDB")
+    p = db.add("grants", cmd_db_grants, "least-privilege roles: GRANTs and guard triggers (MySQL/MariaDB, PostgreSQL)")
     p.add_argument("--database", help="the database (default: the one in --uri)")
     p.add_argument("--writer", default="modeltrail_writer", help="user for training jobs")
     p.add_argument("--operator", default="modeltrail_operator", help="user who deploys and rolls back")
     p.add_argument("--analyst", default="modeltrail_analyst", help="read-only user")
-    p.add_argument("--host", default="%", help="the users' host part")
+    p.add_argument("--host", default="%", help="the users' host part (MySQL/MariaDB)")
 
     p = commands.add("sync", cmd_sync, "replay work spooled locally while the database was unreachable")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the database")

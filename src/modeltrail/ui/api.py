@@ -13,7 +13,7 @@ import types
 import typing
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 
 from .._errors import ValidationError
 from .._records import (
@@ -75,6 +75,8 @@ def ledger(request: Request) -> Tracker:
 
 
 Ledger = Annotated[Tracker, Depends(ledger)]
+#: A row id as the database keeps it (64-bit signed): a larger one is a 422, never a driver overflow.
+RowId = Annotated[int, Path(ge=-(2**63), le=2**63 - 1)]
 MaxPoints = Annotated[
     int,
     Query(ge=0, le=MAX_POINTS_LIMIT, description="points per series at most (longer histories are thinned); 0: all"),
@@ -127,7 +129,7 @@ def leaderboard(
     by: Annotated[Literal["best", "last"], Query(description="rank by the best value over history, or the last")] = (
         "best"
     ),
-    limit: Annotated[int | None, Query(ge=1)] = None,
+    limit: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
 ) -> list[LeaderboardEntry]:
     """Versions ranked by ``metric`` (``tracker.leaderboard``)."""
     return list(tracker.leaderboard(model, metric, mode=mode, by=by, limit=limit))
@@ -189,14 +191,14 @@ def trainings(
 
 
 @router.get("/trainings/{training_id}", response_model=TrainingRecord, summary="A training")
-def training(tracker: Ledger, training_id: int) -> TrainingRecord:
+def training(tracker: Ledger, training_id: RowId) -> TrainingRecord:
     """Params, metric summaries, dataset, artifact, context and stages of one training."""
     return tracker.get_training(training_id)
 
 
 @router.get("/trainings/{training_id}/history", response_model=list[Series], summary="A training's metrics")
 def history(
-    tracker: Ledger, training_id: int, metric: str | None = None, max_points: MaxPoints = Tracker.SERIES_POINTS_MAX
+    tracker: Ledger, training_id: RowId, metric: str | None = None, max_points: MaxPoints = Tracker.SERIES_POINTS_MAX
 ) -> list[Series]:
     """Every metric's history (or only ``metric``) of one training, as ``[step, value]`` points."""
     return tracker.training_series(training_id, metric=metric, max_points=max_points)

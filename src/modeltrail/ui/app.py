@@ -172,7 +172,8 @@ def create_app(
             if not _same(supplied, token):
                 return _unauthorized(request)
             query = "&".join(f"{k}={v}" for k, v in _query_without_token(request))
-            target = quote(request.url.path) + (f"?{query}" if query else "")
+            # Always a path on this server: "//evil.example/x" would be another host to a browser.
+            target = "/" + quote(request.url.path.lstrip("/\\")) + (f"?{query}" if query else "")
             response = RedirectResponse(target, status_code=303)
             response.set_cookie(COOKIE, session, httponly=True, samesite="lax", path="/")
             return response

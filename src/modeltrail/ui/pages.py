@@ -15,7 +15,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from .._errors import ValidationError
-from .api import Ledger, parse_versions
+from .api import Ledger, RowId, parse_versions
 from .tables import version_rows_html
 
 router = APIRouter(include_in_schema=False)
@@ -73,7 +73,7 @@ def _timelines(deployments: list[Any]) -> dict[str, list[Any]]:
 
 @router.get("/models/{model_id:int}", response_class=HTMLResponse)
 def model_page(
-    request: Request, tracker: Ledger, model_id: int, metric: Text = None, mode: Text = None, by: Text = None
+    request: Request, tracker: Ledger, model_id: RowId, metric: Text = None, mode: Text = None, by: Text = None
 ) -> Response:
     """A model: serving now, versions table, leaderboard, comparison form and deployment timelines."""
     metric, by = blank(metric), blank(by) or "best"
@@ -108,7 +108,7 @@ def model_page(
 
 @router.get("/models/{model_id:int}/compare", response_class=HTMLResponse)
 def compare_page(
-    request: Request, tracker: Ledger, model_id: int, a: int | None = None, b: int | None = None
+    request: Request, tracker: Ledger, model_id: RowId, a: int | None = None, b: int | None = None
 ) -> Response:
     """Two versions side by side; by default the latest against its parent."""
     model = tracker.model(model_id)
@@ -120,7 +120,7 @@ def compare_page(
 def charts_page(
     request: Request,
     tracker: Ledger,
-    model_id: int,
+    model_id: RowId,
     metric: Text = None,
     v: Annotated[list[str] | None, Query()] = None,
 ) -> Response:
@@ -190,7 +190,7 @@ def trainings_page(
 
 
 @router.get("/trainings/{training_id:int}", response_class=HTMLResponse)
-def training_page(request: Request, tracker: Ledger, training_id: int) -> Response:
+def training_page(request: Request, tracker: Ledger, training_id: RowId) -> Response:
     """A training: params, context, dataset, artifact, stage durations, and a chart of every metric."""
     record = tracker.get_training(training_id)
     model = tracker.model(record.model)

@@ -283,8 +283,7 @@ class Writer:
 
     def _fail(self, kind: str, payload: Any, error: BaseException) -> None:
         """Keep, in words, what the database refused: reported at the next flush and at the training's end."""
-        what = f"{len(payload['rows'])} point(s)" if kind == "points" and isinstance(payload, dict) else kind
-        text_ = f"{what} of training {training_of(kind, payload)}: {type(error).__name__}: {error}"
+        text_ = f"{_what(kind, payload)} of training {training_of(kind, payload)}: {type(error).__name__}: {error}"
         text_ = self.store.scrub(text_)
         log.error("modeltrail: not recorded: %s", text_)
         self.failures.append(text_)
@@ -588,6 +587,20 @@ class Writer:
         self._failed.pop(uuid_, None)
         for pair in [p for p in self._summaries if p[0] == training_id]:
             del self._summaries[pair]
+
+
+def _what(kind: str, payload: Any) -> str:
+    """An operation in words, its names in ``ascii()`` so that text no database can store is still shown."""
+    if not isinstance(payload, dict):
+        return kind
+    if kind == "points":
+        keys = sorted({ascii(r[1]) for r in payload.get("rows", ())})
+        return f"{len(payload.get('rows', ()))} point(s) of {', '.join(keys)}"
+    if kind == "params":
+        return f"param(s) {', '.join(map(ascii, payload.get('params', {})))}"
+    if kind == "stage":
+        return f"stage {(payload.get('stage') or {}).get('name')!a}"
+    return kind
 
 
 # ------------------------------------------------------------------ registry

@@ -218,9 +218,9 @@ def test_item6_the_spool_folder_is_the_databases_identity_not_the_urls_spelling(
 
 @pytest.fixture
 def proxied(mysql_url: str) -> Iterator[tuple[str, Proxy]]:
-    url = make_url(mysql_url)
-    proxy = Proxy(url.host or "127.0.0.1", url.port or 3306)
-    yield url.set(port=proxy.port).render_as_string(hide_password=False), proxy
+    """``mysql_url`` through a TCP proxy the test can cut, like a network cut or a server restart."""
+    proxy = Proxy("127.0.0.1", make_url(mysql_url).port or 3306)
+    yield make_url(mysql_url).set(port=proxy.port).render_as_string(hide_password=False), proxy
     proxy.cut()
 
 

@@ -358,3 +358,23 @@ def test_concurrent_sync_says_another_sync_holds_the_spool(
     assert "another `modeltrail sync`" in out and f"replaying {waiting} entries now" in out
     code, out = sync(sqlite_url, capsys)  # once it is done, a sync replays it
     assert code == 0 and f"replayed {waiting} spooled entries, 0 wait" in out
+
+
+def test_sync_says_which_entries_belong_to_a_training_still_running(
+    sqlite_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    modeltrail.Tracker(sqlite_url).close()
+    script = (
+        f"import sys\nfrom modeltrail import _spool\nspool = _spool.Spool.create({sqlite_url!r})\n"
+        "spool.append('start', {'uuid': 'live'})\nprint('ready', flush=True)\nsys.stdin.readline()"
+    )
+    live = subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=tmp_path
+    )
+    try:
+        assert live.stdout is not None and live.stdout.readline().strip() == "ready"
+        code, out = sync(sqlite_url, capsys)
+    finally:
+        live.communicate("\n", timeout=60)
+    assert code == 2 and "1 wait" in out and "1 of them belong to modeltrail processes still running" in out
+    assert "another `modeltrail sync`" not in out

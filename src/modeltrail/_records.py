@@ -506,5 +506,7 @@ class SpoolReplay:
     quarantined: tuple[str, ...] = ()
     #: Entries in spools another replaying process (another ``modeltrail sync``) holds right now.
     held_by_other_sync: int = 0
+    #: Entries in the spools of modeltrail processes still running (each replays its own).
+    held_by_running: int = 0
     #: Where refused entries are kept (the dead-letter file), when there are any.
     dead_letters: str | None = None

@@ -486,7 +486,7 @@ class Tracker(LedgerViews):
         finally:
             tracker.close()
         left = cls.spooled(resolved)
-        other_sync, _ = spool.held_by_others(resolved)
+        other_sync, running = spool.held_by_others(resolved)
         refused = spool.dead_letters(resolved) - set_aside
         letters = [
             str(f / spool.DEAD_LETTERS) for f in spool.spool_dirs_for(resolved) if (f / spool.DEAD_LETTERS).exists()
@@ -498,6 +498,7 @@ class Tracker(LedgerViews):
             set_aside=refused,
             quarantined=tuple(str(p) for p in spool.quarantined(resolved) if p not in damaged),
             held_by_other_sync=other_sync,
+            held_by_running=running,
             dead_letters=letters[0] if letters else None,
         )
 

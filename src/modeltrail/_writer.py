@@ -115,6 +115,7 @@ class Writer:
         self.held: deque[tuple[str, dict[str, Any]]] = deque()
         self._held_points = 0
         self._spool_broken: str | None = None
+        self._warned_spool = False
         self._pid = os.getpid()
         self._ids: dict[str, int] = {}
         self._key_ids: dict[str, int] = {}
@@ -156,7 +157,11 @@ class Writer:
         return op
 
     def flush(self, timeout: float | None = None) -> None:
-        """Return once everything queued before this call is in the database or the durable spool."""
+        """Return once everything queued before this call is in the database or the durable spool.
+
+        What the database refused is not raised (logging never stops a training): it is named in one
+        :class:`ModeltrailWarning` here and kept in ``failures``.
+        """
         if not self._thread.is_alive():
             if self.queue:
                 raise StorageError(f"the modeltrail writer for {self.store.display_uri} has stopped")
@@ -188,8 +193,10 @@ class Writer:
         if not op.done.wait(timeout):
             raise StorageError(f"timed out after {timeout}s replaying the spool", value=timeout)
         self._report()
-        if op.error is not None:
+        if isinstance(op.error, ModeltrailError):
             raise op.error
+        if op.error is not None:  # never a raw error from below (a spool folder, a driver)
+            raise StorageError(f"replaying the spool for {self.store.display_uri} failed: {op.error}") from op.error
         return int(op.result or 0)
 
     def close(self) -> None:
@@ -329,6 +336,9 @@ class Writer:
         from ._spool import spool_dir_for
 
         self._spool_broken = f"{type(error).__name__}: {error}"
+        if self._warned_spool:
+            return
+        self._warned_spool = True
         warnings.warn(
             f"modeltrail: the spool folder {spool_dir_for(self.store.uri, self.store.spool_dir)} cannot be written "
             f"({self._spool_broken}); until {self.store.display_uri} is back, what is logged is kept in memory "

@@ -64,6 +64,8 @@ def _sync_report(r: SpoolReplay) -> str:
     lines = [f"{r.uri}: replayed {r.replayed} spooled entries, {r.waiting} wait"]
     if r.held_by_other_sync:
         lines.append(f"another modeltrail process is replaying {r.held_by_other_sync} of them now")
+    if r.held_by_running:
+        lines.append(f"{r.held_by_running} of them belong to modeltrail processes still running, which replay them")
     if r.set_aside:
         lines.append(f"{r.set_aside} entries the database refused are set aside in {r.dead_letters}")
     lines += [f"damaged spool set aside (not replayed): {path}" for path in r.quarantined]

@@ -233,6 +233,20 @@ def training_of(kind: str, payload: Any) -> str:
     return f"{payload.get('uuid', 'unknown')}{model}"
 
 
+def describe(kind: str, payload: Any) -> str:
+    """An operation in words, its names in ``ascii()`` so that text no database can store is still shown."""
+    if not isinstance(payload, dict):
+        return kind
+    if kind == "points":
+        keys = sorted({ascii(r[1]) for r in payload.get("rows", ())})
+        return f"{len(payload.get('rows', ()))} point(s) of {', '.join(keys)}"
+    if kind == "params":
+        return f"param(s) {', '.join(map(ascii, payload.get('params', {})))}"
+    if kind == "stage":
+        return f"stage {(payload.get('stage') or {}).get('name')!a}"
+    return kind
+
+
 def dead_letter(folder: Path, *, source: str, kind: str, payload: Any, reason: str) -> Path:
     """Append one refused entry to ``folder``'s dead-letter file (0600) and say so once, loudly."""
     target = folder / DEAD_LETTERS

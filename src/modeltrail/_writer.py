@@ -57,7 +57,7 @@ from ._errors import (
 from ._operations import metrics
 from ._operations import trainings as operations
 from ._operations.metrics import PointRow, Summary
-from ._spool import Spool, dead_letter, orphans, quarantine, training_of
+from ._spool import Spool, dead_letter, describe, orphans, quarantine, training_of
 from ._values import FINITE, encode_float
 
 if TYPE_CHECKING:
@@ -290,7 +290,7 @@ class Writer:
 
     def _fail(self, kind: str, payload: Any, error: BaseException) -> None:
         """Keep, in words, what the database refused: reported at the next flush and at the training's end."""
-        text_ = f"{_what(kind, payload)} of training {training_of(kind, payload)}: {type(error).__name__}: {error}"
+        text_ = f"{describe(kind, payload)} of training {training_of(kind, payload)}: {type(error).__name__}: {error}"
         text_ = self.store.scrub(text_)
         log.error("modeltrail: not recorded: %s", text_)
         self.failures.append(text_)
@@ -597,20 +597,6 @@ class Writer:
         self._failed.pop(uuid_, None)
         for pair in [p for p in self._summaries if p[0] == training_id]:
             del self._summaries[pair]
-
-
-def _what(kind: str, payload: Any) -> str:
-    """An operation in words, its names in ``ascii()`` so that text no database can store is still shown."""
-    if not isinstance(payload, dict):
-        return kind
-    if kind == "points":
-        keys = sorted({ascii(r[1]) for r in payload.get("rows", ())})
-        return f"{len(payload.get('rows', ()))} point(s) of {', '.join(keys)}"
-    if kind == "params":
-        return f"param(s) {', '.join(map(ascii, payload.get('params', {})))}"
-    if kind == "stage":
-        return f"stage {(payload.get('stage') or {}).get('name')!a}"
-    return kind
 
 
 # ------------------------------------------------------------------ registry

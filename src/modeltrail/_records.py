@@ -500,6 +500,16 @@ class SpoolReplay:
     uri: str
     replayed: int
     waiting: int
+    #: Entries the database refused, set aside in the dead-letter file beside the spool during this sync.
+    set_aside: int = 0
+    #: Spool files that could not be read, renamed aside (``*.spool.damaged``) during this sync.
+    quarantined: tuple[str, ...] = ()
+    #: Entries in spools another replaying process (another ``modeltrail sync``) holds right now.
+    held_by_other_sync: int = 0
+    #: Entries in the spools of modeltrail processes still running (each replays its own).
+    held_by_running: int = 0
+    #: Where refused entries are kept (the dead-letter file), when there are any.
+    dead_letters: str | None = None
 
 
 @dataclass(frozen=True)

@@ -543,15 +543,32 @@ class Tracker(LedgerViews):
     @classmethod
     def replay_spool(cls, uri: str | None = None, *, timeout: float | None = None) -> SpoolReplay:
         """Replay what processes left in the local spool for ``uri``; how many were replayed, how many wait."""
+        from . import _spool as spool
+
         resolved = resolve_uri(uri)
         before = cls.spooled(resolved)
+        set_aside, damaged = spool.dead_letters(resolved), set(spool.quarantined(resolved))
         tracker = cls(resolved, spool=True)
         try:
             waiting = tracker.sync(timeout=timeout)
         finally:
             tracker.close()
         left = cls.spooled(resolved)
-        return SpoolReplay(uri=mask_password(resolved), replayed=max(before - left, 0), waiting=max(left, waiting))
+        other_sync, running = spool.held_by_others(resolved)
+        refused = spool.dead_letters(resolved) - set_aside
+        letters = [
+            str(f / spool.DEAD_LETTERS) for f in spool.spool_dirs_for(resolved) if (f / spool.DEAD_LETTERS).exists()
+        ]
+        return SpoolReplay(
+            uri=mask_password(resolved),
+            replayed=max(before - left - refused, 0),
+            waiting=max(left, waiting),
+            set_aside=refused,
+            quarantined=tuple(str(p) for p in spool.quarantined(resolved) if p not in damaged),
+            held_by_other_sync=other_sync,
+            held_by_running=running,
+            dead_letters=letters[0] if letters else None,
+        )
 
     def plot(
         self,

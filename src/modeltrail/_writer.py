@@ -15,6 +15,14 @@ Why it looks like this:
   as the database answers again. While the spool holds anything, new work queues
   behind it, so per-training order is never broken.
 * The in-memory queue has a bound; beyond it the caller waits for the writer.
+* A write the database *refuses* (not an outage) never takes other writes with it: a
+  metric batch is bisected until only the refused points are left, a params op is
+  retried one param at a time, and what is left is reported (a
+  :class:`ModeltrailWarning` at the next flush, ``failures``, and the training's
+  context at its end). During a replay a refused spool entry goes to the spool's
+  dead-letter file instead of blocking the entries behind it.
+* When the spool folder cannot be written, the outage's work is kept in memory (bounded
+  like the queue) and written when the database is back; one warning names the folder.
 * This module owns the writers: :func:`writer_for` starts one per store and process and
   hooks its shutdown onto the store's close; the store itself knows nothing of writers.
   Points and summaries are written by :mod:`modeltrail._operations.metrics`.
@@ -26,6 +34,7 @@ import atexit
 import contextlib
 import logging
 import os
+import sqlite3
 import threading
 import time
 import uuid
@@ -33,13 +42,22 @@ import warnings
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from ._errors import ModeltrailError, StorageError, StorageUnavailableError
+from ._errors import (
+    ModeltrailError,
+    ModeltrailWarning,
+    PermissionDeniedError,
+    SchemaError,
+    StorageError,
+    StorageUnavailableError,
+)
 from ._operations import metrics
 from ._operations import trainings as operations
 from ._operations.metrics import PointRow, Summary
-from ._spool import Spool, orphans
+from ._spool import Spool, dead_letter, describe, orphans, quarantine, training_of
 from ._values import FINITE, encode_float
 
 if TYPE_CHECKING:
@@ -49,6 +67,9 @@ log = logging.getLogger("modeltrail._writer")
 
 #: One queued metric point: (training uuid, key, step, value, unix_time).
 MetricRow = tuple[str, str, int, float, float]
+#: Times the database may drop the connection on one spool entry while answering a probe before
+#: the entry is taken for the cause (say, larger than ``max_allowed_packet``) and set aside.
+STRIKES = 3
 
 
 class Op:
@@ -86,13 +107,22 @@ class Writer:
         #: Rows the database refused for a reason other than being unreachable; kept for inspection.
         self.unwritten: list[MetricRow] = []
         self.spool: Spool | None = None
+        #: What the database refused, in words (which training, what, why): never silently dropped.
+        self.failures: list[str] = []
+        self._failed: dict[str, list[str]] = {}
+        self._reported = 0
+        #: Work of an outage that the spool folder could not take, in order, until the database is back.
+        self.held: deque[tuple[str, dict[str, Any]]] = deque()
+        self._held_points = 0
+        self._spool_broken: str | None = None
+        self._warned_spool = False
+        self._pid = os.getpid()
         self._ids: dict[str, int] = {}
         self._key_ids: dict[str, int] = {}
         self._summaries: dict[tuple[int, int], Summary] = {}
         self._wake = threading.Event()
         self._stop = False
         self._warned_offline = False
-        self._error: Exception | None = None
         self._next_attempt = 0.0
         if store.unavailable is not None and not store.schema_ready:
             # The store opened while the server was away: spool from the start until it answers.
@@ -104,8 +134,12 @@ class Writer:
     # ------------------------------------------------------------- caller side
     @property
     def offline(self) -> bool:
-        """True while anything waits in the spool: new work must queue behind it."""
-        return self.spool is not None and len(self.spool) > 0
+        """True while anything waits in the spool or in memory: new work must queue behind it."""
+        return bool(self.held) or self._spool_broken is not None or (self.spool is not None and len(self.spool) > 0)
+
+    def failures_of(self, uuid_: str) -> list[str]:
+        """What the database refused of training ``uuid_`` (kept until the training is forgotten)."""
+        return list(self._failed.get(uuid_, ()))
 
     def register(self, uuid_: str, training_id: int) -> None:
         self._ids[uuid_] = training_id
@@ -123,7 +157,11 @@ class Writer:
         return op
 
     def flush(self, timeout: float | None = None) -> None:
-        """Return once everything queued before this call is in the database or the durable spool."""
+        """Return once everything queued before this call is in the database or the durable spool.
+
+        What the database refused is not raised (logging never stops a training): it is named in one
+        :class:`ModeltrailWarning` here and kept in ``failures``.
+        """
         if not self._thread.is_alive():
             if self.queue:
                 raise StorageError(f"the modeltrail writer for {self.store.display_uri} has stopped")
@@ -134,8 +172,19 @@ class Writer:
             raise StorageError(
                 f"timed out after {timeout}s writing to {self.store.display_uri}; data stays queued", value=timeout
             )
-        if op.error is not None:
-            raise op.error
+        self._report()
+
+    def _report(self) -> None:
+        """Warn, on the caller's thread, about what the database refused since the last report."""
+        new, self._reported = self.failures[self._reported :], len(self.failures)
+        if new:
+            shown = "; ".join(new[:5]) + (f"; and {len(new) - 5} more" if len(new) > 5 else "")
+            warnings.warn(
+                f"modeltrail: {len(new)} write(s) to {self.store.display_uri} were refused and are not recorded "
+                f"(the rest were): {shown}",
+                ModeltrailWarning,
+                stacklevel=3,
+            )
 
     def sync(self, timeout: float | None = None) -> int:
         """Replay the spool now (and orphaned spools of ended processes); returns entries still waiting."""
@@ -143,13 +192,16 @@ class Writer:
         self._wake.set()
         if not op.done.wait(timeout):
             raise StorageError(f"timed out after {timeout}s replaying the spool", value=timeout)
-        if op.error is not None:
+        self._report()
+        if isinstance(op.error, ModeltrailError):
             raise op.error
+        if op.error is not None:  # never a raw error from below (a spool folder, a driver)
+            raise StorageError(f"replaying the spool for {self.store.display_uri} failed: {op.error}") from op.error
         return int(op.result or 0)
 
     def close(self) -> None:
-        if self._stop:
-            return
+        if self._stop or os.getpid() != self._pid:
+            return  # a forked child's inherited writer (an atexit handler): its spool is the parent's
         with contextlib.suppress(ModeltrailError):
             self.flush()
         self._stop = True
@@ -166,6 +218,13 @@ class Writer:
                 )
             self.spool.close()
             self.spool = None
+        if self.held:
+            warnings.warn(
+                f"modeltrail: {len(self.held)} entries for {self.store.display_uri} are lost: the database did not "
+                f"come back and the spool folder could not be written ({self._spool_broken})",
+                ModeltrailWarning,
+                stacklevel=2,
+            )
         with contextlib.suppress(Exception):
             atexit.unregister(self.close)
 
@@ -176,14 +235,18 @@ class Writer:
         while True:
             self._wake.wait(self.interval)
             self._wake.clear()
-            if self.offline and time.monotonic() >= self._next_attempt:
-                self._replay()
+            try:
+                if self.offline and time.monotonic() >= self._next_attempt:
+                    self._replay()
+            except Exception as e:  # the thread must outlive anything one replay meets
+                log.exception("modeltrail: writer error while replaying")
+                self._fail("replay", {}, e)
             while self.queue:
                 try:
                     self._drain_once()
                 except Exception as e:  # the thread must outlive any one bad batch
                     log.exception("modeltrail: writer error")
-                    self._error = e
+                    self._fail("write", {}, e)
             if self._stop and not self.queue:
                 return
 
@@ -204,14 +267,13 @@ class Writer:
                 self._deliver("points", {"batch_id": str(uuid.uuid4()), "rows": rows})
             except Exception as e:
                 self.unwritten.extend(rows)  # kept and reported at the next flush, never silently dropped
-                self._error = e
-                log.error("modeltrail: a batch of %d points could not be written: %s", len(rows), e)
+                self._fail("points", {"rows": rows}, e)
         if op is None:
             return
         q.popleft()
         try:
             if op.kind == "flush":
-                op.error, self._error = self._error, None
+                pass  # reaching it is the answer; refusals are reported by the caller's flush
             elif op.kind == "sync":
                 self._adopt_orphans()
                 self._replay()
@@ -222,43 +284,162 @@ class Writer:
                 op.result = self._deliver(op.kind, op.payload)
         except Exception as e:
             op.error = e
+            self._fail(op.kind, op.payload, e)
         finally:
             op.done.set()
 
+    def _fail(self, kind: str, payload: Any, error: BaseException) -> None:
+        """Keep, in words, what the database refused: reported at the next flush and at the training's end."""
+        text_ = f"{describe(kind, payload)} of training {training_of(kind, payload)}: {type(error).__name__}: {error}"
+        text_ = self.store.scrub(text_)
+        log.error("modeltrail: not recorded: %s", text_)
+        self.failures.append(text_)
+        uuids = {r[0] for r in payload.get("rows", ())} if kind == "points" else {payload.get("uuid")}
+        for u in uuids - {None}:
+            self._failed.setdefault(str(u), []).append(text_)
+
     def _deliver(self, kind: str, payload: dict[str, Any]) -> Any:
-        """Write to the database, or to the spool while it is unreachable (or the spool is not empty)."""
+        """Write to the database, or to the spool while it is unreachable (or the spool is not empty).
+
+        What the database refuses is split until only the refused part is left, which is reported.
+        """
         if not self.offline:
             try:
+                if kind == "points":
+                    return self._points_split(payload, on_refused=self._fail)
+                if kind == "params" and len(payload["params"]) > 1:
+                    return self._params_split(payload, on_refused=self._fail)
                 return self._apply(kind, payload)
             except StorageUnavailableError as e:
                 self._go_offline(e)
-        if self.spool is None:
-            self.spool = Spool.create(self.store.uri, self.store.spool_dir)
-        self.spool.append(kind, payload)  # JSON: tuples come back as lists, which unpack alike
+        self._to_spool(kind, payload)
         return None
+
+    def _to_spool(self, kind: str, payload: dict[str, Any]) -> None:
+        """Spool one entry; when the spool folder cannot be written, hold it in memory instead (bounded)."""
+        if self._spool_broken is None:
+            try:
+                if self.spool is None:
+                    self.spool = Spool.create(self.store.uri, self.store.spool_dir)
+                self.spool.append(kind, payload)  # JSON: tuples come back as lists, which unpack alike
+                return
+            except (OSError, sqlite3.Error) as e:
+                self._spool_unwritable(e)
+        size = len(payload["rows"]) if kind == "points" else 1
+        if self._held_points + size > self.max_pending:
+            self._fail(kind, payload, MemoryError(f"over {self.max_pending} entries held in memory"))
+            return
+        self._held_points += size
+        self.held.append((kind, payload))
+
+    def _spool_unwritable(self, error: BaseException) -> None:
+        from ._spool import spool_dir_for
+
+        self._spool_broken = f"{type(error).__name__}: {error}"
+        if self._warned_spool:
+            return
+        self._warned_spool = True
+        warnings.warn(
+            f"modeltrail: the spool folder {spool_dir_for(self.store.uri, self.store.spool_dir)} cannot be written "
+            f"({self._spool_broken}); until {self.store.display_uri} is back, what is logged is kept in memory "
+            f"(at most {self.max_pending} points) and lost if this process ends first",
+            ModeltrailWarning,
+            stacklevel=2,
+        )
 
     def _go_offline(self, error: BaseException) -> None:
         self._summaries.clear()  # the outcome of the failed write is unknown: reload from the database later
         self._next_attempt = time.monotonic() + self.retry_interval
-        if self.spool is None:
-            self.spool = Spool.create(self.store.uri, self.store.spool_dir)
+        if self.spool is None and self._spool_broken is None:
+            try:
+                self.spool = Spool.create(self.store.uri, self.store.spool_dir)
+            except (OSError, sqlite3.Error) as e:
+                self._spool_unwritable(e)
         if not self._warned_offline:
             self._warned_offline = True
+            where = f"the local spool {self.spool.path}" if self.spool is not None else "memory"
             warnings.warn(
                 f"modeltrail: the database is unreachable ({error}); training continues and everything logged "
-                f"is kept in the local spool {self.spool.path} until it can be written",
+                f"is kept in {where} until it can be written",
                 RuntimeWarning,
                 stacklevel=2,
             )
 
+    def _points_split(self, payload: dict[str, Any], *, on_refused: Any) -> None:
+        """Write a metric batch; when the database refuses it, write each half on its own, down to single points.
+
+        The halves get batch ids derived from the parent's, so a replay of the whole batch stays idempotent.
+        """
+        batch_id, rows = payload["batch_id"], payload["rows"]
+        try:
+            self._apply_points(batch_id, rows)
+        except Exception as e:
+            if not self._refused(e):
+                raise
+            if len(rows) == 1:
+                on_refused("points", payload, e)
+                return
+            half = len(rows) // 2
+            for i, part in enumerate((rows[:half], rows[half:])):
+                sub = str(uuid.uuid5(uuid.NAMESPACE_URL, f"modeltrail:{batch_id}/{i}"))
+                self._points_split({"batch_id": sub, "rows": part}, on_refused=on_refused)
+
+    def _params_split(self, payload: dict[str, Any], *, on_refused: Any) -> None:
+        """Write params together; when refused, one at a time, so one bad param takes no other with it."""
+        try:
+            self._apply("params", payload)
+        except Exception as e:
+            if not self._refused(e):
+                raise
+            for key, value in payload["params"].items():
+                one = {"uuid": payload["uuid"], "params": {key: value}}
+                try:
+                    self._apply("params", one)
+                except Exception as e1:
+                    if not self._refused(e1):
+                        raise
+                    on_refused("params", one, e1)
+
+    def _refused(self, error: BaseException) -> bool:
+        """The database (or the driver) refused this write itself: not an outage, not a ledger-wide condition."""
+        if isinstance(error, StorageUnavailableError | PermissionDeniedError | SchemaError):
+            return False
+        if isinstance(error, StorageError) and self.store.is_retryable(error):
+            return isinstance(error.__cause__, sa_exc.IntegrityError)  # retried already: not a duplicate race
+        return isinstance(error, Exception)
+
     def _replay(self) -> None:
-        """Drain the spool oldest-first; stop at the first entry the database cannot take yet."""
-        if self.spool is None:
-            return
+        """Drain the spool, then what is held in memory, oldest-first; stop where the database cannot take more yet."""
         self._next_attempt = time.monotonic() + self.retry_interval
-        if not self._replay_spool(self.spool):
+        if self.spool is not None and not self._replay_spool(self.spool):
             return
+        if self.held and not self._replay_held():
+            return
+        self._spool_broken = None  # drained: the next outage tries the spool folder again
         log.info("modeltrail: spool drained into %s", self.store.display_uri)
+
+    def _replay_held(self) -> bool:
+        try:
+            self.store.ensure_schema()
+            while self.held:
+                kind, payload = self.held[0]
+                try:
+                    if kind == "points":
+                        self._points_split(payload, on_refused=self._fail)
+                    else:
+                        self._apply(kind, payload)
+                except Exception as e:
+                    if not self._refused(e):
+                        raise
+                    self._fail(kind, payload, e)
+                self.held.popleft()
+                self._held_points -= len(payload["rows"]) if kind == "points" else 1
+            return True
+        except StorageUnavailableError:
+            return False
+        except ModeltrailError as e:
+            log.error("modeltrail: cannot write what is held in memory yet: %s", e)
+            return False
 
     def _replay_spool(self, spool: Spool) -> bool:
         try:
@@ -268,14 +449,66 @@ class Writer:
                 if not batch:
                     return True
                 for seq, kind, payload in batch:
-                    self._apply(kind, payload)
+                    self._replay_entry(spool, seq, kind, payload)
                     spool.ack(seq)
         except StorageUnavailableError:
             return False
         except ModeltrailError as e:
-            self._error = e
             log.error("modeltrail: cannot replay spool %s yet: %s", spool.path, e)
             return False
+        except sqlite3.Error as e:
+            if spool is self.spool:
+                log.error("modeltrail: cannot read this process's spool %s: %s", spool.path, e)
+            else:
+                quarantine(spool.path, f"{type(e).__name__}: {e}")
+            return False
+
+    def _replay_entry(self, spool: Spool, seq: int, kind: str, payload: dict[str, Any] | str) -> None:
+        """Apply one spooled entry; what the database refuses goes to the dead-letter file, not in the way.
+
+        The caller acks the entry once this returns; an outage midway replays it again later (the
+        parts already written are skipped by their batch ids and natural keys).
+        """
+
+        def set_aside(kind_: str, part: Any, error: BaseException | str) -> None:
+            reason = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+            dead_letter(
+                spool.path.parent, source=spool.path.name, kind=kind_, payload=part, reason=self.store.scrub(reason)
+            )
+
+        if isinstance(payload, str):
+            set_aside(kind, payload, "the entry is not valid JSON: the spool file was damaged")
+            return
+        for _ in range(STRIKES):
+            try:
+                if kind == "points":
+                    return self._points_split(payload, on_refused=set_aside)
+                if kind == "params" and len(payload.get("params", ())) > 1:
+                    return self._params_split(payload, on_refused=set_aside)
+                self._apply(kind, payload)
+                return
+            except StorageUnavailableError:
+                if not self._answers():
+                    raise
+                # the server answers, yet dropped the connection on this entry: try again, then set it aside
+            except Exception as e:
+                if not self._refused(e):
+                    raise
+                return set_aside(kind, payload, e)
+        set_aside(
+            kind,
+            payload,
+            f"the database dropped the connection on this entry {STRIKES} times while "
+            "answering other queries (too large for max_allowed_packet?)",
+        )
+
+    def _answers(self) -> bool:
+        """Whether the database answers a trivial query right now."""
+        try:
+            self.store.run(lambda s: s.execute(text("SELECT 1")), attempts=1)
+        except Exception:
+            return False
+        return True
 
     def _adopt_orphans(self) -> None:
         """Drain spools that ended processes left for this database."""
@@ -303,6 +536,9 @@ class Writer:
         if kind == "stage":
             return store.run(lambda s: operations.add_stage(s, self._training_id(s, payload["uuid"]), payload["stage"]))
         if kind == "finish":
+            refused = self._failed.get(payload["uuid"])
+            if refused:  # the ledger says, with the training, what of it was not recorded
+                payload = {**payload, "context": {**(payload.get("context") or {}), "modeltrail_not_recorded": refused}}
             return store.run(
                 lambda s: operations.finish_training(s, store, self._training_id(s, payload["uuid"]), payload)
             )
@@ -358,6 +594,7 @@ class Writer:
     def _forget(self, uuid_: str) -> None:
         """Drop the caches of a finished training."""
         training_id = self._ids.pop(uuid_, None)
+        self._failed.pop(uuid_, None)
         for pair in [p for p in self._summaries if p[0] == training_id]:
             del self._summaries[pair]
 

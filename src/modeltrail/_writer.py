@@ -25,7 +25,8 @@ Why it looks like this:
   like the queue) and written when the database is back; one warning names the folder.
 * This module owns the writers: :func:`writer_for` starts one per store and process and
   hooks its shutdown onto the store's close; the store itself knows nothing of writers.
-  Points and summaries are written by :mod:`modeltrail._operations.metrics`.
+  Each operation is applied by :mod:`modeltrail._operations.apply`; points and summaries by
+  :mod:`modeltrail._operations.metrics`.
 """
 
 from __future__ import annotations
@@ -44,7 +45,6 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
-from sqlalchemy.orm import Session
 
 from ._errors import (
     ModeltrailError,
@@ -54,19 +54,14 @@ from ._errors import (
     StorageError,
     StorageUnavailableError,
 )
-from ._operations import metrics
-from ._operations import trainings as operations
-from ._operations.metrics import PointRow, Summary
+from ._operations.apply import Applier, MetricRow
 from ._spool import Spool, dead_letter, describe, orphans, quarantine, training_of
-from ._values import FINITE, encode_float
 
 if TYPE_CHECKING:
     from ._store import Store
 
 log = logging.getLogger("modeltrail._writer")
 
-#: One queued metric point: (training uuid, key, step, value, unix_time).
-MetricRow = tuple[str, str, int, float, float]
 #: Times the database may drop the connection on one spool entry while answering a probe before
 #: the entry is taken for the cause (say, larger than ``max_allowed_packet``) and set aside.
 STRIKES = 3
@@ -103,7 +98,6 @@ class Writer:
         self.batch_size = batch_size
         self.max_pending = max_pending
         self.retry_interval = retry_interval
-        self.written = 0
         #: Rows the database refused for a reason other than being unreachable; kept for inspection.
         self.unwritten: list[MetricRow] = []
         self.spool: Spool | None = None
@@ -117,9 +111,7 @@ class Writer:
         self._spool_broken: str | None = None
         self._warned_spool = False
         self._pid = os.getpid()
-        self._ids: dict[str, int] = {}
-        self._key_ids: dict[str, int] = {}
-        self._summaries: dict[tuple[int, int], Summary] = {}
+        self._applier = Applier(store)
         self._wake = threading.Event()
         self._stop = False
         self._warned_offline = False
@@ -141,8 +133,13 @@ class Writer:
         """What the database refused of training ``uuid_`` (kept until the training is forgotten)."""
         return list(self._failed.get(uuid_, ()))
 
+    @property
+    def written(self) -> int:
+        """Points this process has committed to the database."""
+        return self._applier.written
+
     def register(self, uuid_: str, training_id: int) -> None:
-        self._ids[uuid_] = training_id
+        self._applier.register(uuid_, training_id)
 
     def nudge(self) -> None:
         """A full batch is waiting: wake the writer now; block while the queue is over its bound."""
@@ -348,7 +345,7 @@ class Writer:
         )
 
     def _go_offline(self, error: BaseException) -> None:
-        self._summaries.clear()  # the outcome of the failed write is unknown: reload from the database later
+        self._applier.outcome_unknown()
         self._next_attempt = time.monotonic() + self.retry_interval
         if self.spool is None and self._spool_broken is None:
             try:
@@ -372,7 +369,7 @@ class Writer:
         """
         batch_id, rows = payload["batch_id"], payload["rows"]
         try:
-            self._apply_points(batch_id, rows)
+            self._applier.points(batch_id, rows)
         except Exception as e:
             if not self._refused(e):
                 raise
@@ -518,85 +515,14 @@ class Writer:
                     log.info("modeltrail: replayed orphaned spool %s", spool.path)
 
     def _apply(self, kind: str, payload: dict[str, Any]) -> Any:
-        if kind == "points":
-            return self._apply_points(payload["batch_id"], payload["rows"])
-        store = self.store
-        if kind == "start":
-            _, training_id = store.run(lambda s: operations.start_training(s, store, payload))
-            self._ids[payload["uuid"]] = training_id
-            return training_id
-        if kind == "params":
-            return store.run(
-                lambda s: operations.add_params(s, self._training_id(s, payload["uuid"]), payload["params"])
-            )
-        if kind == "dataset":
-            return store.run(
-                lambda s: operations.attach_dataset(s, self._training_id(s, payload["uuid"]), payload["dataset"])
-            )
-        if kind == "stage":
-            return store.run(lambda s: operations.add_stage(s, self._training_id(s, payload["uuid"]), payload["stage"]))
-        if kind == "finish":
-            refused = self._failed.get(payload["uuid"])
-            if refused:  # the ledger says, with the training, what of it was not recorded
-                payload = {**payload, "context": {**(payload.get("context") or {}), "modeltrail_not_recorded": refused}}
-            return store.run(
-                lambda s: operations.finish_training(s, store, self._training_id(s, payload["uuid"]), payload)
-            )
-        raise ValueError(f"unknown writer operation {kind!r}")
-
-    def _training_id(self, s: Session, uuid_: str) -> int:
-        found = self._ids.get(uuid_)
-        if found is None:
-            found = self._ids[uuid_] = operations.training_id(s, uuid_)
-        return found
-
-    # ----------------------------------------------------------------- points
-    def _apply_points(self, batch_id: str, rows: list[MetricRow]) -> None:
-        missing = {r[1] for r in rows if r[1] not in self._key_ids}
-        if missing:
-            # Committed on its own: a key id cached from a rolled-back batch would not exist.
-            self.store.run(lambda s: self._key_ids.update(metrics.metric_key_ids(s, missing)))
-        updated: dict[tuple[int, int], Summary] = {}
-        try:
-            self.store.run(lambda s: updated.update(self._write_points(s, batch_id, rows)))
-        except BaseException:
-            self._summaries.clear()  # unknown outcome: reload what the database has next time
-            raise
-        # Only a committed batch moves the cached summaries forward, so a retry starts clean.
-        self._summaries.update(updated)
-        self.written += len(rows)
-
-    def _write_points(self, s: Session, batch_id: str, rows: list[MetricRow]) -> dict[tuple[int, int], Summary]:
-        """Insert one batch of points and upsert their summaries; returns the new summaries."""
-        if not metrics.claim_batch(s, batch_id):
-            return {}  # written before: a replay after a lost acknowledgement
-        ids = {u: self._training_id(s, u) for u in {r[0] for r in rows}}
-        key_ids = self._key_ids
-        cached = self._summaries
-        pairs = {(ids[r[0]], key_ids[r[1]]) for r in rows}
-        fresh = pairs - cached.keys()
-        loaded = metrics.load_summaries(s, fresh) if fresh else {}
-        touched = {p: (loaded[p] if p in loaded else cached[p]).copy() for p in pairs}
-        out: list[PointRow] = []
-        for training_uuid, key, step, value, ts in rows:
-            training_id = ids[training_uuid]
-            key_id = key_ids[key]
-            if value - value == 0.0:  # finite: skip the call, this loop is the writer's hot path
-                out.append((training_id, key_id, step, value, FINITE, ts))
-            else:
-                v, kind = encode_float(value)
-                out.append((training_id, key_id, step, v, kind, ts))
-            touched[(training_id, key_id)].add(step, value)
-        metrics.insert_points(s, out)
-        metrics.save_summaries(s, touched, time.time())
-        return touched
+        """Write one operation now (its own transaction); a finish says what of its training was refused."""
+        not_recorded = self._failed.get(payload["uuid"]) if kind == "finish" else None
+        return self._applier.apply(kind, payload, not_recorded=not_recorded)
 
     def _forget(self, uuid_: str) -> None:
         """Drop the caches of a finished training."""
-        training_id = self._ids.pop(uuid_, None)
+        self._applier.forget(uuid_)
         self._failed.pop(uuid_, None)
-        for pair in [p for p in self._summaries if p[0] == training_id]:
-            del self._summaries[pair]
 
 
 # ------------------------------------------------------------------ registry

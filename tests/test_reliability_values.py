@@ -312,3 +312,22 @@ def test_colliding_param_keys_are_refused(tracker: modeltrail.Tracker) -> None:
 def test_ragged_dataset_is_a_validation_error(X: Any, y: Any, named: str) -> None:
     error = refused(lambda: Dataset.from_arrays(X, y, name="ragged"), "'ragged'", named, "rectangular")
     assert not isinstance(error.__cause__, ValueError) or error.__suppress_context__
+
+
+def test_exception_text_the_database_would_refuse_is_stored_escaped(tracker: modeltrail.Tracker) -> None:
+    """An exception's text is not the caller's input: NUL, lone surrogates and length are made storable.
+
+    The user's exception propagates and the training is recorded failed (with PostgreSQL, NUL in the
+    text used to turn into a StorageError and leave the training running).
+    """
+    message = "bad byte \x00 in " + os.fsdecode(b"row\xff") + " " + "x" * 70_000
+    with pytest.raises(KeyError), tracker.training("m", params={"lr": 0.1}) as run:
+        log_points(run, 0)
+        with run.stage("load"):
+            raise KeyError(message)
+    record = tracker.get_training(run.id)
+    assert record.status == "failed" and record.version is None and run.status == "failed"
+    assert record.error is not None and record.error.startswith("stage 'load' failed: KeyError: 'bad byte \\x00 in row")
+    assert "row\\udcff" in record.error and record.error.endswith(" ... (cut)")
+    assert len(record.error.encode()) <= TEXT_MAX_BYTES
+    assert [p.step for p in tracker.metric_history(run, "loss")] == list(range(POINTS))

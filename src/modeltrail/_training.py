@@ -327,8 +327,6 @@ class Training:
         """
         if status not in STATUSES:
             raise ValidationError(f"status must be one of {STATUSES}, got {status!r}", value=status)
-        if error is not None:
-            error = clean_text(str(error))  # an exception's text: stored as it can be, never refused
         if self.status == "running":
             # Stages begun with begin_stage and never ended (a callback that never came) end with the training.
             for stage in list(self._open_stages):
@@ -337,6 +335,8 @@ class Training:
             # Whoever ends the training (a ``with`` block, an adapter's hook), its error names the failed stage.
             prefix = f"stage {self.failed_stage!r} failed"
             error = prefix if not error else error if error.startswith(prefix) else f"{prefix}: {error}"
+        if error is not None:
+            error = clean_text(str(error))  # an exception's text: stored as it can be, never refused
         with self._lock:
             if self.status != "running":
                 return self.version

@@ -116,22 +116,25 @@ def check_chars(text: str, what: str) -> str:
             text.encode("utf-8")
         except UnicodeEncodeError as e:
             raise ValidationError(
-                f"{what} {_around(text, e.start)!r} cannot be stored: {text[e.start]!r} at position {e.start} is "
+                f"{what} {_named(text, e.start)} cannot be stored: {text[e.start]!r} at position {e.start} is "
                 "not valid Unicode (a lone surrogate, as os.fsdecode makes of a name that is not UTF-8)",
                 value=text,
             ) from None
     if "\x00" in text:
         at = text.index("\x00")
-        raise ValidationError(f"{what} {_around(text, at)!r} contains a NUL character at position {at}", value=text)
+        raise ValidationError(f"{what} {_named(text, at)} contains a NUL character at position {at}", value=text)
     return text
 
 
-def _around(text: str, at: int, n: int = 40) -> str:
-    """The part of a long ``text`` around position ``at``, for an error message."""
+def _named(text: str, at: int, n: int = 40) -> str:
+    """``text`` for an error message: its start, and the part around position ``at`` when that is further."""
     if len(text) <= n:
-        return text
-    start = max(0, min(at - n // 2, len(text) - n))
-    return ("..." if start else "") + text[start : start + n] + ("..." if start + n < len(text) else "")
+        return repr(text)
+    if at < n - 5:
+        return repr(text[:n] + "...")
+    start = min(at - n // 2, len(text) - n)
+    part = "..." + text[start : start + n] + ("..." if start + n < len(text) else "")
+    return f"{text[:n] + '...'!r} (around it: {part!r})"
 
 
 def check_string(value: Any, what: str, *, max_chars: int | None = None, max_bytes: int | None = None) -> str:

@@ -7,17 +7,17 @@ valid that the training logged around it is recorded (read back through the Trac
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy.engine import make_url
-from tests.proxy import Proxy
+from tests.test_outage import proxied  # noqa: F401  (the fixture: MySQL behind a TCP proxy that can be cut)
 
 import modeltrail
 from modeltrail import Dataset, ValidationError
@@ -121,6 +121,21 @@ def test_item2_a_command_line_that_is_not_utf8_is_stored_escaped_not_refused(tra
     assert tracker.get_training(run.id).context["command"][-1] == "--data=/x/\\udcff.csv"
 
 
+def test_item4_a_command_line_too_long_for_its_column_is_cut_not_refused(tracker: modeltrail.Tracker) -> None:
+    import sys
+
+    argv = sys.argv
+    sys.argv = ["train.py", *(f"--arg{i}={'v' * 50}" for i in range(100_000))]  # 6 MB of arguments
+    try:
+        with tracker.training("m") as run:
+            pass
+    finally:
+        sys.argv = argv
+    command = tracker.get_training(run.id).context["command"]
+    assert command[1] == "train.py" and command[-1].endswith("more arguments cut)")
+    assert len(json.dumps(command)) <= TEXT_MAX_BYTES
+
+
 # ------------------------------------------------------------------ item 4
 def test_item4_every_column_length_and_nul_is_refused_at_the_call(tracker: modeltrail.Tracker) -> None:
     long_text = "é" * (TEXT_MAX_BYTES // 2 + 1)  # fewer characters than TEXT's bytes, more bytes
@@ -198,22 +213,14 @@ def test_item4_oversized_params_and_context_are_refused_by_key_and_size(tracker:
     assert diff["changed"] == {k: {"old": run.params[k], "new": v} for k, v in changed.items()}
 
 
-@pytest.fixture
-def proxied(mysql_url: str) -> Iterator[tuple[str, Proxy]]:
-    url = make_url(mysql_url)
-    proxy = Proxy(url.host or "127.0.0.1", url.port or 3306)
-    yield url.set(port=proxy.port).render_as_string(hide_password=False), proxy
-    proxy.cut()
-
-
-def test_item4_refused_values_never_reach_the_spool(proxied: tuple[str, Proxy], mysql_url: str) -> None:
+def test_item4_refused_values_never_reach_the_spool(mysql_url: str, request: pytest.FixtureRequest) -> None:
     """Offline, the issue's 22 MB param and 300-character tag are refused too: the spool replays whole."""
-    url, proxy = proxied
+    url, proxy = request.getfixturevalue("proxied")
     modeltrail.Tracker(mysql_url).close()
     proxy.cut()
-    tracker = modeltrail.Tracker(url)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "the database is unreachable ... spool"
+        tracker = modeltrail.Tracker(url)
         refused(lambda: tracker.training("m", tags={"team": "t" * 300}), "300 characters")
         with tracker.training("m", params={"lr": 0.1}) as run:
             log_points(run, 0)

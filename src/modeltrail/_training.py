@@ -453,6 +453,11 @@ class Stage:
 def _start_context(seeds: Mapping[str, Any] | None) -> dict[str, Any]:
     """The environment as captured (made storable: a command line may hold any bytes) and the caller's seeds."""
     context: dict[str, Any] = to_jsonable(clean_json(capture()))
+    command, keep = context.get("command") or [], len(context.get("command") or [])
+    while keep > 1 and json_size(command[:keep]) > TEXT_MAX_BYTES:  # a huge command line is cut, not refused
+        keep //= 2
+    if keep < len(command):
+        context["command"] = [*command[:keep], f"... ({len(command) - keep} more arguments cut)"]
     if seeds:
         if not isinstance(seeds, Mapping):
             raise ValidationError(f"seeds must be a mapping, got {seeds!r}", value=seeds)

@@ -87,7 +87,7 @@ def as_metric_value(value: Any, key: str) -> float:
         return value
     if isinstance(value, (str, bytes)) or value is None:
         raise ValidationError(f"metric {key!r}: value {value!r} is not a number", value=value)
-    if isinstance(value, bool) or _is_bool_scalar(value):
+    if type(value) is not int and (isinstance(value, bool) or _is_bool_scalar(value)):  # an int is no bool
         raise ValidationError(
             f"metric {key!r}: value {value!r} is a boolean, not a number; log float(value) to record it as 1.0/0.0",
             value=value,

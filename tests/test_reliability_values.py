@@ -121,6 +121,28 @@ def test_item2_a_command_line_that_is_not_utf8_is_stored_escaped_not_refused(tra
     assert tracker.get_training(run.id).context["command"][-1] == "--data=/x/\\udcff.csv"
 
 
+def test_item2_a_directory_holding_a_name_that_is_not_utf8_is_hashed_not_refused(
+    tracker: modeltrail.Tracker, tmp_path: Path
+) -> None:
+    """Only what is stored must be UTF-8: a checkpoint folder's inner file names are hashed as bytes."""
+    import hashlib
+
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    (folder / os.fsdecode(b"w\xff.bin")).write_bytes(b"weights")
+    (folder / "config.json").write_bytes(b"{}")
+    with tracker.training("m") as run:
+        run.log_artifact(folder)
+        run.set_dataset(Dataset.from_file(folder, name="shards"))
+    record = tracker.get_training(run.id)
+    expected = hashlib.sha256()
+    for name, data in sorted([(b"config.json", b"{}"), (b"w\xff.bin", b"weights")]):
+        expected.update(name + b"\0" + hashlib.sha256(data).hexdigest().encode() + b"\n")
+    assert record.artifact_path == str(folder) and record.artifact_sha256 == expected.hexdigest()
+    assert record.artifact_size == 9 and record.dataset is not None
+    assert record.dataset.digest == expected.hexdigest()
+
+
 def test_item4_a_command_line_too_long_for_its_column_is_cut_not_refused(tracker: modeltrail.Tracker) -> None:
     import sys
 

@@ -89,7 +89,8 @@ def path_digest(path: str | os.PathLike[str]) -> tuple[str, int]:
     h, total = hashlib.sha256(), 0
     for f in sorted(f for f in p.rglob("*") if f.is_file()):
         digest, size = _file_sha256(f)
-        h.update(f"{f.relative_to(p).as_posix()}\0{digest}\n".encode())
+        # A name's own bytes: one that is not UTF-8 (os.fsdecode's surrogates) hashes like any other.
+        h.update(os.fsencode(f.relative_to(p).as_posix()) + f"\0{digest}\n".encode())
         total += size
     return h.hexdigest(), total
 

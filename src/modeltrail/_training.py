@@ -26,7 +26,9 @@ from ._records import VersionRecord
 from ._values import (
     MAX_JSON_BYTES,
     MAX_STEP,
+    SHORT_MAX,
     TEXT_MAX_BYTES,
+    USER_MAX,
     as_metric_value,
     check_chars,
     check_distinct_keys,
@@ -458,6 +460,9 @@ def _start_context(seeds: Mapping[str, Any] | None) -> dict[str, Any]:
         keep //= 2
     if keep < len(command):
         context["command"] = [*command[:keep], f"... ({len(command) - keep} more arguments cut)"]
+    for field, limit in (("user", USER_MAX), ("host", SHORT_MAX)):  # also kept in trainings.run_by / .host
+        if isinstance(context.get(field), str):
+            context[field] = context[field][:limit]
     if seeds:
         if not isinstance(seeds, Mapping):
             raise ValidationError(f"seeds must be a mapping, got {seeds!r}", value=seeds)

@@ -403,6 +403,7 @@ def _json_key(value: Any) -> str:
 
 
 NAME_MAX = 200  # model and dataset names (the schema's column length)
+SHORT_MAX = 255  # the longest indexed string: keys, tag values, host names
 MAX_STEP = 2**62  # fits a signed 64-bit column with room to spare
 
 
@@ -434,7 +435,7 @@ def check_step(step: Any) -> int:
     return value
 
 
-TAG_KEY_MAX, TAG_VALUE_MAX, LABEL_MAX = 128, 255, 64  # model_tags.key/value; framework, model_type, stage names
+TAG_KEY_MAX, TAG_VALUE_MAX, LABEL_MAX = 128, SHORT_MAX, 64  # model_tags.key/value; framework, model_type, stage names
 
 
 def check_tags(tags: Any) -> dict[str, str]:

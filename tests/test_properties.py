@@ -14,9 +14,11 @@ from modeltrail._secrets import is_secret_key
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
-keys = st.text(min_size=0, max_size=300)
+# Any code point, lone surrogates (what os.fsdecode makes of bytes that are not UTF-8) and NUL included.
+any_char = st.characters(codec=None, exclude_categories=())
+keys = st.text(min_size=0, max_size=300) | st.text(any_char, max_size=20)
 floats = st.floats(allow_nan=True, allow_infinity=True)
-scalars = st.none() | st.booleans() | st.integers() | floats | st.text(max_size=10_000)
+scalars = st.none() | st.booleans() | st.integers() | floats | st.text(max_size=10_000) | st.text(any_char, max_size=5)
 values = st.recursive(
     scalars,
     lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=20), inner, max_size=5),
@@ -24,13 +26,15 @@ values = st.recursive(
 )
 
 
-def same(a: Any, b: Any) -> bool:
+def same(a: Any, b: Any, *, signed_zero: bool = True) -> bool:
     if isinstance(a, float) and isinstance(b, float):
-        return (math.isnan(a) and math.isnan(b)) or a == b
+        if math.isnan(a) and math.isnan(b):
+            return True
+        return a == b and (not signed_zero or math.copysign(1.0, a) == math.copysign(1.0, b))
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+        return len(a) == len(b) and all(same(x, y, signed_zero=signed_zero) for x, y in zip(a, b, strict=True))
     if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+        return a.keys() == b.keys() and all(same(a[k], b[k], signed_zero=signed_zero) for k in a)
     return type(a) is type(b) and a == b
 
 
@@ -78,7 +82,9 @@ def test_metrics_round_trip_or_are_refused_by_name(
             expected.setdefault(key, []).append((step, float(value)))
     for key, logged in expected.items():
         history = [(p.step, p.value) for p in tracker.metric_history(run, key)]
-        assert same(history, sorted(logged, key=lambda p: p[0])), key
+        # The history keeps no sign on a zero on SQLite/MariaDB yet (the writer's fast path; see
+        # test_reliability_values.test_negative_zero_round_trips_in_metric_history).
+        assert same(history, sorted(logged, key=lambda p: p[0]), signed_zero=False), key
 
 
 def test_large_and_deep_params(db_url_sqlite_mysql: str) -> None:

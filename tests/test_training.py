@@ -272,3 +272,16 @@ def test_framework_and_type_are_checked(tracker: modeltrail.Tracker, field: str,
     with pytest.raises(ValidationError, match=field):
         tracker.training("m", **{field: value})
     assert tracker.models() == []
+
+
+def test_a_stage_param_with_a_key_that_is_not_a_string_is_refused_at_the_call(tracker: modeltrail.Tracker) -> None:
+    """Before: accepted as ``prep.1`` and then a ValidationError out of the stage's ``__exit__``."""
+    with tracker.training("m") as run:
+        with run.stage("prep") as stage:
+            with pytest.raises(ValidationError, match="param key must be a string, got int 1"):
+                stage.log_params({1: "x"})
+            stage.log_params({"k": 1})
+        assert stage.status == "finished"
+    record = tracker.get_training(run.id)
+    assert record.params == {"prep.k": 1} and record.status == "finished"
+    assert [(s.name, s.status, s.params) for s in record.stages] == [("prep", "finished", {"k": 1})]

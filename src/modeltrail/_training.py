@@ -24,13 +24,29 @@ from ._dataset import Dataset, dataset_row, path_digest
 from ._errors import StorageUnavailableError, ValidationError
 from ._records import VersionRecord
 from ._values import (
+    MAX_JSON_BYTES,
     MAX_STEP,
+    SHORT_MAX,
+    TEXT_MAX_BYTES,
+    USER_MAX,
     as_metric_value,
+    check_chars,
+    check_distinct_keys,
     check_key,
+    check_label,
     check_metric_key,
     check_model_name,
+    check_param_key,
+    check_params_weight,
     check_step,
+    check_string,
+    check_tags,
+    check_text,
+    clean_json,
+    clean_text,
     encode_param,
+    encode_params,
+    json_size,
     param_diff,
     to_jsonable,
 )
@@ -86,9 +102,16 @@ class Training:
         if dataset is not None and not isinstance(dataset, Dataset):
             raise ValidationError(f"dataset must be a modeltrail.Dataset, got {type(dataset).__name__}", value=dataset)
         for label, value in (("framework", framework), ("model_type", model_type)):
-            if value is not None and (not isinstance(value, str) or not 0 < len(value) <= 64):
-                raise ValidationError(f"{label} must be a string of 1 to 64 characters, got {value!r}", value=value)
-        stored = {k: encode_param(k, v) for k, v in (params or {}).items()}
+            if value is not None:
+                check_label(value, label)
+        # Everything the database could refuse is refused here, before the writer or the spool holds it.
+        description = check_text("description", description)
+        encoded = encode_params(params or {})
+        self._params_bytes = sum(size for _, _, size in encoded.values())
+        check_params_weight(self._params_bytes, encoded)
+        stored = {k: (v, shown) for k, (v, shown, _) in encoded.items()}
+        checked_tags = check_tags(tags)
+        context = _start_context(seeds)
         self.store: Store = tracker.store
         self.uuid = str(uuid_mod.uuid4())
         self.id: int | None = None
@@ -98,6 +121,7 @@ class Training:
         self.params: dict[str, Any] = {k: v for k, (v, _) in stored.items()}
         self.artifact: dict[str, Any] | None = None
         self._extra_context: dict[str, Any] = {}
+        self._context_sizes = {"": json_size(context)}  # "" is the captured part; the rest by add_context key
         self._stages = 0
         self._open_stages: list[Stage] = []
         self.failed_stage: str | None = None
@@ -118,10 +142,10 @@ class Training:
             "framework": framework,
             "model_type": model_type,
             "description": description,
-            "tags": {str(k): str(v) for k, v in (tags or {}).items()},
+            "tags": checked_tags,
             "params": stored,
             "dataset": dataset_row(dataset) if dataset is not None else None,
-            "context": to_jsonable(capture(seeds=dict(seeds) if seeds else None)),
+            "context": context,
             "started_ts": self._started_ts,
         }
         self.id = self._now_or_spooled("start", op)
@@ -167,7 +191,14 @@ class Training:
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         if not isinstance(metrics, Mapping):
             raise ValidationError(f"log_metrics takes a mapping of key to number, got {metrics!r}", value=metrics)
-        checked = [(check_metric_key(k), as_metric_value(v, k)) for k, v in metrics.items()]
+        known = self._last_step  # keys checked before are not checked again
+        checked = [
+            (
+                k if type(k) is str and k in known else check_metric_key(k),
+                v if type(v) is float else as_metric_value(v, k),
+            )
+            for k, v in metrics.items()
+        ]
         for key, value in checked:
             self.log_metric(key, value, step)
 
@@ -179,10 +210,11 @@ class Training:
         if not isinstance(params, Mapping):
             raise ValidationError(f"log_params takes a mapping, got {params!r}", value=params)
         self._check_running("log params")
-        encoded = {k: encode_param(k, v) for k, v in params.items()}
+        encoded = encode_params(params)
         new = {}
+        added = 0
         with self._lock:
-            for key, (stored, shown) in encoded.items():
+            for key, (stored, shown, size) in encoded.items():
                 if key in self.params:
                     if _same(self.params[key], stored):
                         continue
@@ -192,6 +224,9 @@ class Training:
                         value=key,
                     )
                 new[key] = (stored, shown)
+                added += size
+            check_params_weight(self._params_bytes + added, new)
+            self._params_bytes += added
             self.params.update({k: v for k, (v, _) in new.items()})
         if new:
             self._writer.submit("params", {"uuid": self.uuid, "params": new})
@@ -199,10 +234,13 @@ class Training:
     def log_artifact(self, path: str | os.PathLike[str]) -> None:
         """Record the trained model's file (or directory) with its sha256 and size."""
         self._check_running("log an artifact")
-        if not os.path.exists(path):
-            raise ValidationError(f"artifact path does not exist: {os.fspath(path)!r}", value=os.fspath(path))
-        digest, size = path_digest(path)
-        self.artifact = {"path": os.path.abspath(os.fspath(path)), "sha256": digest, "size": size}
+        given = os.fsdecode(path) if isinstance(path, (str, bytes, os.PathLike)) else path
+        check_string(given, "artifact path", max_bytes=TEXT_MAX_BYTES)
+        if not os.path.exists(given):
+            raise ValidationError(f"artifact path does not exist: {given!r}", value=given)
+        digest, size = path_digest(given)
+        full = check_string(os.path.abspath(given), "artifact path", max_bytes=TEXT_MAX_BYTES)
+        self.artifact = {"path": full, "sha256": digest, "size": size}
 
     def add_context(self, info: Mapping[str, Any]) -> None:
         """Facts about the run that are not hyperparameters (checkpoint paths, device names...).
@@ -213,8 +251,18 @@ class Training:
         if not isinstance(info, Mapping):
             raise ValidationError(f"add_context takes a mapping, got {info!r}", value=info)
         self._check_running("add context")
-        encoded = {check_key(str(k), "context"): to_jsonable(v) for k, v in info.items()}
+        check_distinct_keys(info, "context")
+        encoded = {check_key(str(k), "context"): _context_value(str(k), v) for k, v in info.items()}
+        sizes = {k: json_size(k) + json_size(v) for k, v in encoded.items()}
         with self._lock:
+            total = sum({**self._context_sizes, **sizes}.values())
+            if total > MAX_JSON_BYTES:
+                raise ValidationError(
+                    f"context {', '.join(encoded)[:80]!r} would bring the training's context to {total:,} bytes "
+                    f"as JSON, the limit is {MAX_JSON_BYTES:,}",
+                    value=next(iter(encoded), None),
+                )
+            self._context_sizes.update(sizes)
             self._extra_context.update(encoded)
 
     def set_dataset(self, dataset: Dataset) -> None:
@@ -234,6 +282,7 @@ class Training:
             raise ValidationError(
                 f"stage name must be 1 to 64 characters without outer spaces, got {name!r}", value=name
             )
+        check_chars(name, "stage name")
         self._check_running(f"start stage {name!r}")
         with self._lock:
             position = self._stages
@@ -288,6 +337,8 @@ class Training:
             # Whoever ends the training (a ``with`` block, an adapter's hook), its error names the failed stage.
             prefix = f"stage {self.failed_stage!r} failed"
             error = prefix if not error else error if error.startswith(prefix) else f"{prefix}: {error}"
+        if error is not None:
+            error = clean_text(str(error))  # an exception's text: stored as it can be, never refused
         with self._lock:
             if self.status != "running":
                 return self.version
@@ -363,6 +414,8 @@ class Stage:
         self.duration_s = time.perf_counter() - self._t0
         if isinstance(error, BaseException):
             error = f"{type(error).__name__}: {error}"
+        if error is not None:
+            error = clean_text(error)
         self.status = "finished" if error is None else "failed"
         self.error = error
         if error is not None and self.training.failed_stage is None:
@@ -385,6 +438,10 @@ class Stage:
         self.log_params({key: value})
 
     def log_params(self, params: Mapping[str, Any]) -> None:
+        if not isinstance(params, Mapping):
+            raise ValidationError(f"log_params takes a mapping, got {params!r}", value=params)
+        for key in params:
+            check_param_key(key)  # before the stage's prefix makes 1 and "1" the same key
         self.training.log_params({f"{self.name}.{k}": v for k, v in params.items()})
         self.params.update(params)
 
@@ -393,6 +450,38 @@ class Stage:
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         self.training.log_metrics({f"{self.name}.{k}": v for k, v in metrics.items()}, step)
+
+
+def _start_context(seeds: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The environment as captured (made storable: a command line may hold any bytes) and the caller's seeds."""
+    context: dict[str, Any] = to_jsonable(clean_json(capture()))
+    command, keep = context.get("command") or [], len(context.get("command") or [])
+    while keep > 1 and json_size(command[:keep]) > TEXT_MAX_BYTES:  # a huge command line is cut, not refused
+        keep //= 2
+    if keep < len(command):
+        context["command"] = [*command[:keep], f"... ({len(command) - keep} more arguments cut)"]
+    for field, limit in (("user", USER_MAX), ("host", SHORT_MAX)):  # also kept in trainings.run_by / .host
+        if isinstance(context.get(field), str):
+            context[field] = context[field][:limit]
+    if seeds:
+        if not isinstance(seeds, Mapping):
+            raise ValidationError(f"seeds must be a mapping, got {seeds!r}", value=seeds)
+        context["seeds"] = _context_value("seeds", dict(seeds))
+    size = json_size(context)
+    if size > MAX_JSON_BYTES:
+        raise ValidationError(
+            f"the training's context (environment and seeds) is {size:,} bytes as JSON, "
+            f"the limit is {MAX_JSON_BYTES:,}",
+            value=seeds,
+        )
+    return context
+
+
+def _context_value(key: str, value: Any) -> Any:
+    try:
+        return to_jsonable(value)
+    except ValidationError as e:
+        raise ValidationError(f"context {key[:40]!r}: {e}", value=e.value) from e
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -2,7 +2,9 @@
 
 Three concerns live here because every writer and reader shares them:
 
-* floats, including NaN and the infinities that MySQL's DOUBLE rejects;
+* floats, including NaN and the infinities that MySQL's DOUBLE rejects, and the sign of -0.0;
+* what the database would refuse (text that is not UTF-8, NUL, a column's length, a value
+  bigger than a server packet), refused at the call that passes it, never later by the writer;
 * hyperparameters of any type, stored as JSON plus a display string that a person can read
   (a class by its qualified name, a Path as a string, never ``<object at 0x...>``);
 * secrets: what looks like a credential is masked first (the rules live in :mod:`._secrets`).
@@ -22,7 +24,7 @@ from typing import Any
 from ._errors import ValidationError
 from ._secrets import REDACTED, is_secret_key, redact
 
-FINITE, NAN, POS_INF, NEG_INF = 0, 1, 2, 3
+FINITE, NAN, POS_INF, NEG_INF, NEG_ZERO = 0, 1, 2, 3, 4
 DBL_MAX = 1.7976931348623157e308
 
 #: Arrays up to this many elements are kept by value; larger ones by type and shape.
@@ -33,12 +35,28 @@ _INT_TAG = "$int"
 #: version's param diff and its audit event wrap a value in 4 more. No config needs more.
 MAX_DEPTH = 24
 
+#: The largest param value, and the largest training context, as the JSON text the database
+#: receives (bytes, non-ASCII escaped). MariaDB's default ``max_allowed_packet`` is 16 MiB and the
+#: driver may double a value when it escapes it, so one value stays far below that.
+MAX_JSON_BYTES = 1 << 20
+#: All params of one training together: a version's param diff holds its parent's and its own.
+MAX_PARAMS_BYTES = 3 << 20
+#: A dataset's feature names together (wide frames have many).
+MAX_FEATURES_BYTES = 4 << 20
+#: A TEXT column on MySQL/MariaDB holds 65,535 bytes (reasons, descriptions, paths, errors).
+TEXT_MAX_BYTES = 65_535
+
 
 # --------------------------------------------------------------------- floats
 def encode_float(value: float) -> tuple[float | None, int]:
-    """Split a float into the (value, kind) pair the schema stores (MySQL's DOUBLE takes no NaN or inf)."""
+    """Split a float into the (value, kind) pair the schema stores (MySQL's DOUBLE takes no NaN or inf).
+
+    -0.0 is stored as 0.0 of kind NEG_ZERO: SQLite and MariaDB keep no sign on a zero.
+    """
     if value - value == 0.0:  # finite: the common case, one comparison (the writer calls this per point)
-        return value, FINITE
+        if value or math.copysign(1.0, value) > 0.0:
+            return value, FINITE
+        return 0.0, NEG_ZERO
     if value != value:
         return None, NAN
     return (DBL_MAX, POS_INF) if value > 0 else (-DBL_MAX, NEG_INF)
@@ -52,19 +70,132 @@ def decode_float(value: float | None, kind: int) -> float:
         return math.inf
     if kind == NEG_INF:
         return -math.inf
+    if kind == NEG_ZERO:
+        return -0.0
     return math.nan
 
 
 def as_metric_value(value: Any, key: str) -> float:
-    """A metric value as a plain float: Python, numpy and torch scalars are accepted."""
+    """A metric value as a plain float: Python, numpy and torch scalars are accepted; booleans are not."""
     if type(value) is float:
         return value
     if isinstance(value, (str, bytes)) or value is None:
         raise ValidationError(f"metric {key!r}: value {value!r} is not a number", value=value)
+    if type(value) is not int and (isinstance(value, bool) or _is_bool_scalar(value)):  # an int is no bool
+        raise ValidationError(
+            f"metric {key!r}: value {value!r} is a boolean, not a number; log float(value) to record it as 1.0/0.0",
+            value=value,
+        )
     try:
         return float(value)
     except (TypeError, ValueError, OverflowError) as e:
         raise ValidationError(f"metric {key!r}: value {value!r} is not a number", value=value) from e
+
+
+def _is_bool_scalar(value: Any) -> bool:
+    """numpy's and torch's booleans (neither subclasses bool)."""
+    dtype = getattr(value, "dtype", None)
+    return dtype is not None and (getattr(dtype, "kind", None) == "b" or str(dtype) == "torch.bool")
+
+
+# ----------------------------------------------------------------------- text
+def check_chars(text: str, what: str) -> str:
+    """``text`` as every backend stores it: UTF-8 encodable (no lone surrogate) and without NUL.
+
+    ``os.fsdecode`` turns a file name that is not UTF-8 into lone surrogates (``"loss\\udc80"``),
+    which no driver can send; PostgreSQL refuses NUL in text and JSON, so every backend does.
+    """
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise ValidationError(
+                f"{what} {_named(text, e.start)} cannot be stored: {text[e.start]!r} at position {e.start} is "
+                "not valid Unicode (a lone surrogate, as os.fsdecode makes of a name that is not UTF-8)",
+                value=text,
+            ) from None
+    if "\x00" in text:
+        at = text.index("\x00")
+        raise ValidationError(f"{what} {_named(text, at)} contains a NUL character at position {at}", value=text)
+    return text
+
+
+def _named(text: str, at: int, n: int = 40) -> str:
+    """``text`` for an error message: its start, and the part around position ``at`` when that is further."""
+    if len(text) <= n:
+        return repr(text)
+    if at < n - 5:
+        return repr(text[:n] + "...")
+    start = min(at - n // 2, len(text) - n)
+    part = "..." + text[start : start + n] + ("..." if start + n < len(text) else "")
+    return f"{text[:n] + '...'!r} (around it: {part!r})"
+
+
+def check_string(value: Any, what: str, *, max_chars: int | None = None, max_bytes: int | None = None) -> str:
+    """A string within a column's limits: ``max_chars`` for VARCHAR(n), ``max_bytes`` for TEXT."""
+    if not isinstance(value, str):
+        raise ValidationError(f"{what} must be a string, got {type(value).__name__} {_cut(value)!r}", value=value)
+    if max_chars is not None and len(value) > max_chars:
+        raise ValidationError(
+            f"{what} is {len(value)} characters, the limit is {max_chars}: {_cut(value)!r}", value=value
+        )
+    check_chars(value, what)
+    if max_bytes is not None and len(value) * 4 > max_bytes:
+        size = len(value.encode("utf-8"))
+        if size > max_bytes:
+            raise ValidationError(
+                f"{what} is {size:,} bytes as UTF-8, the limit is {max_bytes:,}: {_cut(value)!r}", value=value
+            )
+    return value
+
+
+def clean_text(text: str, max_bytes: int = TEXT_MAX_BYTES) -> str:
+    """Text modeltrail makes itself (an exception's message): made storable instead of refused.
+
+    NUL and what cannot be encoded become backslash escapes, and what is past ``max_bytes`` is cut.
+    """
+    if text.isascii() and len(text) <= max_bytes and "\x00" not in text:
+        return text
+    text = text.replace("\x00", "\\x00")
+    data = text.encode("utf-8", "backslashreplace")
+    if len(data) > max_bytes:
+        data = data[: max_bytes - 20] + b" ... (cut)"
+    return data.decode("utf-8", "ignore")
+
+
+def clean_json(value: Any) -> Any:
+    """A JSON value modeltrail captured itself (the environment: command line, paths) with every text storable."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, dict):
+        return {clean_text(str(k)): clean_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [clean_json(v) for v in value]
+    return value
+
+
+def _cut(value: Any, n: int = 40) -> Any:
+    """A long value shortened for an error message."""
+    return value[:n] + "..." if isinstance(value, str) and len(value) > n else value
+
+
+def json_size(value: Any) -> int:
+    """Bytes of ``value`` (a :func:`to_jsonable` result) as the JSON text a server column receives."""
+    return len(json.dumps(value))
+
+
+def check_distinct_keys(mapping: Mapping[Any, Any], what: str) -> None:
+    """Refuse keys that become the same string (``{1: 'a', '1': 'b'}``): one would silently replace the other."""
+    if all(type(k) is str for k in mapping):
+        return
+    seen: dict[str, Any] = {}
+    for k in mapping:
+        text = str(k)
+        if text in seen:
+            raise ValidationError(
+                f"{what} keys {seen[text]!r} and {k!r} are both stored as {text!r}; one would be lost", value=k
+            )
+        seen[text] = k
 
 
 # --------------------------------------------------------------------- params
@@ -83,13 +214,14 @@ def to_jsonable(value: Any, *, limit: int = MAX_DEPTH, _depth: int = 0) -> Any:
     if isinstance(value, str):
         if "\x00" in value:
             raise ValidationError(f"param value contains a NUL character: {value[:40]!r}", value=value)
-        return value
+        return check_chars(value, "param value")
     if isinstance(value, int):
         # Beyond 64 bits JSON columns turn integers into doubles; tagged, they round-trip exactly.
         return int(value) if -(2**63) <= value < 2**63 else {_INT_TAG: str(int(value))}
     if isinstance(value, float):
         return float(value) if math.isfinite(value) else {_FLOAT_TAG: repr(float(value))}
     if isinstance(value, Mapping):
+        _check_object_keys(value)
         return {str(k): _redact_nested(str(k), v, limit, _depth) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
         items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value
@@ -122,6 +254,12 @@ def to_jsonable(value: Any, *, limit: int = MAX_DEPTH, _depth: int = 0) -> Any:
     if " at 0x" in text or text.startswith("<"):
         return qualified_name(type(value))
     return text
+
+
+def _check_object_keys(mapping: Mapping[Any, Any]) -> None:
+    check_distinct_keys(mapping, "mapping")
+    for k in mapping:
+        check_chars(str(k), "mapping key")
 
 
 def describe_array(value: Any) -> str:
@@ -175,7 +313,7 @@ def check_key(key: Any, what: str) -> str:
         raise ValidationError(f"{what} key must be 1 to 255 characters, got {key[:40]!r}", value=key)
     if "\x00" in key or key != key.rstrip():
         raise ValidationError(f"{what} key {key!r} contains NUL or ends with whitespace", value=key)
-    return key
+    return check_chars(key, f"{what} key")
 
 
 def check_param_key(key: Any) -> str:
@@ -184,14 +322,45 @@ def check_param_key(key: Any) -> str:
 
 def encode_param(key: str, value: Any) -> tuple[Any, str]:
     """(JSON value, display string) for one param, redacted when the key looks secret."""
+    stored, shown, _ = encode_param_sized(key, value)
+    return stored, shown
+
+
+def encode_param_sized(key: str, value: Any) -> tuple[Any, str, int]:
+    """:func:`encode_param` and the bytes the param weighs (key and value as JSON), checked against the caps."""
     check_param_key(key)
     if is_secret_key(key):
-        return REDACTED, REDACTED
+        return REDACTED, REDACTED, json_size(key) + json_size(REDACTED)
     try:
         stored = to_jsonable(redact(value))
     except ValidationError as e:
         raise ValidationError(f"param {key[:40]!r}: {e}", value=e.value) from e
-    return stored, display(stored)
+    size = json_size(stored)
+    if size > MAX_JSON_BYTES:
+        raise ValidationError(
+            f"param {key[:40]!r} is {size:,} bytes as JSON, the limit for one value is {MAX_JSON_BYTES:,}; "
+            "store big data as an artifact or a dataset",
+            value=key,
+        )
+    return stored, display(stored), size + json_size(key)
+
+
+def encode_params(params: Any) -> dict[str, tuple[Any, str, int]]:
+    """Each param as (JSON value, display string, bytes it weighs); see :func:`check_params_weight`."""
+    if not isinstance(params, Mapping):
+        raise ValidationError(f"params must be a mapping of name to value, got {_cut(params)!r}", value=params)
+    return {key: encode_param_sized(key, value) for key, value in params.items()}
+
+
+def check_params_weight(total: int, keys: Any) -> None:
+    """All of a training's params (``total`` bytes) must fit :data:`MAX_PARAMS_BYTES`; ``keys`` would pass it."""
+    if total > MAX_PARAMS_BYTES:
+        names = ", ".join(str(k) for k in keys)
+        raise ValidationError(
+            f"params {_cut(names, 80)!r} would bring the training's params to {total:,} bytes as JSON, "
+            f"the limit is {MAX_PARAMS_BYTES:,}; store big data as an artifact or a dataset",
+            value=next(iter(keys), None),
+        )
 
 
 def flatten(params: Mapping[str, Any], *, sep: str = ".", prefix: str = "") -> dict[str, Any]:
@@ -199,10 +368,11 @@ def flatten(params: Mapping[str, Any], *, sep: str = ".", prefix: str = "") -> d
     out: dict[str, Any] = {}
     for k, v in params.items():
         key = f"{prefix}{sep}{k}" if prefix else str(k)
-        if isinstance(v, Mapping) and v:
-            out.update(flatten(v, sep=sep, prefix=key))
-        else:
-            out[key] = v
+        nested = flatten(v, sep=sep, prefix=key) if isinstance(v, Mapping) and v else {key: v}
+        for flat, value in nested.items():
+            if flat in out:
+                raise ValidationError(f"params {flat!r} appear twice once nested keys are joined", value=flat)
+            out[flat] = value
     return out
 
 
@@ -223,6 +393,7 @@ def _json_key(value: Any) -> str:
 
 
 NAME_MAX = 200  # model and dataset names (the schema's column length)
+SHORT_MAX = 255  # the longest indexed string: keys, tag values, host names
 MAX_STEP = 2**62  # fits a signed 64-bit column with room to spare
 
 
@@ -235,7 +406,7 @@ def check_model_name(name: Any) -> str:
         )
     if name != name.strip() or "\x00" in name:
         raise ValidationError(f"model name has leading or trailing whitespace or a NUL: {name!r}", value=name)
-    return name
+    return check_chars(name, "model name")
 
 
 def check_metric_key(key: Any) -> str:
@@ -254,6 +425,33 @@ def check_step(step: Any) -> int:
     return value
 
 
+TAG_KEY_MAX, TAG_VALUE_MAX, LABEL_MAX = 128, SHORT_MAX, 64  # model_tags.key/value; framework, model_type, stage names
+
+
+def check_tags(tags: Any) -> dict[str, str]:
+    """A model's tags as stored: string keys (1-128 characters) and values (at most 255)."""
+    if tags is None:
+        return {}
+    if not isinstance(tags, Mapping):
+        raise ValidationError(f"tags must be a mapping of name to text, got {_cut(tags)!r}", value=tags)
+    check_distinct_keys(tags, "tag")
+    out = {}
+    for k, v in tags.items():
+        key, value = str(k), str(v)
+        if not key.strip() or key != key.rstrip():
+            raise ValidationError(f"tag key {key!r} is empty or ends with whitespace", value=k)
+        check_string(key, "tag key", max_chars=TAG_KEY_MAX)
+        out[key] = check_string(value, f"tag {key!r}", max_chars=TAG_VALUE_MAX)
+    return out
+
+
+def check_label(value: Any, what: str) -> str:
+    """A short name (framework, model type, stage): 1 to 64 characters."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError(f"{what} must be a string of 1 to {LABEL_MAX} characters, got {value!r}", value=value)
+    return check_string(value, what, max_chars=LABEL_MAX)
+
+
 # ------------------------------------------------- registry inputs (deployments, evaluations, audit)
 ENVIRONMENT_MAX = 64
 USER_MAX = 128
@@ -268,7 +466,7 @@ def check_environment(environment: Any) -> str:
             f"environment must be at most {ENVIRONMENT_MAX} characters without surrounding spaces, got {environment!r}",
             value=environment,
         )
-    return environment
+    return check_chars(environment, "environment")
 
 
 def check_text(name: str, value: Any, limit: int | None = None) -> str | None:
@@ -279,7 +477,7 @@ def check_text(name: str, value: Any, limit: int | None = None) -> str | None:
         raise ValidationError(f"{name} must be a string, got {value!r}", value=value)
     if limit is not None and len(value) > limit:
         raise ValidationError(f"{name} is longer than {limit} characters: {value[:40]!r}...", value=value)
-    return value
+    return check_string(value, name, max_bytes=TEXT_MAX_BYTES)
 
 
 def check_time(at: Any, *, day_end: bool = True) -> dt.datetime:
@@ -298,7 +496,7 @@ def check_dataset_name(name: Any) -> str:
         raise ValidationError(
             f"a dataset name is 1 to {NAME_MAX} characters without surrounding spaces, got {name!r}", value=name
         )
-    return name
+    return check_chars(name, "dataset name")
 
 
 def check_metrics(metrics: Any) -> dict[str, float]:

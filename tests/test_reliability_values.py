@@ -281,19 +281,7 @@ def test_negative_zero_round_trips(tracker: modeltrail.Tracker) -> None:
     assert negative_zero(measured.value)
 
 
-def test_negative_zero_round_trips_in_metric_history(
-    tracker: modeltrail.Tracker, request: pytest.FixtureRequest
-) -> None:
-    if tracker.store.engine.dialect.name != "postgresql":  # PostgreSQL's DOUBLE keeps the sign itself
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="SQLite and MariaDB keep no sign on a zero, and the writer's inline fast path "
-                "(_writer.py _write_points: `if value - value == 0.0`) stores every finite point as kind FINITE "
-                "without encode_float; it must send zeros to encode_float (`if value - value == 0.0 and value:`). "
-                "_writer.py belongs to the SPOOL branch.",
-            )
-        )
+def test_negative_zero_round_trips_in_metric_history(tracker: modeltrail.Tracker) -> None:
     with tracker.training("m") as run:
         run.log_metric("bias", -0.0, step=0)
     (point,) = tracker.metric_history(run, "bias")

@@ -6,7 +6,8 @@ Plain relational tables that people can query with SQL. Decisions worth knowing:
   and history rows carry its integer id.
 * MySQL's DOUBLE rejects NaN and infinities, so every stored float is a pair:
   ``value`` (finite, NULL for NaN, +/-DBL_MAX for +/-inf so ordering still works)
-  and ``kind`` (0 finite, 1 NaN, 2 +inf, 3 -inf). ``modeltrail._values`` maps both ways.
+  and ``kind`` (0 finite, 1 NaN, 2 +inf, 3 -inf, 4 -0.0: SQLite's and MySQL's doubles drop a
+  zero's sign). ``modeltrail._values`` maps both ways.
 * ``metric_summaries`` holds last/min/max per training and metric, kept current by
   the writer, so comparisons and leaderboards never scan the history.
 * Indexed strings are at most 255 characters: utf8mb4 needs 4 bytes a character

@@ -114,7 +114,7 @@ class Applier:
         for training_uuid, key, step, value, ts in rows:
             training_id = ids[training_uuid]
             key_id = key_ids[key]
-            if value - value == 0.0:  # finite: skip the call, this loop is the writer's hot path
+            if value - value == 0.0 and value:  # finite, not ±0.0: skip the call (the hot path)
                 out.append((training_id, key_id, step, value, FINITE, ts))
             else:
                 v, kind = encode_float(value)

@@ -142,3 +142,16 @@ def test_item16_dashboard_token_redirect_stays_on_this_host_and_huge_ids_are_ref
         assert page.status_code == 422 and "<html" in page.text.lower()
     assert client.get(f"/api/trainings/{2**63 - 1}", headers=headers).status_code == 404
     assert client.get("/api/trainings/1", headers=headers).json()["model"] == "churn"
+
+
+def test_item15_context_values_are_masked_like_params(sqlite_url: str) -> None:
+    """``run.add_context`` is where checkpoint paths and connection strings land: the same rule applies."""
+    tracker = modeltrail.Tracker(sqlite_url)
+    with tracker.training("m") as run:
+        run.add_context(
+            {"db_password": "hunter2", "feature_store": "postgresql://app:s3cret@db/features", "device": "cpu"}
+        )
+    stored = tracker.get_training(run.id).context
+    assert stored["db_password"] == "***" and stored["device"] == "cpu"
+    assert "s3cret" not in str(stored["feature_store"]) and "db/features" in str(stored["feature_store"])
+    tracker.close()

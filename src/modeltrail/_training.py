@@ -23,6 +23,7 @@ from ._context import capture
 from ._dataset import Dataset, dataset_row, path_digest
 from ._errors import StorageUnavailableError, ValidationError
 from ._records import VersionRecord
+from ._secrets import REDACTED, is_secret_key, redact
 from ._values import (
     MAX_JSON_BYTES,
     MAX_STEP,
@@ -478,8 +479,11 @@ def _start_context(seeds: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def _context_value(key: str, value: Any) -> Any:
+    """A context value as stored: secrets masked by the same rule as params (a DSN, ``db_password``)."""
+    if is_secret_key(key):
+        return REDACTED
     try:
-        return to_jsonable(value)
+        return to_jsonable(redact(value))
     except ValidationError as e:
         raise ValidationError(f"context {key[:40]!r}: {e}", value=e.value) from e
 

@@ -13,12 +13,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect, select, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
 from .._audit import Ledger, record_event
-from .._schema import VERSION_TABLE
+from .._errors import SchemaError
+from .._schema import VERSION_TABLE, AuditEventRow, Base, ModelRow
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -81,12 +82,29 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 
 def upgrade(store: Migratable, revision: str = "head") -> tuple[str | None, str | None]:
-    """Migrate ``store`` to ``revision`` and record an audit event; returns (from, to)."""
+    """Migrate ``store`` to ``revision`` and record an audit event; returns (from, to).
+
+    Safe to run again after an interruption: a brand-new database is checked for foreign
+    tables under our names before anything is created, and every step creates only what an
+    earlier, cut-off run left missing (see :mod:`modeltrail._migrations.ops`).
+    """
     from alembic import command
+    from alembic.util import CommandError
+
+    from . import ops
 
     with store.engine.begin() as conn:
         before = current_revision(conn)
-        command.upgrade(alembic_config(conn), revision)
+        if before is not None and not is_known(before):
+            raise SchemaError(newer_message(conn, before), value=before)
+        if before is None:
+            foreign = ops.foreign_tables(conn, Base.metadata.sorted_tables)
+            if foreign:
+                raise SchemaError(ops.foreign_message(foreign, conn), value=foreign[0])
+        try:
+            command.upgrade(alembic_config(conn), revision)
+        except CommandError as e:
+            raise SchemaError(f"cannot upgrade to revision {revision!r}: {e}", value=revision) from e
         after = current_revision(conn)
     if before != after:
         store.run(
@@ -105,3 +123,26 @@ def upgrade(store: Migratable, revision: str = "head") -> tuple[str | None, str 
 
 def create_new(store: Migratable) -> None:
     upgrade(store, "head")
+
+
+def interrupted_creation(bind: Engine | Connection) -> bool:
+    """True for a database stamped at an older revision by a creation that never finished.
+
+    A cut during creation on MySQL (DDL commits as it goes) leaves the stamp at whichever step
+    ran last. Such a ledger holds no model and no record of a completed creation or upgrade, so
+    finishing the creation loses nothing and needs no `modeltrail db upgrade` by hand.
+    """
+    if isinstance(bind, Engine):
+        with bind.connect() as conn:
+            return interrupted_creation(conn)
+    model = bind.execute(select(ModelRow.id).limit(1)).first()
+    upgraded = bind.execute(select(AuditEventRow.id).where(AuditEventRow.action == "schema.upgrade").limit(1)).first()
+    return model is None and upgraded is None
+
+
+def newer_message(bind: Engine | Connection, revision: str) -> str:
+    url = bind.engine.url.render_as_string(hide_password=True)
+    return (
+        f"{url} is at schema revision {revision}, which this modeltrail does not know (newest known: "
+        f"{head_revision()}): the database was upgraded by a newer modeltrail; upgrade the modeltrail package"
+    )

@@ -141,7 +141,7 @@ def interrupted_creation(bind: Engine | Connection) -> bool:
 
 
 def newer_message(bind: Engine | Connection, revision: str) -> str:
-    url = bind.engine.url.render_as_string(hide_password=True)
+    url = bind.engine.url.set(query={}).render_as_string(hide_password=True)
     return (
         f"{url} is at schema revision {revision}, which this modeltrail does not know (newest known: "
         f"{head_revision()}): the database was upgraded by a newer modeltrail; upgrade the modeltrail package"

@@ -54,7 +54,7 @@ def foreign_tables(conn: Connection, tables: Iterable[sa.Table]) -> list[str]:
 
 
 def foreign_message(names: Sequence[str], conn: Connection) -> str:
-    url = conn.engine.url.render_as_string(hide_password=True)
+    url = conn.engine.url.set(query={}).render_as_string(hide_password=True)
     return (
         f"{url} already has tables named like modeltrail's but made by something else: {', '.join(names)}; "
         "modeltrail created nothing there. Use another database (or schema), or rename those tables"

@@ -407,14 +407,15 @@ def test_item8_frozen_server_bounds_finish_and_the_work_replays_after(
         assert not thread.is_alive(), "finish() did not return with the server frozen"
     (run,) = outcome
     assert isinstance(run, modeltrail.Training), run
-    assert ended[1] - ended[0] < 20  # flush, ping, reconnect and write: each bounded by 2 s
+    # Two bounds in practice (~4 s: the write, then a reconnect); six leave room for a loaded machine.
+    assert ended[1] - ended[0] < 12
     assert run.status == "finished" and run.version is None  # made when the server answers again
     assert spool_mod.pending(url) > 0
 
     started = time.monotonic()
     with pytest.raises(StorageUnavailableError):
         modeltrail.Tracker(url, spool=False)  # opening a ledger on a frozen server is bounded too
-    assert time.monotonic() - started < 20
+    assert time.monotonic() - started < 12
 
     proxy.thaw()
     assert tracker.sync(timeout=60) == 0

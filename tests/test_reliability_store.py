@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.pool import NullPool
 from tests.conftest import BACKENDS, make_db_url
 from tests.proxy import Proxy
@@ -141,6 +141,9 @@ def test_item1_creation_cut_mid_way_is_finished_later_and_nothing_is_lost(
     assert got == {"status": "finished", "version": 1, "params": {"lr": 0.1}, "steps": list(range(50))}
 
 
+MODEL_ROW = "INSERT INTO models (id, name, created_at) VALUES (1, 'old-model', '2026-01-01 00:00:00')"
+
+
 def _first_tables_and_an_empty_stamp(url: str) -> None:
     # What a cut after the third CREATE TABLE leaves on MySQL (and what a refused creation used to leave).
     engine = create_engine(url)
@@ -151,29 +154,29 @@ def _first_tables_and_an_empty_stamp(url: str) -> None:
     engine.dispose()
 
 
-def _stamped_mid_way(url: str) -> None:
-    # Steps 1-2 done and stamped, step 3's table made, then the cut: the stamp still says step 2.
+def migrate_by_alembic(url: str, revision: str, *then: str | Callable[[Connection], object]) -> None:
+    """Migrate with Alembic alone (no audit event: what a cut creation leaves), then run ``then`` in order."""
     from alembic import command
 
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        command.upgrade(migrations.alembic_config(conn), migrations.revisions()[1])
-    with engine.begin() as conn:
-        Base.metadata.tables["ingested_batches"].create(conn)
-    engine.dispose()
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.begin() as conn:
+            command.upgrade(migrations.alembic_config(conn), revision)
+            for step in then:
+                conn.execute(text(step)) if isinstance(step, str) else step(conn)
+    finally:
+        engine.dispose()
+
+
+def _stamped_mid_way(url: str) -> None:
+    # Steps 1-2 done and stamped, step 3's table made, then the cut: the stamp still says step 2.
+    migrate_by_alembic(url, migrations.revisions()[1], Base.metadata.tables["ingested_batches"].create)
 
 
 def _a_table_without_its_index(url: str) -> None:
     # Every table there, one CREATE INDEX never ran, no stamp written.
-    from alembic import command
-
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        command.upgrade(migrations.alembic_config(conn), "head")
-        conn.execute(text(f"DELETE FROM {VERSION_TABLE}"))
-        index = next(ix for ix in Base.metadata.tables["trainings"].indexes if ix.name == "ix_trainings_status")
-        index.drop(conn)
-    engine.dispose()
+    index = next(ix for ix in Base.metadata.tables["trainings"].indexes if ix.name == "ix_trainings_status")
+    migrate_by_alembic(url, "head", f"DELETE FROM {VERSION_TABLE}", index.drop)
 
 
 @pytest.mark.parametrize(
@@ -192,13 +195,7 @@ def test_item1_leftovers_of_an_interrupted_creation_are_completed_by_the_next_tr
 
 def test_item1_a_used_ledger_at_an_older_revision_still_asks_for_db_upgrade(db_url: str) -> None:
     """Finishing a creation by itself is only for ledgers that never held anything."""
-    from alembic import command
-
-    engine = create_engine(db_url)
-    with engine.begin() as conn:
-        command.upgrade(migrations.alembic_config(conn), migrations.revisions()[1])
-        conn.execute(text("INSERT INTO models (id, name, created_at) VALUES (1, 'old-model', '2026-01-01 00:00:00')"))
-    engine.dispose()
+    migrate_by_alembic(db_url, migrations.revisions()[1], MODEL_ROW)
     with pytest.raises(SchemaOutdatedError, match="modeltrail db upgrade"):
         modeltrail.Tracker(db_url)
     assert table_names(db_url).count("ingested_batches") == 0  # nothing was migrated behind the user's back
@@ -226,14 +223,8 @@ def test_item1_foreign_models_table_is_refused_before_anything_is_created(
 
 
 def test_item1_upgrade_refuses_a_foreign_table_in_the_way_of_a_new_one(db_url: str) -> None:
-    from alembic import command
-
-    engine = create_engine(db_url)
-    with engine.begin() as conn:
-        command.upgrade(migrations.alembic_config(conn), migrations.revisions()[-2])
-        conn.execute(text("INSERT INTO models (id, name, created_at) VALUES (1, 'used', '2026-01-01 00:00:00')"))
-        conn.execute(text("CREATE TABLE evaluation_metrics (id INTEGER PRIMARY KEY, score VARCHAR(10))"))
-    engine.dispose()
+    foreign = "CREATE TABLE evaluation_metrics (id INTEGER PRIMARY KEY, score VARCHAR(10))"
+    migrate_by_alembic(db_url, migrations.revisions()[-2], MODEL_ROW, foreign)
     store = Store(db_url, check=False)
     try:
         with pytest.raises(SchemaError, match="evaluation_metrics"):
@@ -251,8 +242,8 @@ def test_item1_upgrade_refuses_a_foreign_table_in_the_way_of_a_new_one(db_url: s
 
 # ---------------------------------------------------------------------------------------------- item 3
 def backend_id(dbapi_conn: Any) -> int:
-    info = getattr(dbapi_conn, "info", None)
-    return int(info.backend_pid) if hasattr(info, "backend_pid") else int(dbapi_conn.thread_id())
+    pid = getattr(getattr(dbapi_conn, "info", None), "backend_pid", None)  # psycopg; PyMySQL has thread_id()
+    return int(pid) if pid is not None else int(dbapi_conn.thread_id())
 
 
 def close_from_server(admin_url: str, backend: int) -> None:
@@ -407,15 +398,15 @@ def test_item8_frozen_server_bounds_finish_and_the_work_replays_after(
         assert not thread.is_alive(), "finish() did not return with the server frozen"
     (run,) = outcome
     assert isinstance(run, modeltrail.Training), run
-    # Two bounds in practice (~4 s: the write, then a reconnect); six leave room for a loaded machine.
-    assert ended[1] - ended[0] < 12
+    # About two bounds in practice (~4 s: the write, then a reconnect); ten leave room for a loaded machine.
+    assert ended[1] - ended[0] < 20, ended
     assert run.status == "finished" and run.version is None  # made when the server answers again
     assert spool_mod.pending(url) > 0
 
     started = time.monotonic()
     with pytest.raises(StorageUnavailableError):
         modeltrail.Tracker(url, spool=False)  # opening a ledger on a frozen server is bounded too
-    assert time.monotonic() - started < 12
+    assert time.monotonic() - started < 20
 
     proxy.thaw()
     assert tracker.sync(timeout=60) == 0

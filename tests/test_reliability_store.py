@@ -154,23 +154,26 @@ def _first_tables_and_an_empty_stamp(url: str) -> None:
     engine.dispose()
 
 
-def migrate_by_alembic(url: str, revision: str, *then: str | Callable[[Connection], object]) -> None:
+def migrate_by_alembic(
+    url: str, revision: str, *then: str | Callable[[Connection], object], version_table: str = VERSION_TABLE
+) -> None:
     """Migrate with Alembic alone (no audit event: what a cut creation leaves), then run ``then`` in order."""
     from alembic import command
 
     engine = create_engine(url, poolclass=NullPool)
     try:
         with engine.begin() as conn:
-            command.upgrade(migrations.alembic_config(conn), revision)
+            command.upgrade(migrations.alembic_config(conn, version_table), revision)
             for step in then:
                 conn.execute(text(step)) if isinstance(step, str) else step(conn)
     finally:
         engine.dispose()
 
 
-def _stamped_mid_way(url: str) -> None:
-    # Steps 1-2 done and stamped, step 3's table made, then the cut: the stamp still says step 2.
-    migrate_by_alembic(url, migrations.revisions()[1], Base.metadata.tables["ingested_batches"].create)
+def _creation_cut_in_step_3(url: str) -> None:
+    # Steps 1-2 done and recorded as the creation's progress, step 3's table made, then the cut.
+    table = Base.metadata.tables["ingested_batches"]
+    migrate_by_alembic(url, migrations.revisions()[1], table.create, version_table=migrations.CREATION_TABLE)
 
 
 def _a_table_without_its_index(url: str) -> None:
@@ -180,7 +183,9 @@ def _a_table_without_its_index(url: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "leave", [_first_tables_and_an_empty_stamp, _stamped_mid_way, _a_table_without_its_index], ids=lambda f: f.__name__
+    "leave",
+    [_first_tables_and_an_empty_stamp, _creation_cut_in_step_3, _a_table_without_its_index],
+    ids=lambda f: f.__name__,
 )
 def test_item1_leftovers_of_an_interrupted_creation_are_completed_by_the_next_tracker(
     db_url: str, leave: Callable[[str], None]
@@ -189,8 +194,22 @@ def test_item1_leftovers_of_an_interrupted_creation_are_completed_by_the_next_tr
     run = train(modeltrail.Tracker(db_url), range(20))
     assert run.version is not None and run.version.number == 1
     assert_schema_is_head(db_url)
+    assert migrations.CREATION_TABLE not in table_names(db_url)
     got = in_fresh_process(db_url, READ_BACK)
     assert got == {"status": "finished", "version": 1, "params": {"lr": 0.1}, "steps": list(range(20))}
+
+
+def test_item1_a_ledger_an_older_modeltrail_left_stamped_mid_way_is_fixed_by_db_upgrade(
+    db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Older releases stamped every step as they went: a cut left step 2 stamped and step 3's table made."""
+    migrate_by_alembic(db_url, migrations.revisions()[1], Base.metadata.tables["ingested_batches"].create)
+    with pytest.raises(SchemaOutdatedError, match="modeltrail db upgrade"):
+        modeltrail.Tracker(db_url)
+    assert main(["db", "upgrade", "--uri", db_url]) == 0, capsys.readouterr().err  # used to fail: already exists
+    run = train(modeltrail.Tracker(db_url), range(5))
+    assert run.version is not None and run.version.number == 1
+    assert_schema_is_head(db_url)
 
 
 def test_item1_a_used_ledger_at_an_older_revision_still_asks_for_db_upgrade(db_url: str) -> None:

@@ -263,7 +263,7 @@ class Store:
         Creation happens under a cross-process lock (MySQL ``GET_LOCK``, PostgreSQL
         advisory lock, a lock file beside an SQLite file) so processes opening one new
         database at once do not race. A creation that a cut connection interrupted (on
-        MySQL, DDL commits as it goes) is finished by the next process that opens the ledger.
+        MySQL, DDL commits as it goes) leaves no stamp, so the next process finishes it.
         """
         from . import _migrations as migrations
 
@@ -272,10 +272,10 @@ class Store:
         try:
             current = migrations.current_revision(self.engine)
             head = migrations.head_revision()
-            if current != head and self._create and self._unfinished(current):
+            if current is None and self._create:
                 with self.schema_lock():
                     current = migrations.current_revision(self.engine)
-                    if current != head and self._unfinished(current):
+                    if current is None:
                         migrations.create_new(self)
                         current = head
         except sa_exc.DBAPIError as e:
@@ -292,12 +292,6 @@ class Store:
                 value=current,
             )
         raise SchemaError(migrations.newer_message(self.engine, current), value=current)
-
-    def _unfinished(self, current: str | None) -> bool:
-        """No schema yet, or one whose creation was cut off before its last step (see ``ensure_schema``)."""
-        from . import _migrations as migrations
-
-        return current is None or (migrations.is_known(current) and migrations.interrupted_creation(self.engine))
 
     def upgrade(self, revision: str = "head") -> tuple[str | None, str | None]:
         """Migrate to ``revision``; returns (from, to)."""

@@ -13,13 +13,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from sqlalchemy import inspect, select, text
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
 from .._audit import Ledger, record_event
 from .._errors import SchemaError
-from .._schema import VERSION_TABLE, AuditEventRow, Base, ModelRow
+from .._schema import VERSION_TABLE, Base
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -61,22 +61,27 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def current_revision(bind: Engine | Connection) -> str | None:
+#: Where a creation keeps its progress until it is complete: the real stamp is written last, so a
+#: ledger is never stamped at a revision it did not fully reach (see :func:`upgrade`).
+CREATION_TABLE = f"{VERSION_TABLE}_creating"
+
+
+def current_revision(bind: Engine | Connection, table: str = VERSION_TABLE) -> str | None:
     """The revision stamped in the database, or None for a database without modeltrail."""
     if isinstance(bind, Engine):
         with bind.connect() as conn:
-            return current_revision(conn)
-    if not inspect(bind).has_table(VERSION_TABLE):
+            return current_revision(conn, table)
+    if not inspect(bind).has_table(table):
         return None
-    return bind.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
+    return bind.execute(text(f"SELECT version_num FROM {table}")).scalar()
 
 
-def alembic_config(connection: Connection | None = None) -> Config:
+def alembic_config(connection: Connection | None = None, version_table: str = VERSION_TABLE) -> Config:
     from alembic.config import Config
 
     cfg = Config()
     cfg.set_main_option("script_location", str(HERE))
-    cfg.set_main_option("version_table", VERSION_TABLE)
+    cfg.set_main_option("version_table", version_table)
     cfg.attributes["connection"] = connection
     return cfg
 
@@ -86,7 +91,9 @@ def upgrade(store: Migratable, revision: str = "head") -> tuple[str | None, str 
 
     Safe to run again after an interruption: a brand-new database is checked for foreign
     tables under our names before anything is created, and every step creates only what an
-    earlier, cut-off run left missing (see :mod:`modeltrail._migrations.ops`).
+    earlier, cut-off run left missing (see :mod:`modeltrail._migrations.ops`). A creation
+    records its progress in :data:`CREATION_TABLE` and stamps the ledger only once complete,
+    so a cut leaves no stamp and the next process simply creates what is still missing.
     """
     from alembic import command
     from alembic.util import CommandError
@@ -102,7 +109,13 @@ def upgrade(store: Migratable, revision: str = "head") -> tuple[str | None, str 
             if foreign:
                 raise SchemaError(ops.foreign_message(foreign, conn), value=foreign[0])
         try:
-            command.upgrade(alembic_config(conn), revision)
+            if before is None:
+                command.upgrade(alembic_config(conn, CREATION_TABLE), revision)
+                reached = current_revision(conn, CREATION_TABLE)
+                conn.execute(text(f"DROP TABLE {CREATION_TABLE}"))  # a cut after this re-runs tolerant steps
+                command.stamp(alembic_config(conn), reached or "base")
+            else:
+                command.upgrade(alembic_config(conn), revision)
         except CommandError as e:
             raise SchemaError(f"cannot upgrade to revision {revision!r}: {e}", value=revision) from e
         after = current_revision(conn)
@@ -123,21 +136,6 @@ def upgrade(store: Migratable, revision: str = "head") -> tuple[str | None, str 
 
 def create_new(store: Migratable) -> None:
     upgrade(store, "head")
-
-
-def interrupted_creation(bind: Engine | Connection) -> bool:
-    """True for a database stamped at an older revision by a creation that never finished.
-
-    A cut during creation on MySQL (DDL commits as it goes) leaves the stamp at whichever step
-    ran last. Such a ledger holds no model and no record of a completed creation or upgrade, so
-    finishing the creation loses nothing and needs no `modeltrail db upgrade` by hand.
-    """
-    if isinstance(bind, Engine):
-        with bind.connect() as conn:
-            return interrupted_creation(conn)
-    model = bind.execute(select(ModelRow.id).limit(1)).first()
-    upgraded = bind.execute(select(AuditEventRow.id).where(AuditEventRow.action == "schema.upgrade").limit(1)).first()
-    return model is None and upgraded is None
 
 
 def newer_message(bind: Engine | Connection, revision: str) -> str:

@@ -1,4 +1,4 @@
-"""A TCP proxy in front of the database server that a test can cut and restore."""
+"""A TCP proxy in front of the database server that a test can cut, restore, freeze and thaw."""
 
 from __future__ import annotations
 
@@ -17,6 +17,10 @@ class Proxy:
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
         self._listener: socket.socket | None = None
+        self._flowing = threading.Event()  # cleared while frozen
+        self._flowing.set()
+        #: Cut every connection once the clients have sent this many more chunks (see ``cut_after``).
+        self._sends_left: int | None = None
         self.restore()
 
     def restore(self) -> None:
@@ -41,6 +45,34 @@ class Proxy:
                 s.shutdown(socket.SHUT_RDWR)
             s.close()
 
+    def freeze(self) -> None:
+        """Stop forwarding, both ways, on open and new connections alike: a server that hangs with TCP up.
+
+        Connections are still accepted and nothing is closed; what was sent meanwhile is delivered on ``thaw``.
+        """
+        self._flowing.clear()
+
+    def thaw(self) -> None:
+        self._flowing.set()
+
+    def cut_after(self, sends: int) -> None:
+        """Forward ``sends`` more chunks from the clients (about one statement each), then cut everything."""
+        with self._lock:
+            self._sends_left = sends
+
+    def _count_send(self) -> bool:
+        """Count one chunk from a client; True when it must not go through because the cut is due."""
+        with self._lock:
+            if self._sends_left is None:
+                return False
+            self._sends_left -= 1
+            due = self._sends_left < 0
+            if due:
+                self._sends_left = None
+        if due:
+            self.cut()
+        return due
+
     def _accept(self, listener: socket.socket) -> None:
         while True:
             try:
@@ -54,13 +86,15 @@ class Proxy:
                 continue
             with self._lock:
                 self._sockets += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+            for a, b, counted in ((client, upstream, True), (upstream, client, False)):
+                threading.Thread(target=self._pipe, args=(a, b, counted), daemon=True).start()
 
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket, counted: bool) -> None:
         try:
             while data := src.recv(65536):
+                self._flowing.wait()
+                if counted and self._count_send():
+                    return
                 dst.sendall(data)
         except OSError:
             pass

@@ -8,6 +8,7 @@ from sqlalchemy import create_engine, text
 import modeltrail
 from modeltrail import _migrations as migrations
 from modeltrail._errors import SchemaOutdatedError
+from modeltrail._schema import VERSION_TABLE
 from modeltrail._store import Store
 
 # Rows valid at the first revision; every later revision must keep them readable.
@@ -71,3 +72,31 @@ def _count(url: str, sql: str) -> int:
             return int(conn.execute(text(sql)).scalar() or 0)
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("revision", migrations.REVISIONS)
+def test_every_step_run_again_after_a_cut_before_its_stamp_finishes(db_url: str, revision: str) -> None:
+    """MySQL commits DDL as it goes: a step's tables can exist while the stamp still names the step before.
+
+    Running the upgrade again must finish the step, not fail with "already exists".
+    """
+    revisions = list(migrations.REVISIONS)
+    previous = revisions[revisions.index(revision) - 1] if revisions.index(revision) else None
+    store = Store(db_url, check=False)
+    store.upgrade(revision)
+    with store.engine.begin() as conn:
+        if previous is None:
+            conn.execute(text(f"DELETE FROM {VERSION_TABLE}"))
+        else:
+            conn.execute(text(f"UPDATE {VERSION_TABLE} SET version_num = :v"), {"v": previous})
+    store.close()
+
+    store = Store(db_url, check=False)
+    try:
+        assert store.upgrade() == (previous, migrations.head_revision())
+    finally:
+        store.close()
+    tracker = modeltrail.Tracker(db_url)
+    with tracker.training("after-the-cut", params={"a": 1}) as run:
+        run.log_metric("x", 1.0)
+    assert [v.number for v in tracker.versions("after-the-cut")] == [1]

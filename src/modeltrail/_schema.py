@@ -116,6 +116,23 @@ class JSONText(TypeDecorator[Any]):
         return None if value is None else json.loads(value)
 
 
+class ErrorText(TypeDecorator[str]):
+    """The text of an error, kept the same way on every backend.
+
+    It comes from an exception the user raised, so it cannot be refused: a NUL (PostgreSQL
+    keeps none) is stored as ``\\x00`` and a lone surrogate (a non-UTF-8 file name) as its
+    ``\\udcXX`` escape, rather than failing the write that records the training as failed.
+    """
+
+    impl = Text()
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        return value.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+
+
 Json = JSON().with_variant(JSONText(), "sqlite")
 
 # BIGINT everywhere but SQLite, where only INTEGER PRIMARY KEY is the rowid alias.
@@ -185,7 +202,7 @@ class TrainingRow(Base):
     artifact_path: Mapped[str | None] = mapped_column(Text)
     artifact_sha256: Mapped[str | None] = mapped_column(String(64))
     artifact_size: Mapped[int | None] = mapped_column(BigInteger)
-    error: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(ErrorText())
     run_by: Mapped[str | None] = mapped_column(String(128))
     host: Mapped[str | None] = mapped_column(String(SHORT))
     git_commit: Mapped[str | None] = mapped_column(String(64), index=True)
@@ -352,7 +369,7 @@ class StageRow(Base):
     started_at: Mapped[dt.datetime]
     ended_at: Mapped[dt.datetime]
     duration_s: Mapped[float] = mapped_column(Double)
-    error: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(ErrorText())
     params: Mapped[Any | None] = mapped_column(Json)
 
 

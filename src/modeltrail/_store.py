@@ -8,11 +8,14 @@ and call :func:`get_store` again on the other side, never an engine.
 from __future__ import annotations
 
 import contextlib
+import inspect
+import math
 import os
 import random
 import threading
 import time
 from collections.abc import Callable, Iterator
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -37,7 +40,16 @@ T = TypeVar("T")
 # MySQL error codes worth a retry: deadlock, lock wait timeout.
 _MYSQL_RETRYABLE = {1213, 1205}
 _MYSQL_DENIED = {1044, 1045, 1142, 1143, 1227, 1370}
-_MYSQL_UNREACHABLE = {2002, 2003, 2005, 2006, 2013, 2055}
+# The connection is gone or never came: server shutting down (1053), connection killed (1927),
+# cannot connect (2002/2003/2005), gone away (2006), lost during a query (2013), out of sync after
+# a broken read (2014), lost during the handshake (2055), disconnected for inactivity (4031).
+_MYSQL_GONE = {1053, 1927, 2002, 2003, 2005, 2006, 2013, 2014, 2055, 4031}
+# PostgreSQL: admin_shutdown (restart, failover, pg_terminate_backend), crash_shutdown,
+# cannot_connect_now (starting up or shutting down); plus the whole class 08, connection exception.
+_PG_GONE = {"57P01", "57P02", "57P03"}
+#: Seconds any one call to a database server may take before the work goes to the spool.
+ENV_TIMEOUT = "MODELTRAIL_DB_TIMEOUT"
+DEFAULT_TIMEOUT = 30.0
 _SCHEMA_LOCK = "modeltrail_schema"
 _SCHEMA_LOCK_KEY = 0x6D74_7363  # "mtsc": PostgreSQL advisory lock key
 
@@ -62,6 +74,9 @@ class Store:
         self.display_uri = self.url.render_as_string(hide_password=True)
         self.dialect = _dialect_name(self.url)
         self._password = self.url.password or ""
+        #: The bound on each call to a server (connect, statement, commit); None while an upgrade runs.
+        self.timeout = db_timeout()
+        self._timeout_now: float | None = self.timeout
         self.engine = self._make_engine(echo=echo)
         self._create = create
         self._closers: list[Callable[[], None]] = []
@@ -95,6 +110,8 @@ class Store:
             if self.dialect == "mysql" and "charset" not in url.query:
                 url = url.update_query_dict({"charset": "utf8mb4"})
         try:
+            if self.dialect != "sqlite":
+                kwargs["connect_args"] = self._timeout_args(url)
             engine = create_engine(url, **kwargs)
         except sa_exc.NoSuchModuleError as e:
             raise ConfigurationError(
@@ -104,7 +121,54 @@ class Store:
             raise ConfigurationError(f"cannot use {self.display_uri}: {e}", value=self.display_uri) from e
         if self.dialect == "sqlite":
             _configure_sqlite(engine)
+        else:
+            self._bound_calls(engine)
         return engine
+
+    def _timeout_args(self, url: URL) -> dict[str, Any]:
+        """Connect arguments that bound every wait on the server (those the URL sets win).
+
+        A frozen server (TCP open, no replies) would otherwise hold ``finish()`` forever. PyMySQL
+        bounds reads and writes itself; psycopg waits are bounded by :func:`_bounded_pg_connection`.
+        """
+        timeout = self.timeout
+        args: dict[str, Any] = {}
+        if url.get_driver_name() == "pymysql":
+            args = {"connect_timeout": timeout, "read_timeout": timeout, "write_timeout": timeout}
+            # Lock waits end (error 1205, retried) before the read timeout takes them for an outage.
+            lock_wait = max(1, math.floor(timeout * 0.8))
+            args["init_command"] = (
+                f"SET SESSION innodb_lock_wait_timeout = LEAST(@@SESSION.innodb_lock_wait_timeout, {lock_wait})"
+            )
+        elif self.dialect == "postgresql":
+            args = {"connect_timeout": max(2, math.ceil(timeout))}  # libpq's own minimum is 2 s
+        return {k: v for k, v in args.items() if k not in url.query}
+
+    def _bound_calls(self, engine: Engine) -> None:
+        """Put the current bound on each connection as it leaves the pool (lifted while an upgrade runs)."""
+        pg_connection = _bounded_pg_connection() if engine.dialect.driver == "psycopg" else None
+        if pg_connection is not None:
+
+            @event.listens_for(engine, "do_connect")
+            def _connect(_dialect: Any, _record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
+                return pg_connection.connect(*cargs, **cparams)
+
+        @event.listens_for(engine, "checkout")
+        def _checkout(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+            timeout = self._timeout_now
+            if engine.dialect.driver == "pymysql":
+                dbapi_conn._read_timeout = dbapi_conn._write_timeout = timeout
+            elif pg_connection is not None:
+                dbapi_conn.call_timeout = timeout
+
+    @contextlib.contextmanager
+    def unbounded(self) -> Iterator[None]:
+        """Calls made meanwhile may take as long as they take: a migration of a large table does."""
+        self._timeout_now = None
+        try:
+            yield
+        finally:
+            self._timeout_now = self.timeout
 
     # ------------------------------------------------------------ transactions
     @contextlib.contextmanager
@@ -164,14 +228,27 @@ class Store:
         pg_code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
         if code in _MYSQL_DENIED or pg_code == "42501":
             return PermissionDeniedError(f"permission denied on {self.display_uri}: {message}", value=self.display_uri)
-        if code in _MYSQL_UNREACHABLE or (
-            isinstance(error, sa_exc.OperationalError) and _looks_unreachable(message) and self.dialect != "sqlite"
-        ):
+        if self.connection_gone(error):
             return StorageUnavailableError(
                 f"cannot reach the database at {self.display_uri} (host {self.url.host}): {message}",
                 value=self.display_uri,
             )
         return StorageError(f"database error on {self.display_uri}: {message}", value=self.display_uri)
+
+    def connection_gone(self, error: sa_exc.DBAPIError) -> bool:
+        """True when the server cannot be reached or dropped the connection: an outage, not a refusal.
+
+        Such work is spooled and replayed; SQLite has no connection to lose.
+        """
+        if self.dialect == "sqlite":
+            return False
+        if error.connection_invalidated or _mysql_code(error) in _MYSQL_GONE:
+            return True
+        sqlstate = str(getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None) or "")
+        if sqlstate.startswith("08") or sqlstate in _PG_GONE:
+            return True
+        gone = isinstance(error, (sa_exc.OperationalError, sa_exc.InterfaceError))
+        return gone and _looks_unreachable(str(error.orig))
 
     def scrub(self, text_: str) -> str:
         text_ = mask_password(text_)
@@ -185,7 +262,8 @@ class Store:
 
         Creation happens under a cross-process lock (MySQL ``GET_LOCK``, PostgreSQL
         advisory lock, a lock file beside an SQLite file) so processes opening one new
-        database at once do not race.
+        database at once do not race. A creation that a cut connection interrupted (on
+        MySQL, DDL commits as it goes) leaves no stamp, so the next process finishes it.
         """
         from . import _migrations as migrations
 
@@ -194,17 +272,17 @@ class Store:
         try:
             current = migrations.current_revision(self.engine)
             head = migrations.head_revision()
-            if current == head:
-                self.schema_ready = True
-                return
             if current is None and self._create:
                 with self.schema_lock():
-                    if migrations.current_revision(self.engine) is None:
+                    current = migrations.current_revision(self.engine)
+                    if current is None:
                         migrations.create_new(self)
-                self.schema_ready = True
-                return
+                        current = head
         except sa_exc.DBAPIError as e:
             raise self.translate(e) from e
+        if current == head:
+            self.schema_ready = True
+            return
         if current is None:
             raise SchemaError(f"{self.display_uri} has no modeltrail schema; run `modeltrail db upgrade`")
         if migrations.is_known(current):
@@ -213,18 +291,14 @@ class Store:
                 "run `modeltrail db upgrade`",
                 value=current,
             )
-        raise SchemaError(
-            f"{self.display_uri} is at schema revision {current}, which this modeltrail does not know: "
-            "upgrade the modeltrail package",
-            value=current,
-        )
+        raise SchemaError(migrations.newer_message(self.engine, current), value=current)
 
     def upgrade(self, revision: str = "head") -> tuple[str | None, str | None]:
         """Migrate to ``revision``; returns (from, to)."""
         from . import _migrations as migrations
 
         try:
-            with self.schema_lock():
+            with self.unbounded(), self.schema_lock():
                 return migrations.upgrade(self, revision)
         except sa_exc.DBAPIError as e:
             raise self.translate(e) from e
@@ -242,6 +316,8 @@ class Store:
                 yield
             return
         release: tuple[Any, dict[str, Any]] | None = None
+        if self._timeout_now is not None:  # give up on the lock before the call's own bound does
+            timeout = max(1, min(timeout, math.floor(self._timeout_now) - 1))
         with self.engine.connect() as conn:
             if self.dialect == "mysql":
                 got = conn.execute(text("SELECT GET_LOCK(:n, :t)"), {"n": _SCHEMA_LOCK, "t": timeout}).scalar()
@@ -346,19 +422,79 @@ def _mysql_code(error: sa_exc.DBAPIError) -> int | None:
     return args[0] if args and isinstance(args[0], int) else None
 
 
+_GONE_MESSAGES = (
+    "connection refused",
+    "could not connect",
+    "can't connect",
+    "timeout expired",
+    "server closed",
+    "name or service",
+    "terminating connection",
+    "connection is closed",
+    "connection is lost",
+    "connection reset",
+    "consuming input failed",
+    "could not receive data",
+    "could not send data",
+    "no connection to the server",
+    "ssl syscall error",
+    "broken pipe",
+    "lost connection",
+    "gone away",
+    "no answer from the database server",
+)
+
+
 def _looks_unreachable(message: str) -> bool:
     message = message.lower()
-    return any(
-        s in message
-        for s in (
-            "connection refused",
-            "could not connect",
-            "can't connect",
-            "timeout expired",
-            "server closed",
-            "name or service",
-        )
-    )
+    return any(s in message for s in _GONE_MESSAGES)
+
+
+def db_timeout() -> float:
+    """``MODELTRAIL_DB_TIMEOUT`` in seconds (default 30): the longest any one call to a server may take."""
+    raw = os.environ.get(ENV_TIMEOUT, "").strip()
+    if not raw:
+        return DEFAULT_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (0 < value < math.inf):
+        raise ConfigurationError(f"{ENV_TIMEOUT} must be a positive number of seconds, got {raw!r}", value=raw)
+    return value
+
+
+@lru_cache(maxsize=1)
+def _bounded_pg_connection() -> Any:
+    """A psycopg connection class whose every wait on the server ends after ``call_timeout`` seconds.
+
+    Neither a server-side ``statement_timeout`` nor TCP keepalives end a wait on a server that
+    is frozen (or a proxy in front of it that still acknowledges packets): only the client can.
+    On expiry the connection is closed, as its state is unknown, and the error says it is gone.
+    None with a psycopg too old to bound its waits (before 3.2), which then waits as before.
+    """
+    import psycopg
+
+    wait_timeout: type[Exception] | None = getattr(psycopg.errors, "_WaitTimeout", None)
+    if wait_timeout is None or "timeout" not in inspect.signature(psycopg.Connection.wait).parameters:
+        return None
+    expired: type[Exception] = wait_timeout
+
+    class BoundedConnection(psycopg.Connection[Any]):
+        call_timeout: float | None = None
+
+        def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
+            if timeout is not None or self.call_timeout is None:
+                return super().wait(gen, interval, timeout)
+            try:
+                return super().wait(gen, interval, self.call_timeout)
+            except expired as e:
+                self.pgconn.finish()
+                raise psycopg.OperationalError(
+                    f"no answer from the database server within {self.call_timeout:g}s; the connection is closed"
+                ) from e
+
+    return BoundedConnection
 
 
 def _configure_sqlite(engine: Engine) -> None:

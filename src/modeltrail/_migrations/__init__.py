@@ -18,7 +18,8 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
 from .._audit import Ledger, record_event
-from .._schema import VERSION_TABLE
+from .._errors import SchemaError
+from .._schema import VERSION_TABLE, Base
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -60,33 +61,63 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def current_revision(bind: Engine | Connection) -> str | None:
+#: Where a creation keeps its progress until it is complete: the real stamp is written last, so a
+#: ledger is never stamped at a revision it did not fully reach (see :func:`upgrade`).
+CREATION_TABLE = f"{VERSION_TABLE}_creating"
+
+
+def current_revision(bind: Engine | Connection, table: str = VERSION_TABLE) -> str | None:
     """The revision stamped in the database, or None for a database without modeltrail."""
     if isinstance(bind, Engine):
         with bind.connect() as conn:
-            return current_revision(conn)
-    if not inspect(bind).has_table(VERSION_TABLE):
+            return current_revision(conn, table)
+    if not inspect(bind).has_table(table):
         return None
-    return bind.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
+    return bind.execute(text(f"SELECT version_num FROM {table}")).scalar()
 
 
-def alembic_config(connection: Connection | None = None) -> Config:
+def alembic_config(connection: Connection | None = None, version_table: str = VERSION_TABLE) -> Config:
     from alembic.config import Config
 
     cfg = Config()
     cfg.set_main_option("script_location", str(HERE))
-    cfg.set_main_option("version_table", VERSION_TABLE)
+    cfg.set_main_option("version_table", version_table)
     cfg.attributes["connection"] = connection
     return cfg
 
 
 def upgrade(store: Migratable, revision: str = "head") -> tuple[str | None, str | None]:
-    """Migrate ``store`` to ``revision`` and record an audit event; returns (from, to)."""
+    """Migrate ``store`` to ``revision`` and record an audit event; returns (from, to).
+
+    Safe to run again after an interruption: a brand-new database is checked for foreign
+    tables under our names before anything is created, and every step creates only what an
+    earlier, cut-off run left missing (see :mod:`modeltrail._migrations.ops`). A creation
+    records its progress in :data:`CREATION_TABLE` and stamps the ledger only once complete,
+    so a cut leaves no stamp and the next process simply creates what is still missing.
+    """
     from alembic import command
+    from alembic.util import CommandError
+
+    from . import ops
 
     with store.engine.begin() as conn:
         before = current_revision(conn)
-        command.upgrade(alembic_config(conn), revision)
+        if before is not None and not is_known(before):
+            raise SchemaError(newer_message(conn, before), value=before)
+        if before is None:
+            foreign = ops.foreign_tables(conn, Base.metadata.sorted_tables)
+            if foreign:
+                raise SchemaError(ops.foreign_message(foreign, conn), value=foreign[0])
+        try:
+            if before is None:
+                command.upgrade(alembic_config(conn, CREATION_TABLE), revision)
+                reached = current_revision(conn, CREATION_TABLE)
+                conn.execute(text(f"DROP TABLE {CREATION_TABLE}"))  # a cut after this re-runs tolerant steps
+                command.stamp(alembic_config(conn), reached or "base")
+            else:
+                command.upgrade(alembic_config(conn), revision)
+        except CommandError as e:
+            raise SchemaError(f"cannot upgrade to revision {revision!r}: {e}", value=revision) from e
         after = current_revision(conn)
     if before != after:
         store.run(
@@ -105,3 +136,11 @@ def upgrade(store: Migratable, revision: str = "head") -> tuple[str | None, str 
 
 def create_new(store: Migratable) -> None:
     upgrade(store, "head")
+
+
+def newer_message(bind: Engine | Connection, revision: str) -> str:
+    url = bind.engine.url.set(query={}).render_as_string(hide_password=True)
+    return (
+        f"{url} is at schema revision {revision}, which this modeltrail does not know (newest known: "
+        f"{head_revision()}): the database was upgraded by a newer modeltrail; upgrade the modeltrail package"
+    )

@@ -16,7 +16,7 @@ def run_migrations(conn: Any) -> None:
     context.configure(
         connection=conn,
         target_metadata=Base.metadata,
-        version_table=VERSION_TABLE,
+        version_table=config.get_main_option("version_table") or VERSION_TABLE,  # creation uses its own
         render_as_batch=True,  # SQLite alters tables by copy-and-move
         compare_type=True,
     )

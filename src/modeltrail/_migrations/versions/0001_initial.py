@@ -12,6 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import mysql
 
 import modeltrail._schema
+from modeltrail._migrations.ops import create_index, create_table
 
 revision = "0001_initial"
 down_revision = None
@@ -21,7 +22,7 @@ depends_on = None
 
 def upgrade() -> None:
 
-    op.create_table(
+    create_table(
         "audit_events",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("at", modeltrail._schema.UTCDateTime(timezone=True), nullable=False),
@@ -38,12 +39,11 @@ def upgrade() -> None:
         mysql_collate="utf8mb4_bin",
         mysql_engine="InnoDB",
     )
-    with op.batch_alter_table("audit_events", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_audit_events_action"), ["action"], unique=False)
-        batch_op.create_index(batch_op.f("ix_audit_events_at"), ["at"], unique=False)
-        batch_op.create_index(batch_op.f("ix_audit_events_entity_entity_id"), ["entity", "entity_id"], unique=False)
+    create_index("audit_events", "ix_audit_events_action", ["action"])
+    create_index("audit_events", "ix_audit_events_at", ["at"])
+    create_index("audit_events", "ix_audit_events_entity_entity_id", ["entity", "entity_id"])
 
-    op.create_table(
+    create_table(
         "datasets",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
@@ -60,7 +60,7 @@ def upgrade() -> None:
         mysql_collate="utf8mb4_bin",
         mysql_engine="InnoDB",
     )
-    op.create_table(
+    create_table(
         "metric_keys",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("name", sa.String(length=255), nullable=False),
@@ -70,7 +70,7 @@ def upgrade() -> None:
         mysql_collate="utf8mb4_bin",
         mysql_engine="InnoDB",
     )
-    op.create_table(
+    create_table(
         "models",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
@@ -84,10 +84,9 @@ def upgrade() -> None:
         mysql_collate="utf8mb4_bin",
         mysql_engine="InnoDB",
     )
-    with op.batch_alter_table("models", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_models_framework_model_type"), ["framework", "model_type"], unique=False)
+    create_index("models", "ix_models_framework_model_type", ["framework", "model_type"])
 
-    op.create_table(
+    create_table(
         "model_tags",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("model_id", sa.Integer(), nullable=False),
@@ -102,10 +101,9 @@ def upgrade() -> None:
         mysql_collate="utf8mb4_bin",
         mysql_engine="InnoDB",
     )
-    with op.batch_alter_table("model_tags", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_model_tags_key_value"), ["key", "value"], unique=False)
+    create_index("model_tags", "ix_model_tags_key_value", ["key", "value"])
 
-    op.create_table(
+    create_table(
         "trainings",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("uuid", sa.String(length=36), nullable=False),
@@ -135,13 +133,12 @@ def upgrade() -> None:
         mysql_collate="utf8mb4_bin",
         mysql_engine="InnoDB",
     )
-    with op.batch_alter_table("trainings", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_trainings_dataset_id"), ["dataset_id"], unique=False)
-        batch_op.create_index(batch_op.f("ix_trainings_git_commit"), ["git_commit"], unique=False)
-        batch_op.create_index(batch_op.f("ix_trainings_model_id_started_at"), ["model_id", "started_at"], unique=False)
-        batch_op.create_index(batch_op.f("ix_trainings_status"), ["status"], unique=False)
+    create_index("trainings", "ix_trainings_dataset_id", ["dataset_id"])
+    create_index("trainings", "ix_trainings_git_commit", ["git_commit"])
+    create_index("trainings", "ix_trainings_model_id_started_at", ["model_id", "started_at"])
+    create_index("trainings", "ix_trainings_status", ["status"])
 
-    op.create_table(
+    create_table(
         "metric_points",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("training_id", sa.Integer(), nullable=False),
@@ -167,12 +164,9 @@ def upgrade() -> None:
         mysql_collate="utf8mb4_bin",
         mysql_engine="InnoDB",
     )
-    with op.batch_alter_table("metric_points", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_metric_points_training_id_key_id_step"), ["training_id", "key_id", "step"], unique=False
-        )
+    create_index("metric_points", "ix_metric_points_training_id_key_id_step", ["training_id", "key_id", "step"])
 
-    op.create_table(
+    create_table(
         "metric_summaries",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("training_id", sa.Integer(), nullable=False),
@@ -217,11 +211,10 @@ def upgrade() -> None:
         mysql_collate="utf8mb4_bin",
         mysql_engine="InnoDB",
     )
-    with op.batch_alter_table("metric_summaries", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_metric_summaries_key_id_max_value"), ["key_id", "max_value"], unique=False)
-        batch_op.create_index(batch_op.f("ix_metric_summaries_key_id_min_value"), ["key_id", "min_value"], unique=False)
+    create_index("metric_summaries", "ix_metric_summaries_key_id_max_value", ["key_id", "max_value"])
+    create_index("metric_summaries", "ix_metric_summaries_key_id_min_value", ["key_id", "min_value"])
 
-    op.create_table(
+    create_table(
         "params",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("training_id", sa.Integer(), nullable=False),
@@ -241,7 +234,7 @@ def upgrade() -> None:
         mysql_collate="utf8mb4_bin",
         mysql_engine="InnoDB",
     )
-    op.create_table(
+    create_table(
         "versions",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("model_id", sa.Integer(), nullable=False),
@@ -261,7 +254,7 @@ def upgrade() -> None:
         mysql_collate="utf8mb4_bin",
         mysql_engine="InnoDB",
     )
-    op.create_table(
+    create_table(
         "deployments",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("model_id", sa.Integer(), nullable=False),
@@ -289,14 +282,11 @@ def upgrade() -> None:
         mysql_collate="utf8mb4_bin",
         mysql_engine="InnoDB",
     )
-    with op.batch_alter_table("deployments", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_deployments_environment_status"), ["environment", "status"], unique=False)
-        batch_op.create_index(
-            batch_op.f("ix_deployments_model_id_environment_deployed_at"),
-            ["model_id", "environment", "deployed_at"],
-            unique=False,
-        )
-        batch_op.create_index(batch_op.f("ix_deployments_version_id"), ["version_id"], unique=False)
+    create_index("deployments", "ix_deployments_environment_status", ["environment", "status"])
+    create_index(
+        "deployments", "ix_deployments_model_id_environment_deployed_at", ["model_id", "environment", "deployed_at"]
+    )
+    create_index("deployments", "ix_deployments_version_id", ["version_id"])
 
 
 def downgrade() -> None:

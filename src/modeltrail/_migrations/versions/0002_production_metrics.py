@@ -12,6 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import mysql
 
 import modeltrail._schema
+from modeltrail._migrations.ops import create_index, create_table
 
 revision = "0002_production_metrics"
 down_revision = "0001_initial"
@@ -20,7 +21,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_table(
+    create_table(
         "production_metrics",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("deployment_id", sa.Integer(), nullable=False),
@@ -41,12 +42,11 @@ def upgrade() -> None:
         mysql_collate="utf8mb4_bin",
         mysql_engine="InnoDB",
     )
-    with op.batch_alter_table("production_metrics", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_production_metrics_deployment_id_key_id_measured_at"),
-            ["deployment_id", "key_id", "measured_at"],
-            unique=False,
-        )
+    create_index(
+        "production_metrics",
+        "ix_production_metrics_deployment_id_key_id_measured_at",
+        ["deployment_id", "key_id", "measured_at"],
+    )
 
 
 def downgrade() -> None:

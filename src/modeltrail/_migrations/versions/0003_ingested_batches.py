@@ -11,6 +11,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql
 
+from modeltrail._migrations.ops import create_table
+
 revision = "0003_ingested_batches"
 down_revision = "0002_production_metrics"
 branch_labels = None
@@ -18,7 +20,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_table(
+    create_table(
         "ingested_batches",
         sa.Column("batch_id", sa.String(length=36), nullable=False),
         sa.Column(

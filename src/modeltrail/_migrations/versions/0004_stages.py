@@ -12,6 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import mysql
 
 import modeltrail._schema
+from modeltrail._migrations.ops import create_table
 
 revision = "0004_stages"
 down_revision = "0003_ingested_batches"
@@ -20,7 +21,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_table(
+    create_table(
         "stages",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("training_id", sa.Integer(), nullable=False),

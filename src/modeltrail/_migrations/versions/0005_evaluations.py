@@ -12,6 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import mysql
 
 import modeltrail._schema
+from modeltrail._migrations.ops import create_index, create_table
 
 revision = "0005_evaluations"
 down_revision = "0004_stages"
@@ -20,7 +21,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_table(
+    create_table(
         "evaluations",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("uuid", sa.String(length=36), nullable=False),
@@ -38,15 +39,14 @@ def upgrade() -> None:
         mysql_collate="utf8mb4_bin",
         mysql_engine="InnoDB",
     )
-    with op.batch_alter_table("evaluations", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_evaluations_dataset_id"), ["dataset_id"], unique=False)
-        batch_op.create_index(
-            batch_op.f("ix_evaluations_version_id_dataset_name_evaluated_at"),
-            ["version_id", "dataset_name", "evaluated_at"],
-            unique=False,
-        )
+    create_index("evaluations", "ix_evaluations_dataset_id", ["dataset_id"])
+    create_index(
+        "evaluations",
+        "ix_evaluations_version_id_dataset_name_evaluated_at",
+        ["version_id", "dataset_name", "evaluated_at"],
+    )
 
-    op.create_table(
+    create_table(
         "evaluation_metrics",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("evaluation_id", sa.Integer(), nullable=False),

@@ -40,7 +40,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from ._values import NAME_MAX
+from ._values import NAME_MAX, clean_text
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -130,7 +130,7 @@ class ErrorText(TypeDecorator[str]):
     def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
         if value is None:
             return None
-        return value.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+        return clean_text(value)
 
 
 Json = JSON().with_variant(JSONText(), "sqlite")

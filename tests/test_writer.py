@@ -142,3 +142,18 @@ def test_a_forked_child_starts_its_own_writer(sqlite_url: str, tmp_path) -> None
     subprocess.run([sys.executable, "-c", script], check=True, timeout=120, cwd=tmp_path)
     tracker = modeltrail.Tracker(sqlite_url)
     assert sorted(m.name for m in tracker.models()) == ["from-child", "from-parent"]
+
+
+def test_a_tracker_used_as_a_context_manager_leaves_no_writer_thread(sqlite_url: str) -> None:
+    """Leaving the ``with`` block writes what was logged, then stops and joins the writer thread."""
+    import threading
+
+    import modeltrail
+
+    before = {t.ident for t in threading.enumerate() if t.name.startswith("modeltrail-writer")}
+    with modeltrail.Tracker(sqlite_url) as tracker, tracker.training("m") as run:
+        run.log_metric("loss", 0.5, step=0)
+    left = {t.ident for t in threading.enumerate() if t.name.startswith("modeltrail-writer")} - before
+    assert left == set()
+    with modeltrail.Tracker(sqlite_url) as again:
+        assert [p.value for p in again.metric_history(run, "loss")] == [0.5]

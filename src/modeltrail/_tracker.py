@@ -139,6 +139,13 @@ class Tracker(LedgerViews):
         release(store)
         self._store = None
 
+    def __enter__(self) -> Tracker:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        """Leaving ``with modeltrail.Tracker(...) as tracker:`` flushes, stops the writer and joins it."""
+        self.close()
+
     # ---------------------------------------------------------------- reading
     def model(self, name_or_id: str | int) -> ModelRecord:
         with self.store.transaction(read_only=True) as s:

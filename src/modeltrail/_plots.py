@@ -96,6 +96,8 @@ def curves_figure(points: Sequence[CurvePoint], *, metric: str, title: str | Non
     # Up to ten versions: ten distinct colours (viridis' light end is pale on white); beyond, a gradient.
     colours = colormaps["tab10"] if len(numbers) <= 10 else None
     drawn: list[int] = []
+    # Styles tell versions apart through the legend; past it (a colour bar) they would only be noise.
+    styled = len(numbers) <= LEGEND_MAX
     for i, number in enumerate(numbers):
         steps, values = by_version[number]
         twin = next((n for n in drawn if by_version[n][0] == steps and _same(by_version[n][1], values)), None)
@@ -106,9 +108,9 @@ def curves_figure(points: Sequence[CurvePoint], *, metric: str, title: str | Non
             label=f"v{number}" if twin is None else f"v{number} (same as v{twin})",
             color=colours(i) if colours is not None else cmap(i / max(len(numbers) - 1, 1)),
             linewidth=1.2,
-            linestyle=LINESTYLES[i % len(LINESTYLES)],
-            marker=MARKERS[i % len(MARKERS)],
-            markersize=5 if twin is None else 9,
+            linestyle=LINESTYLES[i % len(LINESTYLES)] if styled else "-",
+            marker=MARKERS[i % len(MARKERS)] if styled else "o",
+            markersize=(5 if styled else 3) if twin is None else 9,
             markerfacecolor=None if twin is None else "none",
             markevery=max(1, len(steps) // MARKED_POINTS),
             alpha=0.85,

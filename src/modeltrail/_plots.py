@@ -44,7 +44,7 @@ def _finite(value: float | None) -> float:
 
 def _integer_x(ax: Any, values: Sequence[int]) -> None:
     """Ticks on whole numbers only (steps, versions), never 1.0, 1.5, 2.0: each value where there are
-    few of them, else integer ticks spaced out; a single value gets room on both sides."""
+    few of them, else integer ticks spaced out; the axis spans the values with half a step to spare."""
     from matplotlib.ticker import FixedLocator, MaxNLocator, StrMethodFormatter
 
     distinct = sorted(set(values))
@@ -53,8 +53,10 @@ def _integer_x(ax: Any, values: Sequence[int]) -> None:
     else:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.xaxis.set_major_formatter(StrMethodFormatter("{x:.0f}"))
-    if len(distinct) == 1:
-        ax.set_xlim(distinct[0] - 1, distinct[0] + 1)
+    # Half a step of room, no more: the default 5% margin put a tick at version 0 (or -4).
+    lo, hi = distinct[0], distinct[-1]
+    margin = 1.0 if lo == hi else 0.5
+    ax.set_xlim(lo - margin, hi + margin)
 
 
 def _same(a: Sequence[float], b: Sequence[float]) -> bool:

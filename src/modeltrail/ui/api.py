@@ -14,7 +14,7 @@ import typing
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 
 from .._errors import NotFoundError, ValidationError
 from .._records import (
@@ -77,7 +77,8 @@ def ledger(request: Request) -> Tracker:
 
 Ledger = Annotated[Tracker, Depends(ledger)]
 #: A row id as the database keeps it (64-bit signed): a larger one is a 422, never a driver overflow.
-RowId = Annotated[int, Path(ge=-(2**63), le=2**63 - 1)]
+ID_MAX = 2**63 - 1
+RowId = Annotated[int, Path(ge=-(2**63), le=ID_MAX)]
 MaxPoints = Annotated[
     int,
     Query(ge=0, le=MAX_POINTS_LIMIT, description="points per series at most (longer histories are thinned); 0: all"),
@@ -91,8 +92,11 @@ def by_ref(model: str, ask: Callable[[int | str], T]) -> T:
     """``ask(model)`` with the model a URL names: by id or by name; a name of digits only is read as an id first.
 
     No query of its own: ``ask`` resolves it; only a number that is no model's id is asked again as a name.
+    Digits past a 64-bit id are a 422, as every id in a URL is (never a driver overflow, never a guess).
     """
-    if model.isascii() and model.isdigit() and int(model) < 2**63:
+    if model.isascii() and model.isdigit():
+        if int(model) > ID_MAX:
+            raise HTTPException(422, f"a model id must be less than or equal to {ID_MAX}, got {model}")
         try:
             return ask(int(model))
         except NotFoundError:

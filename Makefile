@@ -15,7 +15,7 @@ $(VENV)/.installed-%: pyproject.toml $(CONSTRAINTS)
 	$(PIP) install -q -c $(CONSTRAINTS) -e ".[$*]"
 	touch $@
 
-demo: $(VENV)/.installed-sklearn
+demo: $(VENV)/.installed-demo
 	$(PY) examples/demo.py
 
 test: $(VENV)/.installed-dev

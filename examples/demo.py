@@ -1,13 +1,15 @@
-"""The two-minute tour: train a small scikit-learn model twice and read back both versions.
+"""The two-minute tour: train a model twice, compare the versions, deploy, roll back, and what to try next.
 
 Runs on the embedded SQLite default (./modeltrail.db) unless MODELTRAIL_URI points elsewhere:
     MODELTRAIL_URI=mysql+pymysql://user:pw@host/db python examples/demo.py
+Run it again and it adds two more versions (3 and 4, ...): the ledger keeps everything.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 import joblib
 from sklearn.datasets import make_classification
@@ -18,6 +20,8 @@ from sklearn.model_selection import train_test_split
 import modeltrail
 
 MODEL = "churn-rf"
+ENVIRONMENT = "staging"
+METRICS = ("val_auc", "val_accuracy", "val_f1")
 
 
 def train(tracker: modeltrail.Tracker, *, n_estimators: int, max_depth: int) -> modeltrail.Training:
@@ -39,26 +43,79 @@ def train(tracker: modeltrail.Tracker, *, n_estimators: int, max_depth: int) -> 
         path = f"artifacts/{MODEL}-{int(time.time() * 1000)}.joblib"
         joblib.dump(model, path)
         run.log_artifact(path)
+    assert run.version is not None
+    print(f"  trained {MODEL} version {run.version.number}: n_estimators={n_estimators}, max_depth={max_depth}")
     return run
+
+
+def columns(rows: list[tuple[Any, ...]]) -> str:
+    """Rows of cells (the first is the header) as aligned text."""
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  " + "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    )
+
+
+def versions_table(tracker: modeltrail.Tracker, runs: list[modeltrail.Training]) -> str:
+    rows: list[tuple[Any, ...]] = [("version", "n_estimators", "max_depth", *METRICS, "seconds")]
+    for run in runs:
+        record = tracker.get_training(run.id)
+        finals = [f"{record.metrics[key].last:.3f}" for key in METRICS]
+        number = run.version.number if run.version else "-"
+        rows.append(
+            (number, record.params["n_estimators"], record.params["max_depth"], *finals, f"{record.duration_s:.2f}")
+        )
+    return columns(rows)
+
+
+def in_words(comparison: modeltrail.Comparison) -> list[str]:
+    """What changed between two versions, as a person would say it."""
+    diff = comparison.params
+    params = [f"{key} {change['old']} → {change['new']}" for key, change in sorted(diff["changed"].items())]
+    params += [f"{key} added ({value})" for key, value in sorted(diff["added"].items())]
+    params += [f"{key} removed" for key in sorted(diff["removed"])]
+    metrics = []
+    for m in comparison.metrics:
+        better = m.last_delta > 0 if m.mode == "max" else m.last_delta < 0
+        verdict = "same" if m.last_delta == 0 else "better" if better else "worse"
+        metrics.append(f"{m.key} {m.last_a:.3f} → {m.last_b:.3f} ({verdict})")
+    return [f"  params:  {', '.join(params) or 'no changes'}", f"  metrics: {', '.join(metrics)}"]
 
 
 def main() -> None:
     tracker = modeltrail.Tracker()
-    print(f"ledger: {tracker}")
+    print(f"modeltrail demo, the ledger: {tracker!r}")
+    print(f"\n1. Train {MODEL} twice, the second time with more and deeper trees:")
     first = train(tracker, n_estimators=40, max_depth=4)
     second = train(tracker, n_estimators=80, max_depth=8)
-    for run in (first, second):
-        record = tracker.get_training(run.id)
-        version = run.version
-        assert version is not None
-        print(f"\n{MODEL} v{version.number}  (training {record.id}, {record.duration_s:.2f}s, {record.status})")
-        print(f"  params:   {record.params}")
-        for key, summary in sorted(record.metrics.items()):
-            print(f"  {key:<13} last={summary.last:.4f} (step {summary.last_step})  best={summary.max:.4f}")
-        print(f"  artifact: {record.artifact_path} sha256={record.artifact_sha256[:12]}...")
-        print(f"  changes vs parent v{version.parent_number}: {version.param_diff}")
-    history = tracker.metric_history(MODEL, "val_auc", version=second.version.number if second.version else None)
-    print(f"\nval_auc history of the latest version: {[round(p.value, 3) for p in history]}")
+    assert first.version is not None and second.version is not None
+    a, b = first.version.number, second.version.number
+
+    print(f"\n2. The two versions (final values on the validation set):\n{versions_table(tracker, [first, second])}")
+    print(f"\n3. Version {b} against version {a}:")
+    print("\n".join(in_words(tracker.compare(MODEL, a, b))))
+
+    print(f"\n4. Deploy to {ENVIRONMENT}, then roll back:")
+    start = tracker.deploy(MODEL, a, ENVIRONMENT, reason="first release")
+    print(f"  deployed version {a} to {ENVIRONMENT}")
+    tracker.deploy(MODEL, b, ENVIRONMENT, reason="better val_auc")
+    print(f"  deployed version {b} to {ENVIRONMENT} (replaces version {a})")
+    back = tracker.rollback(MODEL, ENVIRONMENT, reason="demo: latency regression")
+    print(f"  rolled back: {ENVIRONMENT} serves version {back.version} again")
+
+    print(f"\n5. The {ENVIRONMENT} deployment history (this run's entries, oldest first):")
+    history = [d for d in tracker.deployments(MODEL, environment=ENVIRONMENT) if d.id >= start.id]
+    rows: list[tuple[Any, ...]] = [("version", "action", "status", "reason")]
+    rows += [(d.version, d.action, d.status, d.reason or "-") for d in history]
+    print(columns(rows))
+    tracker.close()
+
+    print(
+        "\nTry next (the command is in .venv: run `. .venv/bin/activate` first, or type .venv/bin/modeltrail):\n"
+        f"  modeltrail show {MODEL}                           # its versions, trainings and where each serves\n"
+        "  modeltrail ui                                      # the dashboard: open http://127.0.0.1:8765\n"
+        f"  modeltrail leaderboard {MODEL} --metric val_auc   # the versions ranked by val_auc"
+    )
 
 
 if __name__ == "__main__":

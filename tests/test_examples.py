@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -25,8 +26,24 @@ def run_example(name: str, url: str, cwd: Path) -> str:
 
 def test_demo_trains_twice_and_prints_both_versions(db_url_sqlite_mysql: str, tmp_path: Path) -> None:
     out = run_example("demo.py", db_url_sqlite_mysql, tmp_path)
-    assert "churn-rf v1" in out and "churn-rf v2" in out and "changes vs parent v1" in out
+    # The story: both versions as a table, the change in words, deploy, roll back, the history, what next.
+    assert re.search(r"version +n_estimators +max_depth +val_auc +val_accuracy +val_f1 +seconds\n +1 +40 +4 ", out)
+    assert re.search(r"\n +2 +80 +8 +0\.\d{3} ", out), out
+    assert "params:  max_depth 4 → 8, n_estimators 40 → 80" in out
+    assert re.search(r"metrics: val_accuracy 0\.\d+ → 0\.\d+ \(better\), val_auc", out), out
+    assert "deployed version 2 to staging (replaces version 1)" in out
+    assert "rolled back: staging serves version 1 again" in out
+    assert re.search(r"1 +deploy +superseded .*\n +2 +deploy +rolled_back .*\n +1 +rollback +active ", out), out
+    assert ". .venv/bin/activate" in out and "{" not in out and "None" not in out  # no raw dicts, no "vNone"
+    for command in ("modeltrail show churn-rf", "modeltrail ui", "modeltrail leaderboard churn-rf --metric val_auc"):
+        assert f"\n  {command} " in out, command
     tracker = modeltrail.Tracker(db_url_sqlite_mysql)
+    timeline = tracker.deployments("churn-rf", environment="staging")
+    assert [(d.version, d.action, d.status) for d in timeline] == [
+        (1, "deploy", "superseded"),
+        (2, "deploy", "rolled_back"),
+        (1, "rollback", "active"),
+    ]
     first, second = tracker.versions("churn-rf")
     assert first.parent_number is None and second.parent_number == 1
     assert second.param_diff["changed"] == {

@@ -120,7 +120,7 @@ def test_item4_a_spool_entry_the_database_refuses_is_set_aside_and_sync_reports_
 
     code, out = sync(db_url, capsys)
     letters = spool_mod.spool_dir_for(db_url) / "dead-letters.jsonl"
-    assert code == 2 and "1 entries the database refused are set aside in" in out and str(letters) in out
+    assert code == 2 and "1 entry the database refused is set aside in" in out and str(letters) in out
     assert spool_mod.pending(db_url) == 0  # nothing blocked behind the refused entry
     fresh = modeltrail.Tracker(db_url)
     (m,) = fresh.trainings("m")
@@ -376,5 +376,5 @@ def test_sync_says_which_entries_belong_to_a_training_still_running(
         code, out = sync(sqlite_url, capsys)
     finally:
         live.communicate("\n", timeout=60)
-    assert code == 2 and "1 wait" in out and "1 of them belong to modeltrail processes still running" in out
+    assert code == 2 and "1 wait" in out and "1 of them belongs to a modeltrail process still running" in out
     assert "another `modeltrail sync`" not in out

@@ -74,3 +74,31 @@ class SchemaOutdatedError(SchemaError):
 
 class ModeltrailWarning(RuntimeWarning):
     """Logging failed and was skipped so that the user's training could go on (issued once per cause)."""
+
+
+#: The extra that installs each optional module modeltrail imports only when it is needed.
+EXTRAS = {
+    "pymysql": "mysql",
+    "psycopg": "postgres",
+    "matplotlib": "plot",
+    "pandas": "pandas",
+    "fastapi": "ui",
+    "jinja2": "ui",
+    "uvicorn": "ui",
+    "jsonschema": "schema",
+    "sklearn": "sklearn",
+    "joblib": "sklearn",
+    "lightning": "lightning",
+    "keras": "keras",
+}
+
+
+def install_hint(error: BaseException | None) -> str | None:
+    """``pip install "modeltrail[mysql]"`` when ``error`` (or an error behind it) is a missing optional module."""
+    while error is not None:
+        if isinstance(error, ImportError) and error.name:
+            extra = EXTRAS.get(error.name.partition(".")[0])
+            if extra is not None:
+                return f'pip install "modeltrail[{extra}]"'
+        error = error.__cause__ or error.__context__
+    return None

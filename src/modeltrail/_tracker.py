@@ -11,7 +11,7 @@ from typing import Any
 
 from ._config import database_of, mask_password, require_existing, resolve_uri
 from ._dataset import Dataset
-from ._errors import NotFoundError
+from ._errors import ConfigurationError, NotFoundError, install_hint
 from ._operations import deployments as deployment_ops
 from ._operations import evaluations as evaluation_ops
 from ._read import audit as audit_reads
@@ -91,7 +91,14 @@ class Tracker(LedgerViews):
     @property
     def store(self) -> Store:
         if self._store is None:
-            self._store = get_store(self.uri, create=self._create, offline_ok=self._spool, spool_dir=self._spool_dir)
+            try:
+                store = get_store(self.uri, create=self._create, offline_ok=self._spool, spool_dir=self._spool_dir)
+            except ConfigurationError as e:  # a URL whose driver is an extra not installed: say which
+                hint = install_hint(e)
+                if hint is None or hint in str(e):
+                    raise
+                raise ConfigurationError(f"{e}: {hint}", value=e.value) from e
+            self._store = store
         return self._store
 
     # ---------------------------------------------------------------- writing

@@ -130,6 +130,15 @@ def check_rank_by(by: Any) -> str:
 
 
 # ------------------------------------------------------------ comparisons
+#: Two values this close (relative) are the same value: float noise (0.1 + 0.2 - 0.3) is no change.
+SAME_REL_TOL = 1e-9
+
+
+def change(a: float, b: float) -> float:
+    """``b - a``, exactly 0.0 when the two are equal within :data:`SAME_REL_TOL` (they print the same)."""
+    return 0.0 if math.isclose(a, b, rel_tol=SAME_REL_TOL) else b - a
+
+
 def compare(s: Session, model_ref: Any, a: int, b: int, *, modes: Mapping[str, str] | None = None) -> Comparison:
     """What changed from version ``a`` to ``b``: params, shared metrics (final and best), dataset, duration, code.
 
@@ -183,10 +192,10 @@ def compare(s: Session, model_ref: Any, a: int, b: int, *, modes: Mapping[str, s
                 mode=mode,
                 last_a=ma.last,
                 last_b=mb.last,
-                last_delta=mb.last - ma.last,
+                last_delta=change(ma.last, mb.last),
                 best_a=best_a,
                 best_b=best_b,
-                best_delta=best_b - best_a if best_a is not None and best_b is not None else None,
+                best_delta=change(best_a, best_b) if best_a is not None and best_b is not None else None,
             )
         )
     duration_a, duration_b = ra.duration_s, rb.duration_s
@@ -400,7 +409,7 @@ def _evaluation_deltas(
             out.append(
                 EvaluationDelta(
                     dataset=dataset, key=key, mode=modes.get(key, UNKNOWN), value_a=va, value_b=vb,
-                    delta=vb - va,
+                    delta=change(va, vb),
                 )
             )  # fmt: skip
     return out
@@ -439,7 +448,7 @@ def compare_production(
                 training_metric=train_key,
                 training_last=last,
                 training_best=best,
-                delta_last=p.value - last if last is not None else None,
+                delta_last=change(last, p.value) if last is not None else None,
             )
         )
     return out

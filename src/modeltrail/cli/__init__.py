@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from .._config import mask_password
-from .._errors import ModeltrailError
+from .._errors import ModeltrailError, install_hint
 from . import admin, deployments, exchange, lineage, models, trainings
 from .options import EXIT_ERROR, Commands, Parser, UsageError
 from .output import Output
@@ -59,10 +59,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args, out))
     except ModeltrailError as e:
-        message = " ".join(mask_password(str(e)).split())
-        print(f"modeltrail: error: {message}", file=sys.stderr)
-        return EXIT_ERROR
+        return _error(e)
+    except ImportError as e:  # an optional extra is missing (matplotlib for `plot`, say): one line naming it
+        if install_hint(e) is None:
+            raise
+        return _error(e)
     except BrokenPipeError:
         return 0
     except KeyboardInterrupt:
         return 130
+
+
+def _error(e: Exception) -> int:
+    """One line on stderr, the password masked, with the ``pip install`` hint when an extra is missing."""
+    message = " ".join(mask_password(str(e)).split())
+    hint = install_hint(e)
+    if hint is not None and hint not in message:
+        message = f"{message}: {hint}"
+    print(f"modeltrail: error: {message}", file=sys.stderr)
+    return EXIT_ERROR

@@ -9,7 +9,7 @@ from .._errors import ConfigurationError
 from .._progress import Progress
 from .._records import SpoolReplay
 from .options import EXIT_ERROR, Commands
-from .output import Output
+from .output import Output, count
 
 
 def cmd_db_upgrade(args: argparse.Namespace, out: Output) -> int:
@@ -49,25 +49,41 @@ def cmd_sync(args: argparse.Namespace, out: Output) -> int:
     from .._tracker import Tracker
 
     waiting = Tracker.spooled(args.uri)
-    with Progress(f"replaying {waiting} spooled entries into {mask_password(resolve_uri(args.uri))}"):
+    with Progress(
+        f"replaying {count(waiting, 'spooled entry', 'spooled entries')} into {mask_password(resolve_uri(args.uri))}"
+    ):
         r = Tracker.replay_spool(args.uri, timeout=args.timeout)
     out.emit(r, lambda: _sync_report(r))
     return 0 if r.waiting == 0 and r.set_aside == 0 and not r.quarantined else EXIT_ERROR
+
+
+def _wait(n: int) -> str:
+    return f"{n} {'waits' if n == 1 else 'wait'}"
 
 
 def _sync_report(r: SpoolReplay) -> str:
     if r.held_by_other_sync and r.replayed == 0:
         return (
             f"{r.uri}: another `modeltrail sync` (or another modeltrail process) holds the spool and is replaying "
-            f"{r.held_by_other_sync} entries now; nothing replayed here, {r.waiting} wait"
+            f"{count(r.held_by_other_sync, 'entry', 'entries')} now; nothing replayed here, {_wait(r.waiting)}"
         )
-    lines = [f"{r.uri}: replayed {r.replayed} spooled entries, {r.waiting} wait"]
+    lines = [f"{r.uri}: replayed {count(r.replayed, 'spooled entry', 'spooled entries')}, {_wait(r.waiting)}"]
     if r.held_by_other_sync:
         lines.append(f"another modeltrail process is replaying {r.held_by_other_sync} of them now")
     if r.held_by_running:
-        lines.append(f"{r.held_by_running} of them belong to modeltrail processes still running, which replay them")
+        lines.append(
+            f"{r.held_by_running} of them "
+            + (
+                "belongs to a modeltrail process still running, which replays it"
+                if r.held_by_running == 1
+                else "belong to modeltrail processes still running, which replay them"
+            )
+        )
     if r.set_aside:
-        lines.append(f"{r.set_aside} entries the database refused are set aside in {r.dead_letters}")
+        refused = count(r.set_aside, "entry", "entries")
+        lines.append(
+            f"{refused} the database refused {'is' if r.set_aside == 1 else 'are'} set aside in {r.dead_letters}"
+        )
     lines += [f"damaged spool set aside (not replayed): {path}" for path in r.quarantined]
     return "\n".join(lines)
 

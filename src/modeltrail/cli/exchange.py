@@ -9,7 +9,7 @@ import sys
 from .._config import mask_password
 from .._progress import Progress
 from .options import Commands, follow, open_ledger
-from .output import Output
+from .output import Output, count
 
 
 def cmd_export(args: argparse.Namespace, out: Output) -> int:
@@ -22,7 +22,7 @@ def cmd_export(args: argparse.Namespace, out: Output) -> int:
         )  # fmt: skip
     if args.dir or path is not None:
         where = args.dir or path
-        out.emit(result, lambda: f"exported {len(result.versions)} versions of {result.model} to {where}")
+        out.emit(result, lambda: f"exported {count(len(result.versions), 'version')} of {result.model} to {where}")
     return 0
 
 
@@ -39,7 +39,7 @@ def cmd_import(args: argparse.Namespace, out: Output) -> int:
     out.emit(
         result,
         lambda: (
-            f"imported {len(result['imported'])} versions"
+            f"imported {count(len(result['imported']), 'version')}"
             + (f" ({', '.join(f'{m} v{n}' for m, n in result['imported'])})" if result["imported"] else "")
             + (f"; {len(result['skipped'])} already there" if result["skipped"] else "")
         ),
@@ -54,8 +54,10 @@ def cmd_import_mlflow(args: argparse.Namespace, out: Output) -> int:
     out.emit(
         result,
         lambda: (
-            f"imported from {result.source}: {result.trainings} runs as trainings, {result.versions} as versions "
-            f"of {len(result.models)} models, {result.metric_points} metric points; {result.skipped} already there"
+            f"imported from {result.source}: {count(result.trainings, 'run')} as trainings, "
+            f"{result.versions} as versions of {count(len(result.models), 'model')}, "
+            f"{count(result.metric_points, 'metric point')}; "
+            f"{result.skipped} already there"
         ),
     )
     return 0

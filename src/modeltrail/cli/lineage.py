@@ -9,7 +9,7 @@ from typing import Any
 from .. import Dataset
 from .._errors import ValidationError
 from .options import Commands, metric_pairs, open_ledger
-from .output import Output, fmt, indent, pairs, table
+from .output import Output, count, fmt, indent, pairs, table
 
 
 def cmd_evaluate(args: argparse.Namespace, out: Output) -> int:
@@ -75,7 +75,8 @@ def cmd_lineage(args: argparse.Namespace, out: Output) -> int:
         packages = pairs(env.get("packages") or {}, sep=" ")
         lines = [f"{chain.model} version {v.number}"]
         if d is not None:
-            shape = f" ({fmt(d.n_rows)} rows, {fmt(d.n_features)} features)" if d.n_rows is not None else ""
+            features = count(d.n_features, "feature") if d.n_features is not None else "- features"
+            shape = f" ({count(d.n_rows, 'row')}, {features})" if d.n_rows is not None else ""
             lines.append(f"dataset   {d.name}  sha256 {d.digest}{shape}" + (f"  from {d.source}" if d.source else ""))
         else:
             lines.append("dataset   - (none recorded)")
@@ -140,7 +141,7 @@ def cmd_reproduce(args: argparse.Namespace, out: Output) -> int:
         lines.append(f"dataset     {f'{r.dataset.name} sha256 {r.dataset.digest}' if r.dataset else '-'}")
         if differences is not None:
             if differences:
-                lines.append(f"{len(differences)} differences from this environment:")
+                lines.append(f"{count(len(differences), 'difference')} from this environment:")
                 rows = [(x.what, x.recorded, x.current) for x in differences]
                 lines.append(indent(table(rows, ["what", "recorded", "now"])))
             else:

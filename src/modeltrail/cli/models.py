@@ -102,6 +102,11 @@ def cmd_versions(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
+def _change(delta: float | None) -> Any:
+    """A metric's change as a cell: ``same`` where the comparison found none (equal within float noise)."""
+    return "same" if delta == 0 else delta
+
+
 def cmd_compare(args: argparse.Namespace, out: Output) -> int:
     c = open_ledger(args).compare(args.model, args.a, args.b)
 
@@ -115,7 +120,8 @@ def cmd_compare(args: argparse.Namespace, out: Output) -> int:
         lines.append("metrics:")
         if c.metrics:
             mrow = [
-                (m.key, m.mode, m.last_a, m.last_b, m.last_delta, m.best_a, m.best_b, m.best_delta) for m in c.metrics
+                (m.key, m.mode, m.last_a, m.last_b, _change(m.last_delta), m.best_a, m.best_b, _change(m.best_delta))
+                for m in c.metrics
             ]
             headers = ["metric", "best is", f"final {a}", f"final {b}", "change", f"best {a}", f"best {b}", "change"]
             lines.append(indent(table(mrow, headers)))
@@ -136,7 +142,7 @@ def cmd_compare(args: argparse.Namespace, out: Output) -> int:
             lines.append(f"code: same commit ({fmt(short(c.commit_a))})")
         if c.evaluations:
             lines.append("evaluations (latest on each dataset):")
-            erow = [(e.dataset, e.key, e.mode, e.value_a, e.value_b, e.delta) for e in c.evaluations]
+            erow = [(e.dataset, e.key, e.mode, e.value_a, e.value_b, _change(e.delta)) for e in c.evaluations]
             lines.append(indent(table(erow, ["dataset", "metric", "best is", a, b, "change"])))
         return "\n".join(lines)
 

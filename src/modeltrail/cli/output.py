@@ -57,6 +57,11 @@ def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def count(n: int, singular: str, plural: str | None = None) -> str:
+    """``1 version``, ``2 versions``: a number with its noun agreeing (``plural`` where it is not ``+s``)."""
+    return f"{n} {singular if n == 1 else plural or singular + 's'}"
+
+
 def indent(text: str, levels: int = 1) -> str:
     """Every line of ``text`` indented by two spaces per level."""
     return "\n".join("  " * levels + line for line in text.splitlines())

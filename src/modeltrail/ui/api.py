@@ -11,11 +11,12 @@ import dataclasses
 import datetime as dt
 import types
 import typing
-from typing import Annotated, Any, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 
-from .._errors import ValidationError
+from .._errors import NotFoundError, ValidationError
 from .._records import (
     AuditRecord,
     Comparison,
@@ -76,11 +77,31 @@ def ledger(request: Request) -> Tracker:
 
 Ledger = Annotated[Tracker, Depends(ledger)]
 #: A row id as the database keeps it (64-bit signed): a larger one is a 422, never a driver overflow.
-RowId = Annotated[int, Path(ge=-(2**63), le=2**63 - 1)]
+ID_MAX = 2**63 - 1
+RowId = Annotated[int, Path(ge=-(2**63), le=ID_MAX)]
 MaxPoints = Annotated[
     int,
     Query(ge=0, le=MAX_POINTS_LIMIT, description="points per series at most (longer histories are thinned); 0: all"),
 ]
+
+
+T = TypeVar("T")
+
+
+def by_ref(model: str, ask: Callable[[int | str], T]) -> T:
+    """``ask(model)`` with the model a URL names: by id or by name; a name of digits only is read as an id first.
+
+    No query of its own: ``ask`` resolves it; only a number that is no model's id is asked again as a name.
+    Digits past a 64-bit id are a 422, as every id in a URL is (never a driver overflow, never a guess).
+    """
+    if model.isascii() and model.isdigit():
+        if int(model) > ID_MAX:
+            raise HTTPException(422, f"a model id must be less than or equal to {ID_MAX}, got {model}")
+        try:
+            return ask(int(model))
+        except NotFoundError:
+            pass  # a model named "2024", say, with no model of that id
+    return ask(model)
 
 
 def parse_versions(values: list[str] | None) -> list[int] | None:
@@ -114,7 +135,7 @@ def list_models(
 @router.get("/models/{model:path}/versions", response_model=list[VersionRecord], summary="A model's versions")
 def versions(tracker: Ledger, model: str) -> list[VersionRecord]:
     """Every version: number, parent, param diff against the parent, artifact (``tracker.versions``)."""
-    return list(tracker.versions(model))
+    return list(by_ref(model, lambda ref: tracker.versions(ref)))
 
 
 @router.get("/models/{model:path}/leaderboard", response_model=list[LeaderboardEntry], summary="Versions ranked")
@@ -132,13 +153,13 @@ def leaderboard(
     limit: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
 ) -> list[LeaderboardEntry]:
     """Versions ranked by ``metric`` (``tracker.leaderboard``)."""
-    return list(tracker.leaderboard(model, metric, mode=mode, by=by, limit=limit))
+    return list(by_ref(model, lambda ref: tracker.leaderboard(ref, metric, mode=mode, by=by, limit=limit)))
 
 
 @router.get("/models/{model:path}/compare", response_model=ComparisonView, summary="Two versions side by side")
 def compare(tracker: Ledger, model: str, a: int, b: int) -> Any:
     """What changed from version ``a`` to ``b``: params, metric deltas, dataset, duration, code."""
-    return comparison_view(tracker.compare(model, a, b))
+    return comparison_view(by_ref(model, lambda ref: tracker.compare(ref, a, b)))
 
 
 @router.get(
@@ -146,7 +167,7 @@ def compare(tracker: Ledger, model: str, a: int, b: int) -> Any:
 )
 def metric_by_version(tracker: Ledger, model: str, metric: str, mode: Mode | None = None) -> list[VersionMetric]:
     """``metric``'s final and best value in every version that logged it (``tracker.metric_by_version``)."""
-    return list(tracker.metric_by_version(model, metric, mode=mode))
+    return list(by_ref(model, lambda ref: tracker.metric_by_version(ref, metric, mode=mode)))
 
 
 @router.get("/models/{model:path}/curves", response_model=list[Series], summary="Step curves of versions")
@@ -160,19 +181,20 @@ def curves(
     max_points: MaxPoints = Tracker.SERIES_POINTS_MAX,
 ) -> list[Series]:
     """``metric``'s history in each version, one series per version, as ``[step, value]`` points."""
-    return tracker.metric_series(model, metric, versions=parse_versions(version), max_points=max_points)
+    numbers = parse_versions(version)
+    return by_ref(model, lambda ref: tracker.metric_series(ref, metric, versions=numbers, max_points=max_points))
 
 
 @router.get("/models/{model:path}/deployments", response_model=list[DeploymentRecord], summary="Deployment timelines")
 def deployments(tracker: Ledger, model: str, environment: str | None = None) -> list[DeploymentRecord]:
     """Every deployment, rollback and undeploy of the model, per environment, oldest first."""
-    return list(tracker.deployments(model, environment=environment))
+    return list(by_ref(model, lambda ref: tracker.deployments(ref, environment=environment)))
 
 
 @router.get("/models/{model:path}", response_model=ModelPage, summary="A model with its versions table")
 def model_detail(tracker: Ledger, model: str) -> ModelPage:
     """The model, its metrics, every version with the key metrics' final values, and its deployments."""
-    return tracker.model_page(model)
+    return by_ref(model, lambda ref: tracker.model_page(ref))
 
 
 @router.get("/trainings", response_model=list[TrainingRecord], summary="Trainings, searched")

@@ -1,8 +1,8 @@
 """The HTML pages: server-rendered from the Tracker's answers, charts drawn by the shipped script.
 
-Pages name a model by its id (``/models/3``): names may hold any character, ``/`` included, and an
-id never collides with a name made of digits. Empty form fields mean "any", so a filter form can be
-submitted as it is.
+Pages name a model by its id (``/models/3``, what links use: names may hold any character, ``/``
+included) or by its name (``/models/churn-rf``); a name made only of digits is read as an id first.
+Empty form fields mean "any", so a filter form can be submitted as it is.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from .._errors import ValidationError
-from .api import Ledger, RowId, parse_versions
+from .api import Ledger, RowId, by_ref, parse_versions
 from .tables import version_rows_html
 
 router = APIRouter(include_in_schema=False)
@@ -71,13 +71,67 @@ def _timelines(deployments: list[Any]) -> dict[str, list[Any]]:
     return {env: sorted(rows, key=lambda d: d.id, reverse=True) for env, rows in sorted(out.items())}
 
 
-@router.get("/models/{model_id:int}", response_class=HTMLResponse)
+@router.get("/models/{model:path}/compare", response_class=HTMLResponse)
+def compare_page(request: Request, tracker: Ledger, model: str, a: int | None = None, b: int | None = None) -> Response:
+    """Two versions side by side; by default the latest against its parent."""
+    record = by_ref(model, tracker.model)
+    comparison = tracker.compare_latest(record.id, a, b)
+    return render(request, "compare.html", "models", {"model": record, "c": comparison})
+
+
+@router.get("/models/{model:path}/charts", response_class=HTMLResponse)
+def charts_page(
+    request: Request,
+    tracker: Ledger,
+    model: str,
+    metric: Text = None,
+    v: Annotated[list[str] | None, Query()] = None,
+) -> Response:
+    """One metric across every version, and several versions' step curves on one chart."""
+    versions = parse_versions([x for x in v or [] if x.strip()])
+    record = by_ref(model, tracker.model)
+    metrics = tracker.model_metrics(record.id)
+    metric = blank(metric) or (metrics[0].name if metrics else None)
+    mode = tracker.metric_goal(record.id, metric) if metric else None
+    # With no known direction there is no "best": the chart shows final values only.
+    across = tracker.metric_by_version(record.id, metric, mode=mode or "max") if metric else []
+    curves = tracker.metric_series(record.id, metric, versions=versions) if metric else []
+    series: list[dict[str, Any]] = [{"name": "final", "points": [[m.version, m.last] for m in across]}]
+    if mode is not None:
+        series.append({"name": f"best ({mode})", "points": [[m.version, m.best] for m in across], "dashed": True})
+    across_chart = {"x_label": "version", "y_label": metric, "series": series}
+    curves_chart = {
+        "x_label": "step",
+        "y_label": metric,
+        "series": [{"name": f"v{c.version}", "points": c.points} for c in curves],
+    }
+    return render(
+        request,
+        "charts.html",
+        "models",
+        {
+            "model": record,
+            "metrics": metrics,
+            "metric": metric,
+            "mode": mode,
+            "across": across,
+            "curves": curves,
+            "across_chart": across_chart,
+            "curves_chart": curves_chart,
+            "versions_text": ",".join(str(c.version) for c in curves),
+        },
+    )
+
+
+# After /compare and /charts: a name may hold "/", and the first matching route answers.
+@router.get("/models/{model:path}", response_class=HTMLResponse)
 def model_page(
-    request: Request, tracker: Ledger, model_id: RowId, metric: Text = None, mode: Text = None, by: Text = None
+    request: Request, tracker: Ledger, model: str, metric: Text = None, mode: Text = None, by: Text = None
 ) -> Response:
     """A model: serving now, versions table, leaderboard, comparison form and deployment timelines."""
     metric, by = blank(metric), blank(by) or "best"
-    page = tracker.model_page(model_id)
+    page = by_ref(model, tracker.model_page)
+    model_id = page.model.id
     metric = metric or (page.key_metrics[0] if page.key_metrics else None)
     # Which way is better: the form's choice, else the declared goal, else the name's; else the page asks.
     mode = blank(mode) or (tracker.metric_goal(model_id, metric) if metric else None)
@@ -102,60 +156,6 @@ def model_page(
             "version_rows": version_rows_html(page.model.id, page.versions, page.key_metrics),
             "trainings": tracker.trainings(model_id, order_by="started_at desc, id desc", limit=MODEL_TRAININGS),
             "trainings_limit": MODEL_TRAININGS,
-        },
-    )
-
-
-@router.get("/models/{model_id:int}/compare", response_class=HTMLResponse)
-def compare_page(
-    request: Request, tracker: Ledger, model_id: RowId, a: int | None = None, b: int | None = None
-) -> Response:
-    """Two versions side by side; by default the latest against its parent."""
-    model = tracker.model(model_id)
-    comparison = tracker.compare_latest(model.id, a, b)
-    return render(request, "compare.html", "models", {"model": model, "c": comparison})
-
-
-@router.get("/models/{model_id:int}/charts", response_class=HTMLResponse)
-def charts_page(
-    request: Request,
-    tracker: Ledger,
-    model_id: RowId,
-    metric: Text = None,
-    v: Annotated[list[str] | None, Query()] = None,
-) -> Response:
-    """One metric across every version, and several versions' step curves on one chart."""
-    versions = parse_versions([x for x in v or [] if x.strip()])
-    model = tracker.model(model_id)
-    metrics = tracker.model_metrics(model.id)
-    metric = blank(metric) or (metrics[0].name if metrics else None)
-    mode = tracker.metric_goal(model.id, metric) if metric else None
-    # With no known direction there is no "best": the chart shows final values only.
-    across = tracker.metric_by_version(model.id, metric, mode=mode or "max") if metric else []
-    curves = tracker.metric_series(model.id, metric, versions=versions) if metric else []
-    series: list[dict[str, Any]] = [{"name": "final", "points": [[m.version, m.last] for m in across]}]
-    if mode is not None:
-        series.append({"name": f"best ({mode})", "points": [[m.version, m.best] for m in across], "dashed": True})
-    across_chart = {"x_label": "version", "y_label": metric, "series": series}
-    curves_chart = {
-        "x_label": "step",
-        "y_label": metric,
-        "series": [{"name": f"v{c.version}", "points": c.points} for c in curves],
-    }
-    return render(
-        request,
-        "charts.html",
-        "models",
-        {
-            "model": model,
-            "metrics": metrics,
-            "metric": metric,
-            "mode": mode,
-            "across": across,
-            "curves": curves,
-            "across_chart": across_chart,
-            "curves_chart": curves_chart,
-            "versions_text": ",".join(str(c.version) for c in curves),
         },
     )
 

@@ -159,9 +159,9 @@ class AnswerDropper(Proxy):
         self.dropped = 0
         super().__init__(host, port)
 
-    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:  # type: ignore[override]
+    def _pipe(self, src: socket.socket, dst: socket.socket, counted: bool) -> None:
         from_server = src.getpeername()[1] == self.target[1]
-        Proxy._pipe(_Answers(src, self) if from_server else src, dst)  # type: ignore[arg-type]  # recv + shutdown
+        super()._pipe(_Answers(src, self) if from_server else src, dst, counted)  # type: ignore[arg-type]
 
 
 class _Answers:

@@ -243,7 +243,8 @@ def test_item1_foreign_models_table_is_refused_before_anything_is_created(
 
 def test_item1_upgrade_refuses_a_foreign_table_in_the_way_of_a_new_one(db_url: str) -> None:
     foreign = "CREATE TABLE evaluation_metrics (id INTEGER PRIMARY KEY, score VARCHAR(10))"
-    migrate_by_alembic(db_url, migrations.revisions()[-2], MODEL_ROW, foreign)
+    before_evaluations = migrations.revisions().index("0005_evaluations") - 1
+    migrate_by_alembic(db_url, migrations.revisions()[before_evaluations], MODEL_ROW, foreign)
     store = Store(db_url, check=False)
     try:
         with pytest.raises(SchemaError, match="evaluation_metrics"):

@@ -157,3 +157,19 @@ def test_a_tracker_used_as_a_context_manager_leaves_no_writer_thread(sqlite_url:
     assert left == set()
     with modeltrail.Tracker(sqlite_url) as again:
         assert [p.value for p in again.metric_history(run, "loss")] == [0.5]
+
+
+def test_closing_one_tracker_leaves_another_trackers_training_logging(sqlite_url: str) -> None:
+    """Trackers of one database share a writer: closing one must not stop the other's running training."""
+    import modeltrail
+
+    first, second = modeltrail.Tracker(sqlite_url), modeltrail.Tracker(sqlite_url)
+    with first.training("m") as run:
+        run.log_metric("loss", 1.0, step=0)
+        second.close()
+        for step in range(1, 6):
+            run.log_metric("loss", 1.0 / (step + 1), step=step)
+    assert run.status == "finished" and run.version is not None
+    first.close()
+    with modeltrail.Tracker(sqlite_url) as reader:
+        assert [p.step for p in reader.metric_history(run, "loss")] == [0, 1, 2, 3, 4, 5]

@@ -23,6 +23,7 @@ import dataclasses
 import itertools
 import re
 import types
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -133,6 +134,13 @@ def redact(value: Any, *, _depth: int = 0) -> Any:
     if type(value) in (list, tuple):
         items = type(value)(redact(v, _depth=_depth + 1) for v in value)
         return value if _unchanged(value, items) else items
+    if isinstance(value, (set, frozenset, deque)):  # stored as a list: masked as one
+        listed = [redact(v, _depth=_depth + 1) for v in value]
+        return value if _unchanged(value, listed) else listed
+    if isinstance(value, (bytes, bytearray)):
+        text = bytes(value).decode("utf-8", "backslashreplace")
+        masked_text = mask_url_passwords(text)
+        return value if masked_text == text else masked_text
     try:
         fields = _fields(value, _depth)
     except Exception:  # an odd object (a proxy, a lazy attribute) is stored as before, never a crash

@@ -331,6 +331,8 @@ def _open_orphan(path: Path) -> Spool | None:
         spool = Spool(path, owned=False)
         len(spool)  # reads the table: a truncated or overwritten file fails here
         return spool
+    except FileNotFoundError:
+        return None  # its owner emptied and removed it between the listing and now: nothing to adopt
     except sqlite3.Error as e:
         quarantine(path, f"{type(e).__name__}: {e}")
         return None

@@ -180,9 +180,9 @@ class Store:
         writers queue on the busy timeout instead of failing to upgrade their locks.
         """
         session = Session(self.engine, expire_on_commit=False, autoflush=False)
-        if self.dialect == "sqlite":
-            session.connection(execution_options={"modeltrail_read_only": read_only})
         try:
+            if self.dialect == "sqlite":  # BEGIN IMMEDIATE may meet a locked database: translated, retried
+                session.connection(execution_options={"modeltrail_read_only": read_only})
             yield session
             session.commit()
         except BaseException as e:
@@ -350,6 +350,8 @@ class Store:
 _StoreKey = tuple[int, str, bool, bool, "str | None"]
 _stores: dict[_StoreKey, Store] = {}
 _stores_lock = threading.Lock()
+#: How many holders (Trackers) share each cached store, by ``id(store)``.
+_holders: dict[int, int] = {}
 
 
 def get_store(
@@ -365,23 +367,31 @@ def get_store(
     gets a store that another caller opened to create schemas or spool writes.
     """
     key = (os.getpid(), uri, create, offline_ok, os.fspath(spool_dir) if spool_dir is not None else None)
-    store = _stores.get(key)
-    if store is None:
-        with _stores_lock:
-            store = _stores.get(key)
-            if store is None:
-                store = Store(uri, create=create, offline_ok=offline_ok, spool_dir=spool_dir)
-                _stores[key] = store
+    with _stores_lock:
+        store = _stores.get(key)
+        if store is None:
+            store = _stores[key] = Store(uri, create=create, offline_ok=offline_ok, spool_dir=spool_dir)
+        _holders[id(store)] = _holders.get(id(store), 0) + 1
     return store
 
 
-def release(store: Store) -> None:
-    """Drop ``store`` from this process's cache and close it (its writer flushes and stops first)."""
+def release(store: Store) -> bool:
+    """One holder (a Tracker) lets go of ``store``; the last one closes it (its writer flushes and stops first).
+
+    Trackers for the same URL and options share one store and one writer, so closing one must not
+    stop the writer another one's running training still logs into. True when the store was closed.
+    """
     with _stores_lock:
+        left = _holders.get(id(store), 1) - 1
+        if left > 0:
+            _holders[id(store)] = left
+            return False
+        _holders.pop(id(store), None)
         for key, value in list(_stores.items()):
             if value is store:
                 del _stores[key]
     store.close()
+    return True
 
 
 def close_all() -> None:
@@ -389,6 +399,7 @@ def close_all() -> None:
     with _stores_lock:
         stores = [s for key, s in _stores.items() if key[0] == os.getpid()]
         _stores.clear()
+        _holders.clear()
     for store in stores:
         with contextlib.suppress(ModeltrailError):
             store.close()
@@ -399,6 +410,7 @@ def _after_fork_in_child() -> None:
     for store in list(_stores.values()):
         store.engine.dispose(close=False)
     _stores.clear()
+    _holders.clear()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -45,7 +45,7 @@ from ._records import (
 from ._store import Store, get_store, release
 from ._tracker_views import LedgerViews
 from ._training import Training
-from ._writer import close_writer, writer_for
+from ._writer import flush_writer, writer_for
 
 
 class Tracker(LedgerViews):
@@ -138,13 +138,14 @@ class Tracker(LedgerViews):
         return int(writer.sync(timeout))
 
     def close(self) -> None:
-        """Flush and stop this ledger's writer, then release its database connections in this process."""
+        """Flush what this Tracker logged; the last Tracker of a database in this process also stops its
+        writer (joined) and releases its connections. Others sharing the database keep logging."""
         store = self._store
         if store is None:
             return
-        close_writer(store)
-        release(store)
         self._store = None
+        flush_writer(store)
+        release(store)  # the last holder's release closes the store, whose hook stops the writer
 
     def __enter__(self) -> Tracker:
         return self

@@ -23,7 +23,7 @@ from ._context import capture
 from ._dataset import Dataset, dataset_row, path_digest
 from ._errors import StorageUnavailableError, ValidationError
 from ._records import VersionRecord
-from ._secrets import REDACTED, is_secret_key, redact
+from ._secrets import REDACTED, is_secret_key, mask_url_passwords, redact
 from ._values import (
     MAX_JSON_BYTES,
     MAX_STEP,
@@ -339,7 +339,9 @@ class Training:
             prefix = f"stage {self.failed_stage!r} failed"
             error = prefix if not error else error if error.startswith(prefix) else f"{prefix}: {error}"
         if error is not None:
-            error = clean_text(str(error))  # an exception's text: stored as it can be, never refused
+            error = mask_url_passwords(
+                clean_text(str(error))
+            )  # an exception's text: stored as it can be, never refused
         with self._lock:
             if self.status != "running":
                 return self.version
@@ -416,7 +418,7 @@ class Stage:
         if isinstance(error, BaseException):
             error = f"{type(error).__name__}: {error}"
         if error is not None:
-            error = clean_text(error)
+            error = mask_url_passwords(clean_text(error))
         self.status = "finished" if error is None else "failed"
         self.error = error
         if error is not None and self.training.failed_stage is None:

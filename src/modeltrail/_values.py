@@ -480,12 +480,22 @@ def check_text(name: str, value: Any, limit: int | None = None) -> str | None:
     return check_string(value, name, max_bytes=TEXT_MAX_BYTES)
 
 
+def check_limit(limit: Any) -> int:
+    """A row limit: a positive integer that fits the databases' 64-bit LIMIT."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 2**63 - 1:
+        raise ValidationError(f"limit must be a positive integer below 2**63, got {limit!r}", value=limit)
+    return limit
+
+
 def check_time(at: Any, *, day_end: bool = True) -> dt.datetime:
     """A moment from a timezone-aware datetime, or from a date: the end of that day (UTC), or its start."""
     if isinstance(at, dt.datetime):
         if at.tzinfo is None:
             raise ValidationError(f"naive datetime {at!r}: give a timezone-aware one (UTC)", value=at)
-        return at.astimezone(dt.timezone.utc)
+        try:
+            return at.astimezone(dt.timezone.utc)
+        except OverflowError:
+            raise ValidationError(f"{at.isoformat()} is outside the calendar once in UTC", value=at) from None
     if isinstance(at, dt.date):
         return dt.datetime.combine(at, dt.time.max if day_end else dt.time.min, tzinfo=dt.timezone.utc)
     raise ValidationError(f"expected a datetime or a date, got {at!r}", value=at)

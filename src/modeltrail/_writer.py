@@ -309,6 +309,12 @@ class Writer:
                 return self._apply(kind, payload)
             except StorageUnavailableError as e:
                 self._go_offline(e)
+            except StorageError as e:
+                if not self.store.is_retryable(e) or isinstance(e.__cause__, sa_exc.IntegrityError):
+                    raise
+                # Still locked or deadlocked after the store's retries: the database is busy, not refusing.
+                # Keep the work (spooled, replayed in order) rather than call it refused or drop it.
+                self._go_offline(e)
         self._to_spool(kind, payload)
         return None
 
@@ -373,7 +379,9 @@ class Writer:
         except Exception as e:
             if not self._refused(e):
                 raise
-            if len(rows) == 1:
+            # One point at fault is found by halving; a fault of the whole batch (its training is not in
+            # the ledger, say) is reported once rather than point by point.
+            if len(rows) == 1 or (isinstance(e, ModeltrailError) and not isinstance(e, StorageError)):
                 on_refused("points", payload, e)
                 return
             half = len(rows) // 2
@@ -545,6 +553,13 @@ def writer_for(store: Store) -> Writer:
                 writer = _writers[key] = Writer(store)
                 store.on_close(lambda: close_writer(store))
     return writer
+
+
+def flush_writer(store: Store, timeout: float | None = None) -> None:
+    """Flush the writer of ``store`` if it has one (a Tracker that only read starts none)."""
+    writer = _writers.get((os.getpid(), id(store)))
+    if writer is not None:
+        writer.flush(timeout)
 
 
 def close_writer(store: Store) -> None:

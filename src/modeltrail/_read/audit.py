@@ -8,9 +8,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .. import _schema as schema
-from .._errors import ValidationError
 from .._records import AuditRecord, RecordList
-from .._values import check_time
+from .._values import check_limit, check_time
 
 
 def audit_events(
@@ -23,8 +22,7 @@ def audit_events(
     limit: int = 100,
 ) -> RecordList[AuditRecord]:
     """Audit events, newest first. ``action`` ending in ``*`` matches a prefix (``deployment.*``)."""
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise ValidationError(f"limit must be a positive integer, got {limit!r}", value=limit)
+    check_limit(limit)
     a = schema.AuditEventRow
     query = select(a)
     if action is not None:

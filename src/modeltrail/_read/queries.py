@@ -30,8 +30,11 @@ from .._records import (
     VersionRecord,
 )
 from .._rows import ACTIVE, resolve_model, resolve_version, version_record
-from .._values import check_metric_key, decode_float, from_jsonable
+from .._values import check_limit, check_metric_key, decode_float, from_jsonable
 from .deployments import active_environments, deployments
+
+#: What a training's status can be.
+TRAINING_STATUSES = ("running", "finished", "failed")
 
 
 # ------------------------------------------------------------------ lookups
@@ -237,8 +240,8 @@ def trainings(
     """
     from . import search  # its parser is needed only by searches
 
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ValidationError(f"limit must be a positive integer, got {limit!r}", value=limit)
+    if limit is not None:
+        check_limit(limit)
     t, m, v = schema.TrainingRow, schema.ModelRow, schema.VersionRow
     query = select(t, m.name, v.number).join(m, m.id == t.model_id).outerjoin(v, v.training_id == t.id)
     model_id = None
@@ -246,7 +249,12 @@ def trainings(
         model_id = resolve_model(s, model_ref).id
         query = query.where(t.model_id == model_id)
     if status is not None:
+        if status not in TRAINING_STATUSES:
+            raise ValidationError(f"status is one of {', '.join(TRAINING_STATUSES)}, got {status!r}", value=status)
         query = query.where(t.status == status)
+    for name, text in (("where", where), ("order_by", order_by)):
+        if text is not None and not isinstance(text, str):
+            raise ValidationError(f"{name} takes the filter language as a string, got {text!r}", value=text)
     goal_of = _goal_lookup(s, model_id)
     if where is not None and where.strip():
         query = query.where(search.where_clause(where, goal_of=goal_of))

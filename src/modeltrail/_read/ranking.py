@@ -30,7 +30,7 @@ from .._records import (
     VersionMetric,
 )
 from .._rows import resolve_model
-from .._values import check_dataset_name, check_metric_key, decode_float, param_diff
+from .._values import check_dataset_name, check_limit, check_metric_key, decode_float, param_diff
 from .deployments import active_environments, production_metrics
 from .evaluations import latest_evaluations
 from .queries import dataset_record, metric_key_id, params_of, summaries, summary_record, versions
@@ -267,8 +267,8 @@ def leaderboard(
     by = check_rank_by(by)
     if mode is not None:
         check_mode(mode)
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ValidationError(f"limit must be a positive integer, got {limit!r}", value=limit)
+    if limit is not None:
+        check_limit(limit)
     check_metric_key(metric)
     model = resolve_model(s, model_ref)
     mode = resolve_mode(s, model, metric, mode)

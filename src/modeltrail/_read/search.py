@@ -203,7 +203,11 @@ class Parser:
         t = self.token
         if t.kind == "number":
             self.i += 1
-            return float(t.text) if any(c in t.text for c in ".eE") else int(t.text)
+            if any(c in t.text for c in ".eE"):
+                return float(t.text)
+            if not -(2**63) <= (number := int(t.text)) < 2**63:
+                raise self.fail("a number that fits 64 bits")
+            return number
         if t.kind == "string":
             self.i += 1
             return t.text[1:-1].replace(t.text[0] * 2, t.text[0])
@@ -320,7 +324,10 @@ class Compiler:
                 moment = dt.datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
             except ValueError:
                 raise self.error(field, f"not a date or ISO time: {value!r}", value) from None
-            return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+            try:
+                return (moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)).astimezone(dt.timezone.utc)
+            except OverflowError:
+                raise self.error(field, f"{value!r} is outside the calendar once in UTC", value) from None
         return value if isinstance(value, str) or field.space == "params" else str(value)
 
     def condition(self, column: Any, node: Compare) -> ColumnElement[bool]:

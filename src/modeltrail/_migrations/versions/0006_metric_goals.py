@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 import modeltrail._schema
+from modeltrail._migrations import ops
 
 revision = "0006_metric_goals"
 down_revision = "0005_evaluations"
@@ -24,9 +25,7 @@ TABLE = "metric_goals"
 
 
 def upgrade() -> None:
-    if sa.inspect(op.get_bind()).has_table(TABLE):
-        return
-    op.create_table(
+    ops.create_table(
         TABLE,
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("model_id", sa.Integer(), nullable=False),

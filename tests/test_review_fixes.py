@@ -65,3 +65,16 @@ def test_url_passwords_in_sets_bytes_and_exception_text_are_masked(sqlite_url: s
         assert secret not in stored, stored
     assert "h/db" in stored and "cannot connect" in stored
     tracker.close()
+
+
+def test_tags_and_descriptions_mask_secrets_too(sqlite_url: str) -> None:
+    tracker = modeltrail.Tracker(sqlite_url)
+    with tracker.training(
+        "m", tags={"db": "postgresql://u:hunter6@h/db", "api_key": "K123"}, description="reads mysql://a:hunter7@h/x"
+    ):
+        pass
+    model = tracker.model("m")
+    shown = repr(model.tags) + (model.description or "")
+    assert "hunter6" not in shown and "K123" not in shown and "hunter7" not in shown, shown
+    assert model.tags["api_key"] == "***" and "h/db" in model.tags["db"]
+    tracker.close()

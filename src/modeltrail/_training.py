@@ -107,11 +107,17 @@ class Training:
                 check_label(value, label)
         # Everything the database could refuse is refused here, before the writer or the spool holds it.
         description = check_text("description", description)
+        if description is not None:
+            description = check_text("description", mask_url_passwords(description))
         encoded = encode_params(params or {})
         self._params_bytes = sum(size for _, _, size in encoded.values())
         check_params_weight(self._params_bytes, encoded)
         stored = {k: (v, shown) for k, (v, shown, _) in encoded.items()}
-        checked_tags = check_tags(tags)
+        # Tags are shown everywhere: a secret-named tag or a URL's password is masked (then checked again,
+        # as the mask may lengthen a value).
+        checked_tags = check_tags(
+            {k: REDACTED if is_secret_key(k) else mask_url_passwords(v) for k, v in check_tags(tags).items()}
+        )
         context = _start_context(seeds)
         self.store: Store = tracker.store
         self.uuid = str(uuid_mod.uuid4())

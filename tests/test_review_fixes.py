@@ -78,3 +78,17 @@ def test_tags_and_descriptions_mask_secrets_too(sqlite_url: str) -> None:
     assert "hunter6" not in shown and "K123" not in shown and "hunter7" not in shown, shown
     assert model.tags["api_key"] == "***" and "h/db" in model.tags["db"]
     tracker.close()
+
+
+def test_refused_write_descriptions_are_bounded_and_still_reported(sqlite_url: str) -> None:
+    """A lasting fault (every write refused) must not grow the writer's memory without bound."""
+    from modeltrail._writer import FAILURES_KEPT, writer_for
+
+    tracker = modeltrail.Tracker(sqlite_url)
+    writer = writer_for(tracker.store)
+    for i in range(FAILURES_KEPT + 10):
+        writer._fail("points", {"rows": [("u", "loss", i, 0.0, 0.0)]}, RuntimeError("refused"))
+    assert len(writer.failures) <= FAILURES_KEPT
+    with pytest.warns(modeltrail.ModeltrailWarning, match="refused and are not recorded"):
+        writer._report()
+    tracker.close()

@@ -65,6 +65,8 @@ log = logging.getLogger("modeltrail._writer")
 #: Times the database may drop the connection on one spool entry while answering a probe before
 #: the entry is taken for the cause (say, larger than ``max_allowed_packet``) and set aside.
 STRIKES = 3
+#: Descriptions of refused writes kept for the next report; beyond it the oldest half goes (logged already).
+FAILURES_KEPT = 10_000
 
 
 class Op:
@@ -98,8 +100,6 @@ class Writer:
         self.batch_size = batch_size
         self.max_pending = max_pending
         self.retry_interval = retry_interval
-        #: Rows the database refused for a reason other than being unreachable; kept for inspection.
-        self.unwritten: list[MetricRow] = []
         self.spool: Spool | None = None
         #: What the database refused, in words (which training, what, why): never silently dropped.
         self.failures: list[str] = []
@@ -128,10 +128,6 @@ class Writer:
     def offline(self) -> bool:
         """True while anything waits in the spool or in memory: new work must queue behind it."""
         return bool(self.held) or self._spool_broken is not None or (self.spool is not None and len(self.spool) > 0)
-
-    def failures_of(self, uuid_: str) -> list[str]:
-        """What the database refused of training ``uuid_`` (kept until the training is forgotten)."""
-        return list(self._failed.get(uuid_, ()))
 
     @property
     def written(self) -> int:
@@ -262,8 +258,7 @@ class Writer:
         if rows:
             try:
                 self._deliver("points", {"batch_id": str(uuid.uuid4()), "rows": rows})
-            except Exception as e:
-                self.unwritten.extend(rows)  # kept and reported at the next flush, never silently dropped
+            except Exception as e:  # reported, in words, at the next flush: never silently dropped
                 self._fail("points", {"rows": rows}, e)
         if op is None:
             return
@@ -290,6 +285,10 @@ class Writer:
         text_ = f"{describe(kind, payload)} of training {training_of(kind, payload)}: {type(error).__name__}: {error}"
         text_ = self.store.scrub(text_)
         log.error("modeltrail: not recorded: %s", text_)
+        if len(self.failures) >= FAILURES_KEPT:  # a lasting fault must not grow memory without bound
+            dropped = len(self.failures) // 2
+            del self.failures[:dropped]
+            self._reported = max(0, self._reported - dropped)
         self.failures.append(text_)
         uuids = {r[0] for r in payload.get("rows", ())} if kind == "points" else {payload.get("uuid")}
         for u in uuids - {None}:
@@ -431,6 +430,8 @@ class Writer:
                 try:
                     if kind == "points":
                         self._points_split(payload, on_refused=self._fail)
+                    elif kind == "params" and len(payload["params"]) > 1:
+                        self._params_split(payload, on_refused=self._fail)
                     else:
                         self._apply(kind, payload)
                 except Exception as e:

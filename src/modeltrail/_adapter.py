@@ -42,7 +42,7 @@ from ._training import Stage, Training, active_training
 from ._values import qualified_name
 
 if TYPE_CHECKING:  # the Tracker (and SQLAlchemy) load when the first training starts, not with autolog
-    from ._records import VersionRecord
+    from ._records import PendingVersion, VersionRecord
     from ._tracker import Tracker
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -204,7 +204,7 @@ class Lifecycle:
         if self.owned and self.training is not None:
             self._finalizer = watch(owner, self.training, error, label=label, thread=f"modeltrail-{self.framework}")
 
-    def end(self, status: str = "finished", *, error: str | None = None) -> VersionRecord | None:
+    def end(self, status: str = "finished", *, error: str | None = None) -> VersionRecord | PendingVersion | None:
         """Finish or fail an owned training; one that is not the adapter's is only flushed (its owner ends it)."""
         run = self.live
         if run is None:

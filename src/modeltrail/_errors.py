@@ -19,6 +19,8 @@ Every error that is about a value the caller passed carries that value in
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 
 
@@ -90,6 +92,16 @@ EXTRAS = {
     "joblib": "sklearn",
     "lightning": "lightning",
     "keras": "keras",
+    "s3fs": "s3",
+    "gcsfs": "gcs",
+    "adlfs": "azure",
+    "skops": "skops",
+    "transformers": "transformers",
+    "xgboost": "xgboost",
+    "lightgbm": "lightgbm",
+    "optuna": "optuna",
+    "psutil": "system",
+    "pynvml": "gpu",
 }
 
 
@@ -102,3 +114,28 @@ def install_hint(error: BaseException | None) -> str | None:
                 return f'pip install "modeltrail[{extra}]"'
         error = error.__cause__ or error.__context__
     return None
+
+
+#: Code that is modeltrail's own (the package, and its adapters' real folder when it is a link), and the standard
+#: helpers a ``with`` block runs through: a warning issued there is attributed to the first frame outside.
+_OWN = tuple(
+    {os.path.dirname(os.path.abspath(__file__)) + os.sep, os.path.dirname(os.path.realpath(__file__)) + os.sep}
+    | {os.path.realpath(os.path.join(os.path.dirname(__file__), "integrations")) + os.sep}
+)
+_HELPERS = ("contextlib.py", "threading.py")
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` that makes a warning point at the user's line, not at modeltrail's.
+
+    For the caller of ``warnings.warn``: level 1 is that caller; each frame that is modeltrail's
+    own (or ``contextlib``'s, as ``with`` blocks run through it) adds one.
+    """
+    frame = sys._getframe(1)
+    level = 1
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if not (name.startswith(_OWN) or name.endswith(_HELPERS)):
+            return level
+        frame, level = frame.f_back, level + 1  # type: ignore[assignment]
+    return level

@@ -53,6 +53,7 @@ from ._errors import (
     SchemaError,
     StorageError,
     StorageUnavailableError,
+    user_stacklevel,
 )
 from ._operations.apply import Applier, MetricRow
 from ._spool import Spool, dead_letter, describe, orphans, quarantine, training_of
@@ -359,12 +360,18 @@ class Writer:
                 self._spool_unwritable(e)
         if not self._warned_offline:
             self._warned_offline = True
-            where = f"the local spool {self.spool.path}" if self.spool is not None else "memory"
+            if self.spool is not None:
+                where = (
+                    f"spooled to {self.spool.path}; the next modeltrail process that reaches the database replays "
+                    f"it, or run `modeltrail sync` (MODELTRAIL_URI={self.store.display_uri}) once it is back"
+                )
+            else:
+                where = "kept in memory until the database is back (the spool folder cannot be written)"
             warnings.warn(
-                f"modeltrail: the database is unreachable ({error}); training continues and everything logged "
-                f"is kept in {where} until it can be written",
+                f"modeltrail: the database is unreachable ({error}); training continues and everything logged is "
+                f"{where}. Versions of trainings that finish meanwhile are pending until then.",
                 RuntimeWarning,
-                stacklevel=2,
+                stacklevel=user_stacklevel(),
             )
 
     def _points_split(self, payload: dict[str, Any], *, on_refused: Any) -> None:

@@ -395,6 +395,7 @@ def watch(owner: object, run: Training, error: str, *, label: str, thread: str) 
     global _exit_hook
     finalizer = weakref.finalize(owner, _discarded, run, f"{error}; the {label} was discarded", thread)
     finalizer.atexit = False  # exit is handled by _at_exit, which can name the exception
+    run.abandon_at_exit = False  # this watchdog ends it at exit, naming the exception that ended the process
     with _open_lock:
         _open[id(run)] = (run, error)
         if not _exit_hook:

@@ -134,6 +134,8 @@ class Training:
         self._context_sizes = {"": json_size(context)}  # "" is the captured part; the rest by add_context key
         self._stages = 0
         self._open_stages: list[Stage] = []
+        #: Ended as abandoned at exit if still running; an adapter whose watchdog names the cause turns it off.
+        self.abandon_at_exit = True
         self.failed_stage: str | None = None
         self._last_step: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -404,7 +406,7 @@ def _watch_unfinished(run: Training) -> None:
 def _end_unfinished() -> None:
     """At exit, a training never finished (made without ``with``, ``finish()`` never called) ends as abandoned."""
     with _unfinished_lock:
-        runs = [run for run in _unfinished.values() if run.status == "running"]
+        runs = [run for run in _unfinished.values() if run.status == "running" and run.abandon_at_exit]
         _unfinished.clear()
     for run in runs:
         warnings.warn(

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from sklearn.utils import get_tags
 
-from modeltrail._adapter import log_new_params
+from modeltrail._adapter import infer_model_type, log_new_params
 
 if TYPE_CHECKING:
     from modeltrail._dataset import Dataset
@@ -42,10 +42,11 @@ def estimator_params(estimator: Any) -> dict[str, Any]:
 
 
 def model_type(estimator: Any) -> str | None:
+    """The estimator's kind in modeltrail's vocabulary, from its tags: its ``estimator_type`` (a classifier that
+    also transforms, such as LinearDiscriminantAnalysis, is a classifier), else ``transformer`` when it
+    transforms."""
     tags = get_tags(estimator)
-    if tags.estimator_type is not None:
-        return str(tags.estimator_type)
-    return "transformer" if tags.transformer_tags is not None else None
+    return infer_model_type(tags.estimator_type, "transformer" if tags.transformer_tags is not None else None)
 
 
 def is_seed(value: Any) -> bool:

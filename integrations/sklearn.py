@@ -19,12 +19,22 @@ records one training with the best params and the CV scores. Bookkeeping failure
 from __future__ import annotations
 
 import contextvars
+import copy
 import os
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from modeltrail._adapter import Lifecycle, artifact_path, find_in_callers, guarded, require, running, stage_block
+from modeltrail._adapter import (
+    Lifecycle,
+    artifact_path,
+    describe,
+    find_in_callers,
+    guarded,
+    require,
+    running,
+    stage_block,
+)
 
 require("sklearn", "sklearn")
 
@@ -111,6 +121,17 @@ class TrackedEstimator(Delegating):
         self.validation_data = validation_data
         self.artifact_dir = artifact_dir
         self.log_every_fit = log_every_fit
+
+    def __repr__(self, N_CHAR_MAX: int = 700) -> str:
+        """scikit-learn's repr, with ``validation_data`` by type and shape: never the arrays themselves."""
+        if self.validation_data is None:
+            return super().__repr__(N_CHAR_MAX)
+        shown = copy.copy(self)
+        data = self.validation_data
+        parts = data if isinstance(data, (tuple, list)) else (data,)
+        text = ", ".join(str(describe(part)) for part in parts)
+        shown.validation_data = _Shown(f"({text})" if isinstance(data, (tuple, list)) else text)  # type: ignore[assignment]
+        return Delegating.__repr__(shown, N_CHAR_MAX)
 
     # ------------------------------------------------------------- fitting
     def fit(self, X: Any, y: Any = None, **fit_params: Any) -> TrackedEstimator:
@@ -203,6 +224,7 @@ class TrackedEstimator(Delegating):
                 self._model_name(),
                 train_stage=False,  # the fit is a "train" stage block, followed by an "evaluate" one
                 model_type=values.model_type(estimator),
+                model_class=estimator,
                 params=params,
                 dataset=dataset,
                 seeds={k: v for k, v in params.items() if k.split("__")[-1] == "random_state" and values.is_seed(v)},
@@ -276,6 +298,16 @@ def record_fit(
 
 
 # ------------------------------------------------------------------ helpers
+class _Shown:
+    """A value that prints as the given text (the repr of validation data by type and shape)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
 #: scikit-learn's per-fold workers (searches, cross_validate, cross_val_predict, curves): a fit
 #: made by one of them trains a throwaway fold model, recorded only with ``log_every_fit=True``.
 _CV_FOLD_FUNCTIONS = frozenset(

@@ -13,6 +13,8 @@ Adapters (``modeltrail.integrations.*``) only translate a framework's hooks into
 * :data:`MODEL_TYPES` and :func:`infer_model_type`: one ``model_type`` vocabulary for every adapter, inferred
   from what the framework tells (an estimator type, a loss, an objective, an architecture), with the class
   itself kept in the training's context as ``model_class`` (:func:`class_of`);
+* :func:`preprocessing_fitted` / :func:`take_preprocessing`: a data transformation fitted on its own (a scaler
+  before a network) belongs to the training of the model that follows, not to a version of its own;
 * :func:`log_new_params`, :func:`safe_name`, :func:`artifact_path`, :func:`stage_block`, :func:`running`:
   the small policies every adapter needs alike; :func:`describe_arguments` and :func:`numbers_in` turn a
   plain training function's call and result into params and metrics (``@autolog``).
@@ -192,6 +194,8 @@ class Lifecycle:
         self.training, self.owned = active, False
         if params:
             log_new_params(active, params)
+        with guarded(f"{self.framework}: recording the preprocessing"):
+            attach_preprocessing(active, take_preprocessing())
         return active
 
     def open(self, model: str, *, allowed: Callable[[], bool] | None = None, **options: Any) -> Training | None:
@@ -227,6 +231,8 @@ class Lifecycle:
         options.setdefault("framework", self.framework)
         self.training = self.tracker.training(model, **options)
         self.owned = True
+        with guarded(f"{self.framework}: recording the preprocessing"):
+            attach_preprocessing(self.training, take_preprocessing())
         if model_class is not None:
             with guarded(f"{self.framework}: recording the model class"):
                 self.training.add_context({"model_class": class_of(model_class)})
@@ -266,6 +272,61 @@ def close_all() -> None:
     from ._store import close_all as close_stores
 
     close_stores()
+
+
+# ------------------------------------------------------------ preprocessing
+_pending: list[dict[str, Any]] = []
+_pending_lock = threading.Lock()
+_summaries: weakref.WeakKeyDictionary[Training, list[dict[str, Any]]] = weakref.WeakKeyDictionary()
+
+
+def preprocessing_fitted(step: Mapping[str, Any]) -> None:
+    """A data transformation was fitted outside any recorded fit: it belongs to the next model's training.
+
+    ``step`` holds ``class`` (qualified), ``params`` and what else describes the fit (``fit_time_s``, ``n_rows``,
+    ``n_features``). Inside an active training (``with tracker.training(...)``, ``@autolog``) it is recorded there
+    at once; otherwise it waits for the next adapter training to start (:meth:`Lifecycle.start` / ``join``).
+    """
+    active = active_training()
+    if active is not None and active.status == "running":
+        attach_preprocessing(active, [dict(step)])
+        return
+    with _pending_lock:
+        _pending.append(dict(step))
+
+
+def has_preprocessing() -> bool:
+    """Whether preprocessing fits wait for a training."""
+    with _pending_lock:
+        return bool(_pending)
+
+
+def take_preprocessing() -> list[dict[str, Any]]:
+    """The preprocessing fits waiting for a training, oldest first; they are handed over once."""
+    with _pending_lock:
+        steps = list(_pending)
+        _pending.clear()
+    return steps
+
+
+def attach_preprocessing(run: Training, steps: Sequence[Mapping[str, Any]]) -> None:
+    """Record ``steps`` in ``run``: params ``preprocessing.<Class>.<param>`` (so that a changed scaler shows in the
+    version's param diff; a second step of the same class is ``<Class>_2``) and context ``preprocessing``, the
+    steps in fitting order with their class, fit time and data shape."""
+    if not steps:
+        return
+    summary = _summaries.setdefault(run, [])
+    taken = {key.split(".")[1] for key in run.params if key.startswith("preprocessing.") and key.count(".") >= 2}
+    for step in steps:
+        short = str(step["class"]).rsplit(".", 1)[-1]
+        name, n = short, 1
+        while name in taken:
+            n += 1
+            name = f"{short}_{n}"
+        taken.add(name)
+        log_new_params(run, {f"preprocessing.{name}.{k}": v for k, v in dict(step.get("params") or {}).items()})
+        summary.append({"name": name, **{k: v for k, v in step.items() if k != "params"}})
+    run.add_context({"preprocessing": list(summary)})
 
 
 def log_new_params(run: Training, params: Mapping[str, Any]) -> None:
@@ -453,7 +514,10 @@ def infer_model_type(*hints: object) -> str | None:
 
 
 def class_of(obj: Any) -> str:
-    """The qualified class name of a model object or class: ``sklearn.ensemble._forest.RandomForestClassifier``."""
+    """The qualified class name of a model object or class: ``sklearn.ensemble._forest.RandomForestClassifier``
+    (a string is taken as that name already)."""
+    if isinstance(obj, str):
+        return obj
     return qualified_name(obj if isinstance(obj, type) else type(obj))
 
 

@@ -19,8 +19,8 @@ Every error that is about a value the caller passed carries that value in
 
 from __future__ import annotations
 
-import os
 import sys
+from types import FrameType
 from typing import Any
 
 
@@ -116,26 +116,31 @@ def install_hint(error: BaseException | None) -> str | None:
     return None
 
 
-#: Code that is modeltrail's own (the package, and its adapters' real folder when it is a link), and the standard
-#: helpers a ``with`` block runs through: a warning issued there is attributed to the first frame outside.
-_OWN = tuple(
-    {os.path.dirname(os.path.abspath(__file__)) + os.sep, os.path.dirname(os.path.realpath(__file__)) + os.sep}
-    | {os.path.realpath(os.path.join(os.path.dirname(__file__), "integrations")) + os.sep}
-)
-_HELPERS = ("contextlib.py", "threading.py")
+#: Top-level packages whose frames are not the user's line: modeltrail, the frameworks it adapts, and the
+#: standard library's plumbing between them (``contextlib`` for ``with guarded(...)``).
+_NOT_USER = frozenset(
+    {
+        "modeltrail", "contextlib", "functools", "threading", "importlib", "runpy", "sklearn", "joblib",
+        "keras", "lightning", "pytorch_lightning", "torch", "transformers", "accelerate", "xgboost",
+        "lightgbm", "optuna",
+    }
+)  # fmt: skip
 
 
 def user_stacklevel() -> int:
-    """The ``stacklevel`` that makes a warning point at the user's line, not at modeltrail's.
+    """The ``stacklevel`` that makes a ``warnings.warn`` in the calling function point at the user's line.
 
-    For the caller of ``warnings.warn``: level 1 is that caller; each frame that is modeltrail's
-    own (or ``contextlib``'s, as ``with`` blocks run through it) adds one.
+    The first frame outside modeltrail, the frameworks and ``contextlib``: the user's ``clf.fit(X, y)``, not
+    ``contextlib.py:158``. A stack that is all internal (a background thread) points at the caller itself.
     """
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     level = 1
-    while frame is not None:
-        name = frame.f_code.co_filename
-        if not (name.startswith(_OWN) or name.endswith(_HELPERS)):
-            return level
-        frame, level = frame.f_back, level + 1  # type: ignore[assignment]
-    return level
+    try:
+        while frame is not None:
+            if str(frame.f_globals.get("__name__", "")).split(".")[0] not in _NOT_USER:
+                return level
+            frame = frame.f_back
+            level += 1
+        return 1
+    finally:
+        del frame

@@ -124,3 +124,30 @@ def test_item9_params_that_differ_by_float_noise_are_the_same(sqlite_url: str) -
         pass
     assert tracker.compare("m", 2, 3).params["changed"] == {"lr": {"old": 0.3, "new": 0.3000001}}
     tracker.close()
+
+
+def test_what_the_database_refused_is_still_noted_when_the_trainings_finish_was_spooled(db_url: str) -> None:
+    """Review finding: the "not recorded" list used to be forgotten with the training, before the spool replayed."""
+    from modeltrail._errors import StorageUnavailableError
+    from modeltrail._writer import writer_for
+
+    tracker = modeltrail.Tracker(db_url)
+    writer = writer_for(tracker.store)
+    with pytest.warns(RuntimeWarning), tracker.training("m", params={"lr": 0.1}) as run:
+        run.log_metric("loss", 1.0)
+        writer.submit("stage", {"uuid": run.uuid, "stage": {"name": "bad\udc80"}})  # slipped past: refused
+        run.flush()
+
+        def unreachable(kind: str, payload: object) -> None:
+            writer._next_attempt = float("inf")  # no replay of its own until the test syncs
+            raise StorageUnavailableError("cannot reach the database (test: it went away before the finish)")
+
+        writer._apply = unreachable  # type: ignore[method-assign]
+    assert isinstance(run.version, modeltrail.PendingVersion)
+    del writer._apply  # the database is back
+    assert tracker.sync(timeout=60) == 0
+    (record,) = modeltrail.Tracker(db_url).trainings("m")
+    assert record.status == "finished" and record.version == 1
+    (noted,) = record.context["modeltrail_not_recorded"]
+    assert noted.startswith("stage") and run.uuid in noted
+    tracker.close()

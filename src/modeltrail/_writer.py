@@ -55,7 +55,7 @@ from ._errors import (
     StorageUnavailableError,
     user_stacklevel,
 )
-from ._operations.apply import Applier, MetricRow
+from ._operations.apply import Applier, MetricRow, noting_refusals
 from ._spool import Spool, dead_letter, describe, orphans, quarantine, training_of
 
 if TYPE_CHECKING:
@@ -319,7 +319,13 @@ class Writer:
         return None
 
     def _to_spool(self, kind: str, payload: dict[str, Any]) -> None:
-        """Spool one entry; when the spool folder cannot be written, hold it in memory instead (bounded)."""
+        """Spool one entry; when the spool folder cannot be written, hold it in memory instead (bounded).
+
+        A finish carries what of its training was refused: the list is forgotten with the training,
+        before the spool is replayed.
+        """
+        if kind == "finish":
+            payload = noting_refusals(payload, self._failed.get(payload["uuid"]))
         if self._spool_broken is None:
             try:
                 if self.spool is None:

@@ -17,6 +17,8 @@ More workloads plug in as modules beside this one, ``_adapter_workloads_<name>.p
 * ``child(spec) -> dict``: runs one measurement in this process and returns the figures, made with
   :func:`timed_fit` and :class:`HookTimer` like :func:`child_keras` (``fit_s``, ``steps`` and
   ``timer.summary()``; ``points_ok`` / ``points`` when it checked the store). It imports its framework inside.
+  ``overhead_pct`` replaces the wall-time comparison with ``none`` when the workload measures its cost itself,
+  and ``note`` is printed with the run.
 """
 
 from __future__ import annotations

@@ -136,7 +136,7 @@ def record_preprocessing_left() -> None:
     if not has_preprocessing():
         return
     with guarded("autolog: recording the preprocessing"):
-        script = settings.get("script") or (sys.argv[0] if sys.argv and sys.argv[0] not in ("", "-c") else None)
+        script = sys.argv[0] if sys.argv and sys.argv[0] not in ("", "-c") else None  # run_script sets it too
         name = settings.get("model") or (os.path.splitext(os.path.basename(script))[0] if script else None)
         steps = take_preprocessing()
         life = Lifecycle(str(steps[0].get("framework") or "sklearn"), settings.get("tracker") or settings.get("uri"))

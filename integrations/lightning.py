@@ -127,6 +127,7 @@ class ModeltrailLogger(Logger):
     def version(self) -> str:
         if self._version is None:
             self._version = path_safe(run_id(self._origin))
+            weakref.finalize(self, lt.unpublish, self._origin)  # a logger that is gone starts no ddp ranks
         return self._version
 
     @property

@@ -74,7 +74,7 @@ def data() -> DataLoader:
     return DataLoader(TensorDataset(x, (x[:, 0] > 0).long()), batch_size=8)
 
 
-def make_trainer(logger: ModeltrailLogger, **options: Any) -> L.Trainer:
+def make_trainer(logger: ModeltrailLogger | list[Any], **options: Any) -> L.Trainer:
     settings: dict[str, Any] = {
         "max_epochs": 2,
         "accelerator": "cpu",

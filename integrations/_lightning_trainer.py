@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from modeltrail._adapter import safe_name
+from modeltrail._adapter import infer_model_type, safe_name
 from modeltrail._dataset import Dataset, path_digest
 from modeltrail._values import as_metric_value, check_metric_key
 
@@ -279,26 +279,17 @@ def tuner_params(trainer: Any) -> dict[str, Any]:
 
 
 # -------------------------------------------------------- what a module is
-_LOSS_TYPES = {
-    "classifier": ("CrossEntropyLoss", "NLLLoss", "BCELoss", "BCEWithLogitsLoss", "MultiLabelSoftMarginLoss"),
-    "regressor": ("MSELoss", "L1Loss", "SmoothL1Loss", "HuberLoss", "PoissonNLLLoss", "GaussianNLLLoss"),
-}
-
-
 def model_type_of(module: Any) -> str | None:
-    """``classifier`` or ``regressor`` when the module holds a loss of that kind (``self.loss = nn.MSELoss()``),
-    ``language-model`` for a Hugging Face causal/masked LM it wraps; else None: a LightningModule says no more."""
+    """The module's kind in the adapters' one vocabulary (:func:`modeltrail._adapter.infer_model_type`), told by
+    the losses it holds (``self.loss = nn.MSELoss()``: regressor), else by its submodules' classes
+    (``BertForSequenceClassification``, ``GPT2LMHeadModel``); None when nothing tells (``F.cross_entropy`` in a
+    ``training_step`` is code, not a fact the logger can read)."""
     try:
-        children = list(module.modules())
+        names = list(dict.fromkeys(type(m).__name__ for m in module.modules()))
     except Exception:  # not an nn.Module after all
         return None
-    names = {type(m).__name__ for m in children}
-    for kind, losses in _LOSS_TYPES.items():
-        if names & set(losses):
-            return kind
-    if any(n.endswith(("ForCausalLM", "ForMaskedLM", "LMHeadModel")) for n in names):
-        return "language-model"
-    return None
+    losses = [n for n in names if n.endswith("Loss")]
+    return infer_model_type(*losses, *[n for n in names if n not in losses])
 
 
 # ---------------------------------------------------------- evaluation

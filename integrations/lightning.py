@@ -47,7 +47,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only  # noqa: E402
 
 from modeltrail._config import resolve_uri  # noqa: E402
 from modeltrail._dataset import path_digest  # noqa: E402
-from modeltrail._values import as_metric_value, check_metric_key, check_model_name, flatten, qualified_name  # noqa: E402
+from modeltrail._values import as_metric_value, check_metric_key, check_model_name, flatten  # noqa: E402
 
 from . import _lightning_trainer as lt  # noqa: E402
 from ._lightning_trainer import ENV_RUN_IDS, path_safe, run_id, strategy_name, trainer_settings  # noqa: E402
@@ -250,11 +250,11 @@ class ModeltrailLogger(Logger):
             trainer = self._trainer()
             module = lt.module_of(trainer)
             options = {**self._options, "model_type": self._options["model_type"] or lt.model_type_of(module)}
+            if module is not None:
+                options["model_class"] = module  # in the owned training's context
             training = self._life.open(self._model_name(module), allowed=lambda: self._in_fit(trainer), **options)
             if training is not None:
-                with core.guarded("ModeltrailLogger: recording the module and the tuner"):
-                    if module is not None:
-                        training.add_context({"model_class": qualified_name(type(module))})
+                with core.guarded("ModeltrailLogger: recording the tuner"):
                     core.log_new_params(training, self._tuned)
             self._record_trainer_settings()
         return self._life.training
@@ -373,7 +373,7 @@ class ModeltrailLogger(Logger):
     def _warn_unrecorded(self, kind: str, what: str, hint: str | None = None) -> None:
         """Once per logger and kind ("outside-fit", "after-fit"): say what is not recorded and how to keep it."""
         hint = hint or "Wrap fit and test in `with tracker.training(...)` (or @autolog) to record them in one training."
-        self._life.tell_once(kind, f"{self._model_name(None)!r}: {what}. {hint}", stacklevel=6)
+        self._life.tell_once(kind, f"{self._model_name(None)!r}: {what}. {hint}")
 
 
 def _checkpoint_file(checkpoint: Any) -> tuple[str, str | None]:

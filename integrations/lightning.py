@@ -10,6 +10,7 @@ What is recorded, and from where:
 * ``ModelCheckpoint``'s best and last checkpoint (paths, sha256) in ``context["checkpoint"]``; the best file is
   the artifact; ``fit(ckpt_path=...)``: that file, its sha256 and the training it came from in
   ``context["resumed_from"]``;
+* the training data, fingerprinted when the train dataloader's tensors are at hand (``TensorDataset``);
 * the outcome: ``finalize("success")`` makes a new model version; an exception in the fit, a failed training;
 * ``trainer.validate()`` / ``trainer.test()`` after the fit: an evaluation of the version the fit made (or of the
   version whose checkpoint ``ckpt_path=`` names), on the dataloader's data (fingerprinted when its tensors are
@@ -46,7 +47,7 @@ from lightning.pytorch.loggers.logger import DummyExperiment, Logger, rank_zero_
 from lightning.pytorch.utilities.rank_zero import rank_zero_only  # noqa: E402
 
 from modeltrail._config import resolve_uri  # noqa: E402
-from modeltrail._dataset import path_digest  # noqa: E402
+from modeltrail._dataset import Dataset, path_digest  # noqa: E402
 from modeltrail._values import as_metric_value, check_metric_key, check_model_name, flatten  # noqa: E402
 
 from . import _lightning_trainer as lt  # noqa: E402
@@ -231,8 +232,11 @@ class ModeltrailLogger(Logger):
             # validate/test/predict in a training started before it (a hand-made log call, an enclosing
             # ``with``): the fit that follows or the ``with`` block ends it.
             return training.flush()
-        with core.guarded("ModeltrailLogger: recording the tuner and the resumed checkpoint"):
+        with core.guarded("ModeltrailLogger: recording the tuner, the training data and the resumed checkpoint"):
             core.log_new_params(training, lt.tuner_params(trainer))  # finders used as callbacks of this fit
+            train = lt.dataset_of(lt.attr_or_none(trainer, "train_dataloader"), f"{training.model_name}-train")
+            if self._life.owned and isinstance(train, Dataset):  # a joined training's block says what it was fed
+                training.set_dataset(train)
             self._record_resume(training, trainer)
         with core.guarded("ModeltrailLogger: recording checkpoints"):
             callback = self._fit.checkpoint or (trainer.checkpoint_callback if trainer is not None else None)

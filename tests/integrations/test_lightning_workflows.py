@@ -139,6 +139,8 @@ def test_test_and_validate_after_fit_are_evaluations_of_its_version(db_url_sqlit
     assert [e.id for e in logger.evaluations] == [test_eval.id, val0.id, val1.id]
     [record] = tracker.trainings(MODEL)
     assert "test_loss" not in record.metrics  # an evaluation, not a metric of the training
+    assert record.dataset is not None and (record.dataset.name, record.dataset.digest) == (f"{MODEL}-train", digest)
+    assert record.dataset.n_rows == 32 and record.dataset.n_features == 4
 
 
 def test_test_without_a_fit_warns_once_or_evaluates_the_checkpoints_version(sqlite_url: str) -> None:

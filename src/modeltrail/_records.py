@@ -531,3 +531,34 @@ class TrainingCounts:
     total: int
     by_status: dict[str, int] = field(default_factory=dict)
     without_version: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ServingInstanceRecord:
+    """One ``modeltrail serve`` process: what it serves now, where, and its state.
+
+    ``state`` is ``serving``, ``lost`` (no heartbeat for ``lost_after_s``: killed, hung or cut off),
+    ``stopped`` (ended cleanly) or ``failed`` (ended by an error, in ``end_reason``).
+    """
+
+    id: int
+    uuid: str
+    model: str
+    environment: str
+    version: int
+    deployment_id: int
+    host: str
+    port: int
+    pid: int
+    state: str
+    started_at: dt.datetime
+    heartbeat_at: dt.datetime
+    ended_at: dt.datetime | None
+    end_reason: str | None
+    heartbeat_s: float
+    lost_after_s: float
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"

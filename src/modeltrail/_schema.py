@@ -422,3 +422,33 @@ class MetricGoalRow(Base):
     goal: Mapped[str] = mapped_column(String(3))
     set_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     set_by: Mapped[str | None] = mapped_column(String(128))
+
+
+class ServingInstanceRow(Base):
+    """One ``modeltrail serve`` process: what it serves, where it listens, its heartbeat and how it ended.
+
+    ``state`` is written ``serving`` at start and ``stopped`` or ``failed`` at the end. ``lost`` is never
+    written: a reader computes it from ``heartbeat_at`` and ``heartbeat_s`` (see
+    :mod:`modeltrail._read.serving`), so a server killed without a word reads lost, and one whose
+    heartbeats come back after a database outage reads serving again. ``deployment_id`` and
+    ``version_id`` follow the server when it switches to another deployment.
+    """
+
+    __tablename__ = "serving_instances"
+    __table_args__ = (Index(None, "model_id", "environment", "started_at"), MYSQL_TABLE_ARGS)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
+    environment: Mapped[str] = mapped_column(String(64))
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id"), index=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id"), index=True)
+    host: Mapped[str] = mapped_column(String(SHORT))
+    port: Mapped[int] = mapped_column(Integer)
+    pid: Mapped[int] = mapped_column(Integer)
+    heartbeat_s: Mapped[float] = mapped_column(Double)
+    state: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[dt.datetime | None]
+    end_reason: Mapped[str | None] = mapped_column(Text)

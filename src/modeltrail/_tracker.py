@@ -43,12 +43,13 @@ from ._records import (
     VersionRecord,
 )
 from ._store import Store, get_store, release
+from ._tracker_serving import ServingLedger
 from ._tracker_views import LedgerViews
 from ._training import Training
 from ._writer import flush_writer, writer_for
 
 
-class Tracker(LedgerViews):
+class Tracker(LedgerViews, ServingLedger):
     """A handle on one ledger (database). Cheap to make; pickles as its URL only.
 
     ``uri`` is any SQLAlchemy URL: ``sqlite:///path.db`` (the default, from

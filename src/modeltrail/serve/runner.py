@@ -77,7 +77,10 @@ def _load_recorded_file(tracker: Tracker, model: str, version: int) -> Any:
 
 
 def bind(host: str, port: int) -> socket.socket:
-    """The listening socket, bound now so a busy port fails before anything is recorded."""
+    """The listening socket, bound now so a busy port fails before anything is recorded.
+
+    It listens at once: a client that connects before uvicorn runs waits in the backlog, not refused.
+    """
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         raise ConfigurationError(f"port must be an integer from 0 to 65535, got {port!r}", value=port)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -85,6 +88,7 @@ def bind(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host.strip("[]"), port))
+        sock.listen(2048)
     except OSError as e:
         sock.close()
         raise ConfigurationError(f"cannot listen on {host}:{port}: {e.strerror or e}", value=port) from e

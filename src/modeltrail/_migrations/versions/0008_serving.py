@@ -1,7 +1,7 @@
 """serving_instances: each ``modeltrail serve`` process, its heartbeat and how it ended
 
 Revision ID: 0008_serving
-Revises: 0006_metric_goals
+Revises: 0007_artifacts
 Create Date: 2026-11-30
 
 Idempotent: the table and its indexes are created only when missing, so an upgrade cut off
@@ -18,7 +18,7 @@ import modeltrail._schema
 from modeltrail._migrations import ops
 
 revision = "0008_serving"
-down_revision = "0006_metric_goals"
+down_revision = "0007_artifacts"
 branch_labels = None
 depends_on = None
 

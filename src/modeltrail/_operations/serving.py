@@ -145,12 +145,8 @@ def switch_instance(s: Session, store: Store, instance_id: int, deployment_id: i
     model = s.get(schema.ModelRow, row.model_id)
     assert model is not None  # a foreign key
     target = _deployment(s, deployment_id, row.model_id, row.environment)
-    numbers = dict(
-        s.execute(select(schema.VersionRow.id, schema.VersionRow.number).where(schema.VersionRow.id == row.version_id))
-        .tuples()
-        .all()
-    )
-    before = _snapshot(row, model.name, numbers[row.version_id])
+    number = s.execute(select(schema.VersionRow.number).where(schema.VersionRow.id == row.version_id)).scalar_one()
+    before = _snapshot(row, model.name, number)
     version_id = s.execute(
         select(schema.DeploymentRow.version_id).where(schema.DeploymentRow.id == target.id)
     ).scalar_one()

@@ -14,6 +14,10 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "AliasRecord": "_records",
+    "ArtifactIntegrityError": "_errors",
+    "ArtifactNotStoredError": "_errors",
+    "ArtifactRecord": "_records",
     "AuditOptions": "_records",
     "AuditRecord": "_records",
     "Comparison": "_records",
@@ -32,12 +36,13 @@ _EXPORTS = {
     "LeaderboardEntry": "_records",
     "Lineage": "_records",
     "MetricDelta": "_records",
+    "MetricGoalRecord": "_records",
     "MetricInfo": "_records",
     "MetricPoint": "_records",
     "MetricSummary": "_records",
     "ModelDetails": "_records",
+    "ModelFile": "_records",
     "ModelPage": "_records",
-    "MetricGoalRecord": "_records",
     "ModelRecord": "_records",
     "ModelSummary": "_records",
     "ModeltrailError": "_errors",
@@ -65,6 +70,7 @@ _EXPORTS = {
     "VersionDetails": "_records",
     "VersionLine": "_records",
     "VersionMetric": "_records",
+    "VersionNotes": "_records",
     "VersionRecord": "_records",
     "active_training": "_training",
     "autolog": "integrations.autolog",
@@ -73,6 +79,10 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "AliasRecord",
+    "ArtifactIntegrityError",
+    "ArtifactNotStoredError",
+    "ArtifactRecord",
     "AuditOptions",
     "AuditRecord",
     "Comparison",
@@ -96,6 +106,7 @@ __all__ = [
     "MetricPoint",
     "MetricSummary",
     "ModelDetails",
+    "ModelFile",
     "ModelPage",
     "ModelRecord",
     "ModelSummary",
@@ -124,6 +135,7 @@ __all__ = [
     "VersionDetails",
     "VersionLine",
     "VersionMetric",
+    "VersionNotes",
     "VersionRecord",
     "__version__",
     "active_training",
@@ -149,6 +161,8 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from ._dataset import Dataset
     from ._errors import (
+        ArtifactIntegrityError,
+        ArtifactNotStoredError,
         ConfigurationError,
         ConflictError,
         ModeltrailError,
@@ -162,6 +176,8 @@ if TYPE_CHECKING:
         ValidationError,
     )
     from ._records import (
+        AliasRecord,
+        ArtifactRecord,
         AuditOptions,
         AuditRecord,
         Comparison,
@@ -182,6 +198,7 @@ if TYPE_CHECKING:
         MetricPoint,
         MetricSummary,
         ModelDetails,
+        ModelFile,
         ModelPage,
         ModelRecord,
         ModelSummary,
@@ -198,6 +215,7 @@ if TYPE_CHECKING:
         VersionDetails,
         VersionLine,
         VersionMetric,
+        VersionNotes,
         VersionRecord,
     )
     from ._tracker import Tracker

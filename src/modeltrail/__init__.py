@@ -14,6 +14,10 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "AliasRecord": "_records",
+    "ArtifactIntegrityError": "_errors",
+    "ArtifactNotStoredError": "_errors",
+    "ArtifactRecord": "_records",
     "AuditOptions": "_records",
     "AuditRecord": "_records",
     "Comparison": "_records",
@@ -32,12 +36,13 @@ _EXPORTS = {
     "LeaderboardEntry": "_records",
     "Lineage": "_records",
     "MetricDelta": "_records",
+    "MetricGoalRecord": "_records",
     "MetricInfo": "_records",
     "MetricPoint": "_records",
     "MetricSummary": "_records",
     "ModelDetails": "_records",
+    "ModelFile": "_records",
     "ModelPage": "_records",
-    "MetricGoalRecord": "_records",
     "ModelRecord": "_records",
     "ModelSummary": "_records",
     "ModeltrailError": "_errors",
@@ -66,6 +71,7 @@ _EXPORTS = {
     "VersionDetails": "_records",
     "VersionLine": "_records",
     "VersionMetric": "_records",
+    "VersionNotes": "_records",
     "VersionRecord": "_records",
     "active_training": "_training",
     "autolog": "integrations.autolog",
@@ -74,6 +80,10 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "AliasRecord",
+    "ArtifactIntegrityError",
+    "ArtifactNotStoredError",
+    "ArtifactRecord",
     "AuditOptions",
     "AuditRecord",
     "Comparison",
@@ -97,6 +107,7 @@ __all__ = [
     "MetricPoint",
     "MetricSummary",
     "ModelDetails",
+    "ModelFile",
     "ModelPage",
     "ModelRecord",
     "ModelSummary",
@@ -126,6 +137,7 @@ __all__ = [
     "VersionDetails",
     "VersionLine",
     "VersionMetric",
+    "VersionNotes",
     "VersionRecord",
     "__version__",
     "active_training",
@@ -151,6 +163,8 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from ._dataset import Dataset
     from ._errors import (
+        ArtifactIntegrityError,
+        ArtifactNotStoredError,
         ConfigurationError,
         ConflictError,
         ModeltrailError,
@@ -164,6 +178,8 @@ if TYPE_CHECKING:
         ValidationError,
     )
     from ._records import (
+        AliasRecord,
+        ArtifactRecord,
         AuditOptions,
         AuditRecord,
         Comparison,
@@ -184,6 +200,7 @@ if TYPE_CHECKING:
         MetricPoint,
         MetricSummary,
         ModelDetails,
+        ModelFile,
         ModelPage,
         ModelRecord,
         ModelSummary,
@@ -200,6 +217,7 @@ if TYPE_CHECKING:
         VersionDetails,
         VersionLine,
         VersionMetric,
+        VersionNotes,
         VersionRecord,
     )
     from ._tracker import Tracker

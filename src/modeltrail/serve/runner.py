@@ -47,33 +47,9 @@ GRACEFUL_S = 10
 
 
 def load_version(tracker: Tracker, model: str, version: int) -> Any:
-    """The model object of ``version``, fully loaded (sha256-verified by the ledger's artifact store)."""
-    loader = getattr(tracker, "load_model", None)
-    if loader is not None:
-        return loader(model, version=version)
-    return _load_recorded_file(tracker, model, version)
-
-
-def _load_recorded_file(tracker: Tracker, model: str, version: int) -> Any:
-    """Before the artifact store: the version's recorded file, refused unless its sha256 still matches."""
-    import hashlib
-
-    import joblib
-
-    details = tracker.show(model)
-    found = next((v for v in details.versions if v.version.number == version), None)
-    if found is None:
-        raise NotFoundError(f"model {model!r} has no version {version}", value=version)
-    path, digest = found.training.artifact_path, found.training.artifact_sha256
-    if not path or not os.path.isfile(path):
-        raise NotFoundError(f"version {version} of {model!r} has no model file here ({path!r})", value=version)
-    sha = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            sha.update(block)
-    if sha.hexdigest() != digest:
-        raise ValidationError(f"{path}: sha256 differs from what version {version} recorded; not loaded")
-    return joblib.load(path)
+    """The model object of ``version``, fully loaded: fetched from the artifact store into the local cache
+    and checked against the sha256 the ledger recorded before anything is deserialized."""
+    return tracker.load_model(model, version=version)
 
 
 def bind(host: str, port: int) -> socket.socket:

@@ -1,8 +1,9 @@
 """The model server's FastAPI application: ``/predict``, ``/health``, ``/version``.
 
 Handlers read the model being served from a :class:`Holder` once per request (one attribute read, so
-a switch never mixes two versions in one answer) and never touch the database: what they measure goes
-to the :class:`~modeltrail.serve.meter.Meter`, and health reports what the background task last saw.
+a switch never mixes two versions in one answer), predict in a worker thread, and never touch the
+database: what they measure goes to the :class:`~modeltrail.serve.meter.Meter`, and health reports
+what the background task last saw.
 Every answer, errors and 404s included, carries ``X-Modeltrail-Version``: the version that answered.
 """
 
@@ -16,6 +17,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -123,13 +125,18 @@ def create_app(holder: Holder, meter: Meter) -> Any:
         """Predictions (``predict``), or class probabilities (``predict_proba``) with ``?proba=true``."""
         served = holder.current
         started = time.perf_counter()
+        body = await request.body()
+        # In a worker thread, as MLflow's server does: estimators release the GIL in their compiled
+        # loops, so concurrent requests overlap, and the event loop stays free for /health.
+        return await run_in_threadpool(answer, served, body, request.query_params.get("proba"), started)
+
+    def answer(served: Served, body: bytes, proba_query: str | None, started: float) -> Response:
         try:
-            body = await request.body()
             try:
                 payload = json.loads(body)
             except ValueError as e:
                 raise BadInput(f"the body is not JSON: {e}") from e
-            proba = wants_proba(payload, request.query_params.get("proba"))
+            proba = wants_proba(payload, proba_query)
             if proba and not served.proba:
                 raise BadInput(f"version {served.version} of {served.name!r} has no predict_proba", 422)
             x = features(payload, served.feature_names)
@@ -147,11 +154,11 @@ def create_app(holder: Holder, meter: Meter) -> Any:
         except Exception as e:
             meter.failed(served.deployment_id)
             return _error(f"prediction failed: {type(e).__name__}: {e}", 500, served.version)
-        answer: dict[str, Any] = {"predictions": predictions.tolist()}
+        result: dict[str, Any] = {"predictions": predictions.tolist()}
         if proba:
-            answer["probabilities"] = probabilities.tolist()
-            answer["classes"] = served.model.classes_.tolist()
-        response = _json(answer, version=served.version)
+            result["probabilities"] = probabilities.tolist()
+            result["classes"] = served.model.classes_.tolist()
+        response = _json(result, version=served.version)
         meter.answered(served.deployment_id, time.perf_counter() - started, predictions, classifier=served.classifier)
         return response
 

@@ -141,10 +141,14 @@ class ModelServer:
         )
         self._sock = bind(self.host, self.port)
         self.port = self._sock.getsockname()[1]
-        instance = self.tracker.start_serving(
-            deployment.model, self.environment, deployment_id=deployment.id, host=public_host(self.host),
-            port=self.port, pid=os.getpid(), heartbeat_s=self.heartbeat_s,
-        )  # fmt: skip
+        try:
+            instance = self.tracker.start_serving(
+                deployment.model, self.environment, deployment_id=deployment.id, host=public_host(self.host),
+                port=self.port, pid=os.getpid(), heartbeat_s=self.heartbeat_s,
+            )  # fmt: skip
+        except BaseException:
+            self._sock.close()
+            raise
         self.instance_id = instance.id
         self.holder = Holder(served)
         self.holder.health.instance_id = instance.id

@@ -4,12 +4,13 @@ The same fitted model (a random forest on 20 features) is recorded in a modeltra
 temporary folder) and deployed to ``production``, and saved as an MLflow model; each server runs as
 its own process on 127.0.0.1 with one uvicorn worker (``mlflow models serve --env-manager local``:
 the local environment, no virtualenv). A bounded Python client (``--clients`` processes, each one
-keep-alive connection sending requests back to back for ``--seconds``) measures requests per second
-and the latency of each request, for single-row and 100-row bodies in MLflow's ``dataframe_split``
+keep-alive connection sending requests back to back; ``--seconds`` per server and body size, split
+into ``--rounds`` that alternate between the servers) measures requests per second and the latency
+of each request, for single-row and 100-row bodies in MLflow's ``dataframe_split``
 shape, which both servers accept. Before measuring, both servers' predictions for the same rows are
 compared. Nothing is asserted about time: the figures depend on the machine and on what else runs.
 
-    .venv-bench/bin/python benchmarks/bench_serving.py [--seconds 8] [--clients 4]
+    .venv-bench/bin/python benchmarks/bench_serving.py [--seconds 8] [--clients 4] [--rounds 4]
 """
 
 from __future__ import annotations
@@ -140,14 +141,21 @@ def client(port: int, path: str, body: bytes, seconds: float, queue: Any) -> Non
     queue.put(latencies)
 
 
-def measure(port: int, path: str, body: bytes, *, clients: int, seconds: float) -> dict[str, float]:
+def measure(port: int, path: str, body: bytes, *, clients: int, seconds: float) -> dict[str, Any]:
+    """One round: ``clients`` processes for ``seconds``; every request's latency."""
     queue: Any = multiprocessing.Queue()
     workers = [multiprocessing.Process(target=client, args=(port, path, body, seconds, queue)) for _ in range(clients)]
     for w in workers:
         w.start()
-    latencies = sorted(x for _ in workers for x in queue.get())
+    latencies = [x for _ in workers for x in queue.get()]
     for w in workers:
         w.join()
+    return {"latencies": latencies}
+
+
+def combine(rounds: list[dict[str, Any]], seconds: float) -> dict[str, float]:
+    """The rounds of one server as one figure: requests per second over the whole time, latency quantiles."""
+    latencies = sorted(x for r in rounds for x in r["latencies"])
     quantile = statistics.quantiles(latencies, n=100, method="inclusive")
     return {
         "requests": len(latencies),
@@ -161,6 +169,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="measuring time per server and body size")
     parser.add_argument("--clients", type=int, default=4, help="client processes, one connection each")
+    parser.add_argument("--rounds", type=int, default=4, help="alternating rounds the seconds are split into")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
         folder = Path(tmp)
@@ -179,12 +188,17 @@ def main() -> int:
                 conn.close()
             same = len(set(map(json.dumps, answers.values()))) == 1
             step(f"both servers give the same 100 predictions: {same}")
+            # Alternating short rounds, so a change in the machine's load falls on both servers alike.
             results = []
+            slice_s = args.seconds / args.rounds
             for n, body in bodies.items():
-                for name, (_, port, path) in servers.items():
-                    step(f"{name}: {n}-row requests, {args.clients} clients, {args.seconds:.0f} s")
-                    found = measure(port, path, body.encode(), clients=args.clients, seconds=args.seconds)
-                    results.append((name, n, found))
+                step(f"{n}-row requests: {args.rounds} rounds of {slice_s:.1f} s per server, {args.clients} clients")
+                rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
+                for _ in range(args.rounds):
+                    for name, (_, port, path) in servers.items():
+                        rounds[name].append(measure(port, path, body.encode(), clients=args.clients, seconds=slice_s))
+                for name, parts in rounds.items():
+                    results.append((name, n, combine(parts, args.seconds)))
         finally:
             for process, _, _ in servers.values():
                 process.terminate()
@@ -192,7 +206,8 @@ def main() -> int:
                 process.wait(timeout=60)
         log = (folder / "modeltrail.log").read_text(errors="replace")
     print(f"\nServing a scikit-learn random forest (50 trees, depth 8, {FEATURES} features), one uvicorn worker each,")
-    print(f"{args.clients} keep-alive client processes on 127.0.0.1, {args.seconds:.0f} s per line;", end=" ")
+    print(f"{args.clients} keep-alive client processes on 127.0.0.1, {args.seconds:.0f} s per line in", end=" ")
+    print(f"{args.rounds} alternating rounds;", end=" ")
     print(f"same predictions: {same}\n")
     print_columns(
         ["rows/request", "server", "requests/s", "p50 ms", "p99 ms", "requests"],

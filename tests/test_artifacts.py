@@ -6,6 +6,7 @@ and its predictions, errors raised, the CLI's output.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -207,7 +208,7 @@ def test_server_ledger_without_a_store_records_the_path_and_says_how_once(tmp_pa
 
     if "postgres" not in BACKENDS:
         pytest.skip("needs PostgreSQL")
-    with make_db_url("postgres", tmp_path) as url, modeltrail.Tracker(url) as tracker:
+    with contextlib.contextmanager(make_db_url)("postgres", tmp_path) as url, modeltrail.Tracker(url) as tracker:
         with pytest.warns(modeltrail.ModeltrailWarning, match="MODELTRAIL_ARTIFACTS") as caught:
             fit_and_log(tracker, 1.0, tmp_path / "a.joblib")
             fit_and_log(tracker, 2.0, tmp_path / "b.joblib")
@@ -371,3 +372,48 @@ def test_no_warning_for_a_configured_store(ledger: modeltrail.Tracker, tmp_path:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         fit_and_log(ledger, 1.0, tmp_path / "m.joblib")
+
+
+def test_dashboard_shows_aliases_tags_and_serves_verified_downloads(
+    ledger: modeltrail.Tracker, tmp_path: Path, db_url: str, store_dir: Path
+) -> None:
+    import re
+
+    from fastapi.testclient import TestClient
+
+    from modeltrail.ui import app as ui_app
+
+    path = tmp_path / "churn.joblib"
+    _, v1 = fit_and_log(ledger, 0.5, path)
+    folder = tmp_path / "tok"
+    folder.mkdir()
+    (folder / "vocab.txt").write_text("a b")
+    with ledger.training("churn-rf") as run:
+        joblib.dump(LogisticRegression(C=2.0).fit(*data()), path)
+        run.log_artifact(path)
+        run.log_artifact(folder, name="tokenizer")
+    ledger.set_alias("churn-rf", "champion", version=v1)
+    ledger.tag_version("churn-rf", v1, {"validated": "yes"})
+    ledger.describe_version("churn-rf", v1, "baseline")
+    with TestClient(ui_app.create_app(db_url)) as client:
+        html = client.get("/models/churn-rf").text
+        section = html[html.index('<section id="registry">') : html.index('<section id="trainings">')]
+        assert "champion → v1" in section and "validated=yes" in section and "baseline" in section
+        links = re.findall(r'href="(/models/\d+/versions/\d+/artifacts/[^"]+)"', section)
+        assert [link.rsplit("/", 3)[1:] for link in links] == [["2", "artifacts", "model"],
+                                                               ["2", "artifacts", "tokenizer"],
+                                                               ["1", "artifacts", "model"]]  # fmt: skip
+        got = client.get(links[0])
+        assert got.status_code == 200 and got.content == path.read_bytes()
+        assert 'filename="churn.joblib"' in got.headers["content-disposition"]
+        archive = client.get(links[1])
+        assert archive.headers["content-type"] == "application/zip"
+        import io
+        import zipfile
+
+        assert zipfile.ZipFile(io.BytesIO(archive.content)).read("vocab.txt") == b"a b"
+        sha = ledger.artifacts("churn-rf", version=v1)[0].sha256
+        (store_dir / "sha256" / sha[:2] / sha).write_bytes(b"tampered")
+        refused = client.get(links[2])
+        assert refused.status_code == 500 and "changed or damaged" in refused.text
+        assert client.get("/models/churn-rf/versions/9/artifacts/model").status_code == 404

@@ -598,3 +598,12 @@ class ModelFile:
     version: int
     path: str
     artifact: ArtifactRecord
+
+
+@dataclass(frozen=True)
+class RegistryView:
+    """A model's aliases, every version's notes and every versioned artifact, read at once (dashboard, ``show``)."""
+
+    aliases: RecordList[AliasRecord]
+    notes: dict[int, VersionNotes]
+    artifacts: RecordList[ArtifactRecord]

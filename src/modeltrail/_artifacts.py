@@ -39,6 +39,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from ._errors import (
     ArtifactIntegrityError,
@@ -59,6 +60,9 @@ EXTRAS = {
     "s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "az": "azure", "abfs": "azure", "abfss": "azure",
     "adl": "azure",
 }  # fmt: skip
+#: Protocols whose backend takes a URL's ``user:password`` as these two options.
+_URL_CREDENTIALS = {"s3": ("key", "secret"), "s3a": ("key", "secret"), "az": ("account_name", "account_key"),
+                    "abfs": ("account_name", "account_key")}  # fmt: skip
 _USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/@?#]*@)")
 
 
@@ -161,6 +165,17 @@ class ArtifactStore:
         self._fs: Any = None
         self._root = ""
         self.protocol = url.split("://", 1)[0].lower() if "://" in url else "file"
+        # s3://KEY:SECRET@bucket and az://ACCOUNT:KEY@container: the backend takes them as options.
+        found = _USERINFO.match(url)
+        names = _URL_CREDENTIALS.get(self.protocol)
+        if found and names:
+            user, _, password = found.group("userinfo")[:-1].partition(":")
+            for name, value in zip(names, (unquote(user), unquote(password)), strict=True):
+                if value:
+                    self.options.setdefault(name, value)
+            self._open_url = self.public
+        else:
+            self._open_url = url
 
     def __repr__(self) -> str:
         return f"ArtifactStore({self.public!r})"
@@ -178,7 +193,7 @@ class ArtifactStore:
     def filesystem(self) -> tuple[Any, str]:
         """The fsspec filesystem and the root path in it; a missing backend names the package to install."""
         if self._fs is None:
-            self._fs, self._root = open_filesystem(self.url, self.options)
+            self._fs, self._root = open_filesystem(self._open_url, self.options, shown=masked_url(self.url))
         return self._fs, self._root
 
     def check(self) -> None:
@@ -266,12 +281,11 @@ class ArtifactStore:
         return key
 
 
-def open_filesystem(url: str, options: Mapping[str, Any]) -> tuple[Any, str]:
+def open_filesystem(url: str, options: Mapping[str, Any], *, shown: str) -> tuple[Any, str]:
     import fsspec
     from fsspec.core import url_to_fs
 
     protocol = url.split("://", 1)[0].lower() if "://" in url else "file"
-    shown = masked_url(url)
     try:
         fsspec.get_filesystem_class(protocol)
     except ImportError as e:

@@ -601,6 +601,15 @@ class ModelFile:
 
 
 @dataclass(frozen=True)
+class RegistryView:
+    """A model's aliases, every version's notes and every versioned artifact, read at once (dashboard, ``show``)."""
+
+    aliases: RecordList[AliasRecord]
+    notes: dict[int, VersionNotes]
+    artifacts: RecordList[ArtifactRecord]
+
+
+@dataclass(frozen=True)
 class ServingInstanceRecord:
     """One ``modeltrail serve`` process: what it serves now, where, and its state.
 

@@ -24,7 +24,7 @@ from ._errors import ModeltrailWarning, StorageError, ValidationError
 from ._loaders import load
 from ._operations import artifacts as artifact_ops
 from ._read import artifacts as artifact_reads
-from ._records import AliasRecord, ArtifactRecord, ModelFile, RecordList, VersionNotes
+from ._records import AliasRecord, ArtifactRecord, ModelFile, RecordList, RegistryView, VersionNotes
 from ._store import Store
 from ._values import USER_MAX, check_chars, check_tags, check_text
 
@@ -219,15 +219,10 @@ class ModelRegistry:
         with self.store.transaction(read_only=True) as s:
             return artifact_reads.version_notes(s, model, version)
 
-    def all_version_notes(self, model: str | int) -> dict[int, VersionNotes]:
-        """Every version's description, tags and aliases that has any, by version number."""
+    def registry_view(self, model: str | int) -> RegistryView:
+        """A model's aliases, each version's notes and every versioned artifact, in one read (a few queries)."""
         with self.store.transaction(read_only=True) as s:
-            return artifact_reads.notes_by_version(s, artifact_reads.resolve_model(s, model))
-
-    def model_artifacts(self, model: str | int) -> RecordList[ArtifactRecord]:
-        """Every artifact of every training of ``model`` (unversioned trainings too)."""
-        with self.store.transaction(read_only=True) as s:
-            return artifact_reads.model_artifacts(s, model)
+            return artifact_reads.registry_view(s, model)
 
 
 def _check_alias(alias: Any) -> str:

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from .. import _schema as schema
 from .._errors import NotFoundError, ValidationError
-from .._records import AliasRecord, ArtifactRecord, RecordList, VersionNotes
+from .._records import AliasRecord, ArtifactRecord, RecordList, RegistryView, VersionNotes
 from .._rows import resolve_model, resolve_version
 from .._values import check_environment, check_time
 from .deployments import current_deployment, deployment_at
@@ -85,13 +85,6 @@ def version_artifacts(s: Session, model_ref: Any, number: int | None = None) -> 
     return artifact_records(s, model, [version.training_id])
 
 
-def model_artifacts(s: Session, model_ref: Any) -> RecordList[ArtifactRecord]:
-    """Every artifact of every training of a model, by training."""
-    model = resolve_model(s, model_ref)
-    ids = list(s.execute(select(schema.TrainingRow.id).where(schema.TrainingRow.model_id == model.id)).scalars())
-    return artifact_records(s, model, ids)
-
-
 def one_artifact(s: Session, model: schema.ModelRow, version: schema.VersionRow, name: str) -> ArtifactRecord:
     a = schema.ArtifactRow
     row = s.execute(select(a).where(a.training_id == version.training_id, a.name == name)).scalar_one_or_none()
@@ -105,7 +98,7 @@ def one_artifact(s: Session, model: schema.ModelRow, version: schema.VersionRow,
 
 
 def aliases(s: Session, model_ref: Any) -> RecordList[AliasRecord]:
-    model = resolve_model(s, model_ref)
+    model = model_ref if isinstance(model_ref, schema.ModelRow) else resolve_model(s, model_ref)
     t, v = schema.VersionAliasRow, schema.VersionRow
     rows = s.execute(
         select(t.alias, v.number, t.set_at, t.set_by)
@@ -116,9 +109,12 @@ def aliases(s: Session, model_ref: Any) -> RecordList[AliasRecord]:
     return RecordList(AliasRecord(model.name, alias, number, at, by) for alias, number, at, by in rows)
 
 
-def notes_by_version(s: Session, model: schema.ModelRow) -> dict[int, VersionNotes]:
-    """Every version's description, tags and aliases that has any, by version number (three queries)."""
-    v, n, t, al = schema.VersionRow, schema.VersionNoteRow, schema.VersionTagRow, schema.VersionAliasRow
+def notes_by_version(
+    s: Session, model: schema.ModelRow, alias_rows: RecordList[AliasRecord] | None = None
+) -> dict[int, VersionNotes]:
+    """Every version's description, tags and aliases that has any, by version number (two queries, three without
+    ``alias_rows``)."""
+    v, n, t = schema.VersionRow, schema.VersionNoteRow, schema.VersionTagRow
     descriptions = dict(
         s.execute(select(v.number, n.description).join(n, n.version_id == v.id).where(v.model_id == model.id)).all()
     )
@@ -128,14 +124,27 @@ def notes_by_version(s: Session, model: schema.ModelRow) -> dict[int, VersionNot
     ):
         tags.setdefault(number, {})[key] = value
     names: dict[int, list[str]] = {}
-    for number, alias in s.execute(
-        select(v.number, al.alias).join(al, al.version_id == v.id).where(al.model_id == model.id).order_by(al.alias)
-    ):
-        names.setdefault(number, []).append(alias)
+    for a in alias_rows if alias_rows is not None else aliases(s, model):
+        names.setdefault(a.version, []).append(a.alias)
     return {
         number: VersionNotes(model.name, number, descriptions.get(number), tags.get(number, {}), names.get(number, []))
         for number in sorted({*descriptions, *tags, *names})
     }
+
+
+def registry_view(s: Session, model_ref: Any) -> RegistryView:
+    """Aliases, notes and versioned artifacts of a model in five queries, however many versions it has."""
+    model = resolve_model(s, model_ref)
+    found = aliases(s, model)
+    a, v = schema.ArtifactRow, schema.VersionRow
+    rows = s.execute(
+        select(a, v.number)
+        .join(v, v.training_id == a.training_id)
+        .where(v.model_id == model.id)
+        .order_by(v.number.desc(), a.name != "model", a.name)
+    ).all()
+    artifacts = RecordList(_record(model.name, row, number) for row, number in rows)
+    return RegistryView(found, notes_by_version(s, model, found), artifacts)
 
 
 def version_notes(s: Session, model_ref: Any, number: int | None = None) -> VersionNotes:

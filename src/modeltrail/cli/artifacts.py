@@ -7,7 +7,7 @@ from typing import Any
 
 from .._errors import ValidationError
 from .options import Commands, open_ledger, parse_time
-from .output import Output, fmt, table
+from .output import Output, count, fmt, table
 
 _ARTIFACT_HEADERS = ["name", "kind", "size", "sha256", "flavor", "role", "state", "location"]
 
@@ -22,7 +22,8 @@ def _size(n: int) -> str:
 
 def _artifact_cells(a: Any) -> tuple[Any, ...]:
     where = a.location or a.source_path
-    return (a.name, a.kind if a.kind == "file" else f"{a.kind} ({a.files} files)", _size(a.size), a.sha256[:12],
+    kind = a.kind if a.kind == "file" else f"{a.kind} ({count(a.files, 'file')})"
+    return (a.name, kind, _size(a.size), a.sha256[:12],
             a.flavor, a.role, a.state, where)  # fmt: skip
 
 

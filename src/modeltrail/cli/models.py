@@ -88,12 +88,8 @@ def cmd_show(args: argparse.Namespace, out: Output) -> int:
 
 def _registry_of(tracker: Any, model: str) -> dict[str, Any]:
     """What people added to the versions (aliases, tags, notes) and every version's artifacts."""
-    artifacts = [a for a in tracker.model_artifacts(model) if a.version is not None]
-    return {
-        "aliases": tracker.aliases(model),
-        "version_notes": list(tracker.all_version_notes(model).values()),
-        "artifacts": artifacts,
-    }
+    view = tracker.registry_view(model)
+    return {"aliases": view.aliases, "version_notes": list(view.notes.values()), "artifacts": view.artifacts}
 
 
 def _registry_lines(registry: dict[str, Any]) -> list[str]:
@@ -109,7 +105,7 @@ def _registry_lines(registry: dict[str, Any]) -> list[str]:
             lines.append(f"version {n.version}: {'; '.join(said)}")
     if registry["artifacts"]:
         lines.append("artifacts:")
-        rows = sorted(registry["artifacts"], key=lambda a: (-(a.version or 0), a.name != "model", a.name))
+        rows = registry["artifacts"]
         table_ = artifacts_table(rows).splitlines()
         lines.append("  version  " + table_[0])
         lines += [f"  {str(a.version).ljust(7)}  {line}" for a, line in zip(rows, table_[1:], strict=True)]

@@ -59,10 +59,14 @@ def _snapshot(row: schema.ServingInstanceRow, model: str, version: int) -> dict[
     }
 
 
-def _instance(s: Session, instance_id: Any) -> schema.ServingInstanceRow:
+def _check_id(instance_id: Any) -> int:
     if isinstance(instance_id, bool) or not isinstance(instance_id, int):
         raise ValidationError(f"a serving instance is named by its id (an integer), got {instance_id!r}")
-    row = s.get(schema.ServingInstanceRow, instance_id, with_for_update=True)
+    return instance_id
+
+
+def _instance(s: Session, instance_id: Any) -> schema.ServingInstanceRow:
+    row = s.get(schema.ServingInstanceRow, _check_id(instance_id), with_for_update=True)
     if row is None:
         raise NotFoundError(f"no serving instance {instance_id}", value=instance_id)
     return row
@@ -127,10 +131,8 @@ def heartbeat(s: Session, instance_id: int) -> DeploymentRecord | None:
 
     An instance that has already ended is not revived: its row keeps its end.
     """
-    if isinstance(instance_id, bool) or not isinstance(instance_id, int):
-        raise ValidationError(f"a serving instance is named by its id (an integer), got {instance_id!r}")
     i = schema.ServingInstanceRow
-    found = s.execute(select(i.model_id, i.environment).where(i.id == instance_id)).first()
+    found = s.execute(select(i.model_id, i.environment).where(i.id == _check_id(instance_id))).first()
     if found is None:
         raise NotFoundError(f"no serving instance {instance_id}", value=instance_id)
     s.execute(update(i).where(i.id == instance_id, i.ended_at.is_(None)).values(heartbeat_at=schema.utcnow()))

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import Select
 
 from .. import _schema as schema
 from .._errors import NotFoundError, ValidationError
@@ -40,6 +41,12 @@ def state_of(row: schema.ServingInstanceRow, now: dt.datetime) -> str:
     return "lost" if silent > lost_after(row.heartbeat_s) else "serving"
 
 
+def _query() -> Select:
+    """Instances with their model's name and the number of the version they serve."""
+    i, m, v = schema.ServingInstanceRow, schema.ModelRow, schema.VersionRow
+    return select(i, m.name, v.number).join(m, m.id == i.model_id).join(v, v.id == i.version_id)
+
+
 def instances(
     s: Session,
     model_ref: Any = None,
@@ -53,8 +60,8 @@ def instances(
         raise ValidationError(f"state must be one of {', '.join(STATES)}, got {state!r}", value=state)
     if limit is not None:
         check_limit(limit)
-    i, m, v = schema.ServingInstanceRow, schema.ModelRow, schema.VersionRow
-    query = select(i, m.name, v.number).join(m, m.id == i.model_id).join(v, v.id == i.version_id)
+    i = schema.ServingInstanceRow
+    query = _query()
     if model_ref is not None:
         query = query.where(i.model_id == resolve_model(s, model_ref).id)
     if environment is not None:
@@ -101,10 +108,7 @@ def instance_record(
 
 
 def instance(s: Session, instance_id: int) -> ServingInstanceRecord:
-    i, m, v = schema.ServingInstanceRow, schema.ModelRow, schema.VersionRow
-    found = s.execute(
-        select(i, m.name, v.number).join(m, m.id == i.model_id).join(v, v.id == i.version_id).where(i.id == instance_id)
-    ).first()
+    found = s.execute(_query().where(schema.ServingInstanceRow.id == instance_id)).first()
     if found is None:
         raise NotFoundError(f"no serving instance {instance_id}", value=instance_id)
     return instance_record(found[0], found[1], found[2], schema.utcnow())

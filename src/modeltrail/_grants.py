@@ -6,7 +6,7 @@
   nobody filled yet, and marks its artifacts stored. No deployments, no deletes.
 * ``operator`` — deploys, rolls back and retires: reads, inserts deployments and production
   metrics, changes only ``status``/``ended_at`` of the active deployment; sets and removes
-  version aliases and tags, writes version notes.
+  version aliases and tags, writes version notes; records its ``modeltrail serve`` instances.
 * ``analyst`` — read-only.
 
 Three layers, because GRANT alone cannot say it all:
@@ -97,6 +97,10 @@ _OPERATOR = {
     "version_aliases": Access(update=("version_id", "set_at", "set_by"), delete=True),
     "version_tags": Access(update=("value",), delete=True),
     "version_notes": Access(update=("description", "updated_at", "updated_by")),
+    # `modeltrail serve` runs as the operator: it records its instance, beats, follows deploys and ends.
+    "serving_instances": Access(
+        update=("deployment_id", "version_id", "heartbeat_at", "state", "ended_at", "end_reason")
+    ),
 }
 
 Same = Callable[[str], str]

@@ -279,6 +279,7 @@ class Training:
         if not os.path.exists(given):
             raise ValidationError(f"artifact path does not exist: {given!r}", value=given)
         full = check_string(os.path.abspath(given), "artifact path", max_bytes=TEXT_MAX_BYTES)
+        store = getattr(self.tracker, "artifact_store", None)  # resolved once per Tracker; a bad URL raises here
         with self._lock:
             if name is None:
                 name = MODEL if MODEL not in self._artifacts else os.path.basename(full.rstrip(os.sep)) or full
@@ -296,7 +297,7 @@ class Training:
             "artifact",
             {
                 "uuid": self.uuid, "name": name, "path": full, "role": role, "flavor": flavor, "info": extra,
-                "logged_ts": _now(), "store": getattr(self.tracker, "artifact_store", None),
+                "logged_ts": _now(), "store": store,
             },
         )  # fmt: skip
 

@@ -29,7 +29,12 @@ def test_grant_statements_cover_every_table_and_never_audit_updates() -> None:
     statements = grant_statements("ledger")
     assert "GRANT SELECT, INSERT ON `ledger`.`audit_events` TO 'modeltrail_writer'@'%';" in statements
     assert not [s for s in statements if "audit_events" in s and ("UPDATE" in s or "DELETE" in s) and "GRANT" in s]
-    assert not [s for s in statements if "GRANT" in s and "DELETE" in s]
+    # Only an operator removes anything: a version's alias or tag (each removal is audited).
+    deleting = [s for s in statements if "GRANT" in s and "DELETE" in s]
+    assert [s.split(" ON ")[1].split(" TO ") for s in deleting] == [
+        ["`ledger`.`version_aliases`", "'modeltrail_operator'@'%';"],
+        ["`ledger`.`version_tags`", "'modeltrail_operator'@'%';"],
+    ]
     assert "GRANT SELECT ON `ledger`.`deployments` TO 'modeltrail_writer'@'%';" in statements
     assert (
         "GRANT SELECT, INSERT, UPDATE (`status`, `ended_at`) ON `ledger`.`deployments` TO 'modeltrail_operator'@'%';"

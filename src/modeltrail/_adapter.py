@@ -10,6 +10,11 @@ Adapters (``modeltrail.integrations.*``) only translate a framework's hooks into
   when fit raises): such a training is recorded failed when its adapter is garbage-collected or at exit;
 * :func:`guarded` / :func:`guard` / :func:`warn_once`: logging must never crash a user's training, so an
   adapter's own failure warns once (a :class:`ModeltrailWarning`) and the fit goes on;
+* :data:`MODEL_TYPES` and :func:`infer_model_type`: one ``model_type`` vocabulary for every adapter, inferred
+  from what the framework tells (an estimator type, a loss, an objective, an architecture), with the class
+  itself kept in the training's context as ``model_class`` (:func:`class_of`);
+* :func:`preprocessing_fitted` / :func:`take_preprocessing`: a data transformation fitted on its own (a scaler
+  before a network) belongs to the training of the model that follows, not to a version of its own;
 * :func:`log_new_params`, :func:`safe_name`, :func:`artifact_path`, :func:`stage_block`, :func:`running`:
   the small policies every adapter needs alike; :func:`describe_arguments` and :func:`numbers_in` turn a
   plain training function's call and result into params and metrics (``@autolog``).
@@ -37,12 +42,12 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._errors import ModeltrailWarning
+from ._errors import ModeltrailWarning, user_stacklevel
 from ._training import Stage, Training, active_training
 from ._values import qualified_name
 
 if TYPE_CHECKING:  # the Tracker (and SQLAlchemy) load when the first training starts, not with autolog
-    from ._records import VersionRecord
+    from ._records import PendingVersion, VersionRecord
     from ._tracker import Tracker
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -64,7 +69,7 @@ def warn_once(where: str, error: BaseException) -> None:
         warnings.warn(
             f"modeltrail: {where} failed ({type(error).__name__}: {error}); training continues without it",
             ModeltrailWarning,
-            stacklevel=3,
+            stacklevel=user_stacklevel(),
         )
 
 
@@ -159,6 +164,8 @@ class Lifecycle:
         self.training, self.owned = active, False
         if params:
             log_new_params(active, params)
+        with guarded(f"{self.framework}: recording the preprocessing"):
+            attach_preprocessing(active, take_preprocessing())
         return active
 
     def open(self, model: str, *, allowed: Callable[[], bool] | None = None, **options: Any) -> Training | None:
@@ -177,17 +184,28 @@ class Lifecycle:
             warn_once(f"{self.framework}: starting the training", e)
         return self.training
 
-    def tell_once(self, kind: str, message: str, *, stacklevel: int = 4) -> None:
-        """Say once per adapter and ``kind`` what it saw but does not record (a ModeltrailWarning)."""
+    def tell_once(self, kind: str, message: str, *, stacklevel: int | None = None) -> None:
+        """Say once per adapter and ``kind`` what it saw but does not record (a ModeltrailWarning), pointing at
+        the user's line unless ``stacklevel`` says otherwise."""
         if kind not in self._told:
             self._told.add(kind)
-            warnings.warn(f"modeltrail: {message}", ModeltrailWarning, stacklevel=stacklevel)
+            level = stacklevel if stacklevel is not None else user_stacklevel()
+            warnings.warn(f"modeltrail: {message}", ModeltrailWarning, stacklevel=level)
 
-    def start(self, model: str, *, train_stage: bool = True, **options: Any) -> Training:
-        """Start a training this adapter owns (``options`` as for ``Tracker.training``), its ``train`` stage open."""
+    def start(self, model: str, *, train_stage: bool = True, model_class: Any = None, **options: Any) -> Training:
+        """Start a training this adapter owns (``options`` as for ``Tracker.training``), its ``train`` stage open.
+
+        ``model_class`` (the framework's model object, or its class) goes into the training's context as
+        ``model_class``: the class is a fact about the run, the model's ``model_type`` is its kind.
+        """
         options.setdefault("framework", self.framework)
         self.training = self.tracker.training(model, **options)
         self.owned = True
+        with guarded(f"{self.framework}: recording the preprocessing"):
+            attach_preprocessing(self.training, take_preprocessing())
+        if model_class is not None:
+            with guarded(f"{self.framework}: recording the model class"):
+                self.training.add_context({"model_class": class_of(model_class)})
         if train_stage:
             with guarded(f"{self.framework}: starting the train stage"):
                 self.stage = self.training.begin_stage("train")
@@ -204,7 +222,7 @@ class Lifecycle:
         if self.owned and self.training is not None:
             self._finalizer = watch(owner, self.training, error, label=label, thread=f"modeltrail-{self.framework}")
 
-    def end(self, status: str = "finished", *, error: str | None = None) -> VersionRecord | None:
+    def end(self, status: str = "finished", *, error: str | None = None) -> VersionRecord | PendingVersion | None:
         """Finish or fail an owned training; one that is not the adapter's is only flushed (its owner ends it)."""
         run = self.live
         if run is None:
@@ -224,6 +242,61 @@ def close_all() -> None:
     from ._store import close_all as close_stores
 
     close_stores()
+
+
+# ------------------------------------------------------------ preprocessing
+_pending: list[dict[str, Any]] = []
+_pending_lock = threading.Lock()
+_summaries: weakref.WeakKeyDictionary[Training, list[dict[str, Any]]] = weakref.WeakKeyDictionary()
+
+
+def preprocessing_fitted(step: Mapping[str, Any]) -> None:
+    """A data transformation was fitted outside any recorded fit: it belongs to the next model's training.
+
+    ``step`` holds ``class`` (qualified), ``params`` and what else describes the fit (``fit_time_s``, ``n_rows``,
+    ``n_features``). Inside an active training (``with tracker.training(...)``, ``@autolog``) it is recorded there
+    at once; otherwise it waits for the next adapter training to start (:meth:`Lifecycle.start` / ``join``).
+    """
+    active = active_training()
+    if active is not None and active.status == "running":
+        attach_preprocessing(active, [dict(step)])
+        return
+    with _pending_lock:
+        _pending.append(dict(step))
+
+
+def has_preprocessing() -> bool:
+    """Whether preprocessing fits wait for a training."""
+    with _pending_lock:
+        return bool(_pending)
+
+
+def take_preprocessing() -> list[dict[str, Any]]:
+    """The preprocessing fits waiting for a training, oldest first; they are handed over once."""
+    with _pending_lock:
+        steps = list(_pending)
+        _pending.clear()
+    return steps
+
+
+def attach_preprocessing(run: Training, steps: Sequence[Mapping[str, Any]]) -> None:
+    """Record ``steps`` in ``run``: params ``preprocessing.<Class>.<param>`` (so that a changed scaler shows in the
+    version's param diff; a second step of the same class is ``<Class>_2``) and context ``preprocessing``, the
+    steps in fitting order with their class, fit time and data shape."""
+    if not steps:
+        return
+    summary = _summaries.setdefault(run, [])
+    taken = {key.split(".")[1] for key in run.params if key.startswith("preprocessing.") and key.count(".") >= 2}
+    for step in steps:
+        short = str(step["class"]).rsplit(".", 1)[-1]
+        name, n = short, 1
+        while name in taken:
+            n += 1
+            name = f"{short}_{n}"
+        taken.add(name)
+        log_new_params(run, {f"preprocessing.{name}.{k}": v for k, v in dict(step.get("params") or {}).items()})
+        summary.append({"name": name, **{k: v for k, v in step.items() if k != "params"}})
+    run.add_context({"preprocessing": list(summary)})
 
 
 def log_new_params(run: Training, params: Mapping[str, Any]) -> None:
@@ -338,6 +411,86 @@ def numbers_in(result: Any, prefix: str = "") -> dict[str, float]:
     return out
 
 
+# ------------------------------------------------------------ model types
+#: The one ``model_type`` vocabulary of every adapter. ``transformer`` is scikit-learn's sense: a fitted data
+#: transformation (a scaler, an encoder, PCA), not the neural architecture.
+MODEL_TYPES = (
+    "classifier",
+    "regressor",
+    "clusterer",
+    "transformer",
+    "outlier-detector",
+    "density-estimator",
+    "ranker",
+    "language-model",
+    "object-detector",
+    "segmenter",
+)
+
+#: Words (after splitting ``CamelCase``, ``snake_case`` and ``a:b``) that tell a kind; a phrase is several words
+#: in a row. Scikit-learn's estimator types, Keras losses and activations, XGBoost / LightGBM objectives, Hugging
+#: Face architectures and pipeline tasks all speak in these words.
+_TYPE_WORDS: dict[str, tuple[str, ...]] = {
+    "classifier": (
+        "classifier", "classification", "classify", "binary", "multiclass", "multiclassova", "softmax",
+        "softprob", "crossentropy", "cross entropy", "logloss", "hinge", "squared hinge", "categorical",
+        "multilabel", "logistic", "focal", "bce", "nll",
+    ),
+    "regressor": (
+        "regressor", "regression", "reg", "squarederror", "squared error", "absolute error", "absoluteerror",
+        "squaredlogerror", "pseudohubererror", "mse", "mae", "rmse", "mape", "msle", "huber", "poisson",
+        "tweedie", "gamma", "quantile", "log cosh", "logcosh", "l 1", "l 2",
+    ),
+    "clusterer": ("clusterer", "clustering", "cluster"),
+    "outlier-detector": ("outlier", "outlier detector", "anomaly", "novelty"),
+    "density-estimator": ("density", "density estimator"),
+    "ranker": ("ranker", "ranking", "rank", "lambdarank", "ndcg", "pairwise", "xendcg"),
+    "language-model": (
+        "lm", "causal lm", "masked lm", "language model", "text generation", "fill mask",
+        "conditional generation", "text2text generation",
+    ),
+    "object-detector": ("object detection", "object detector"),
+    "segmenter": ("segmentation", "semantic segmentation", "image segmentation", "segmenter"),
+}  # fmt: skip
+_WORD = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
+
+
+def _words(hint: str) -> str:
+    """``"BertForSequenceClassification"``, ``"binary:logistic"`` -> ``" bert for sequence classification "``."""
+    return " " + " ".join(w.lower() for w in _WORD.findall(hint)) + " "
+
+
+def infer_model_type(*hints: object) -> str | None:
+    """The first hint that names exactly one kind of :data:`MODEL_TYPES`, or None when none does.
+
+    Hints are what a framework tells, most specific first: a scikit-learn ``estimator_type``, a loss or an
+    objective (``"sparse_categorical_crossentropy"``, ``"reg:squarederror"``), an architecture
+    (``"GPT2LMHeadModel"``), a task (``"text-classification"``). A hint that matches two kinds
+    (``"reg:logistic"``) or none (``"Net"``, ``"sigmoid"``) says nothing, and the next one is read. A vocabulary
+    word itself (``"outlier_detector"``) counts only as a whole hint for ``transformer``, which in a class name
+    (``"VisionTransformer"``) is an architecture, not a kind.
+    """
+    for hint in hints:
+        if not isinstance(hint, str) or not hint.strip():
+            continue
+        normal = hint.strip().lower().replace("_", "-")
+        if normal in MODEL_TYPES:
+            return normal
+        words = _words(hint)
+        kinds = {kind for kind, phrases in _TYPE_WORDS.items() if any(f" {p} " in words for p in phrases)}
+        if len(kinds) == 1:
+            return kinds.pop()
+    return None
+
+
+def class_of(obj: Any) -> str:
+    """The qualified class name of a model object or class: ``sklearn.ensemble._forest.RandomForestClassifier``
+    (a string is taken as that name already)."""
+    if isinstance(obj, str):
+        return obj
+    return qualified_name(obj if isinstance(obj, type) else type(obj))
+
+
 # ---------------------------------------------------------------- file names
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -395,6 +548,7 @@ def watch(owner: object, run: Training, error: str, *, label: str, thread: str) 
     global _exit_hook
     finalizer = weakref.finalize(owner, _discarded, run, f"{error}; the {label} was discarded", thread)
     finalizer.atexit = False  # exit is handled by _at_exit, which can name the exception
+    run.abandon_at_exit = False  # this watchdog ends it at exit, naming the exception that ended the process
     with _open_lock:
         _open[id(run)] = (run, error)
         if not _exit_hook:

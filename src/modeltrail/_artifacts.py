@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+from ._dataset import path_digest
 from ._errors import (
     ArtifactIntegrityError,
     ArtifactNotStoredError,
@@ -53,7 +54,6 @@ from ._secrets import REDACTED
 
 ENV_ARTIFACTS = "MODELTRAIL_ARTIFACTS"
 ENV_CACHE = "MODELTRAIL_CACHE_DIR"
-CHUNK = 1 << 20
 
 #: fsspec protocol -> the modeltrail extra that installs its backend.
 EXTRAS = {
@@ -100,12 +100,8 @@ class Digest:
 
 
 def file_sha256(path: str | os.PathLike[str]) -> tuple[str, int]:
-    h, size = hashlib.sha256(), 0
-    with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            h.update(chunk)
-            size += len(chunk)
-    return h.hexdigest(), size
+    """(sha256, size) of one file: the same digest a dataset file gets."""
+    return path_digest(path)
 
 
 def listing_sha256(files: Any) -> str:

@@ -8,6 +8,7 @@ imported here, when its model is loaded, and a missing one names the extra to in
 from __future__ import annotations
 
 import importlib
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,11 @@ def load(path: Path, flavor: str | None, info: Mapping[str, Any] | None, *, labe
         if kind == "keras":
             import keras
 
+            if path.suffix != ".keras":  # the cache names files by digest; Keras reads a name ending .keras
+                with tempfile.TemporaryDirectory(prefix="modeltrail-keras-") as folder:
+                    named = Path(folder) / "model.keras"
+                    named.symlink_to(path)
+                    return keras.saving.load_model(named)
             return keras.saving.load_model(path)
         if kind == "lightning":
             cls = _lightning_class(info, label)

@@ -11,7 +11,7 @@ from typing import Any
 
 from ._config import database_of, mask_password, require_existing, resolve_uri
 from ._dataset import Dataset
-from ._errors import ConfigurationError, NotFoundError, install_hint
+from ._errors import ConfigurationError, NotFoundError, StorageUnavailableError, install_hint
 from ._operations import deployments as deployment_ops
 from ._operations import evaluations as evaluation_ops
 from ._read import audit as audit_reads
@@ -131,8 +131,13 @@ class Tracker(ModelRegistry, LedgerViews, ServingLedger):
         dataset: Dataset | None = None,
         seeds: Mapping[str, Any] | None = None,
         tags: Mapping[str, str] | None = None,
+        system_metrics: bool | float | None = None,
     ) -> Training:
-        """Start a training of ``model`` (created on first use). Use it as a context manager."""
+        """Start a training of ``model`` (created on first use). Use it as a context manager.
+
+        ``system_metrics``: sample CPU, memory, disk, network (and GPU) into ``system/...`` metrics: True, an
+        interval in seconds, or None for ``MODELTRAIL_SYSTEM_METRICS`` (see ``modeltrail._system``).
+        """
         return Training(
             self,
             model,
@@ -143,6 +148,7 @@ class Tracker(ModelRegistry, LedgerViews, ServingLedger):
             dataset=dataset,
             seeds=seeds,
             tags=tags,
+            system_metrics=system_metrics,
         )
 
     def flush(self, timeout: float | None = None) -> None:
@@ -585,6 +591,15 @@ class Tracker(ModelRegistry, LedgerViews, ServingLedger):
         resolved = resolve_uri(uri)
         before = cls.spooled(resolved)
         set_aside, damaged = spool.dead_letters(resolved), set(spool.quarantined(resolved))
+        try:  # a database still away is an error here, not a replay of nothing that "succeeds"
+            cls(resolved, spool=False).close()
+        except StorageUnavailableError as e:
+            where = ", ".join(str(d) for d in spool.spool_dirs_for(resolved)) or "the spool"
+            raise StorageUnavailableError(
+                f"{e}; nothing was replayed: {before} spooled {'entry waits' if before == 1 else 'entries wait'} in "
+                f"{where}. Run `modeltrail sync` again once the database is back.",
+                value=e.value,
+            ) from e
         tracker = cls(resolved, spool=True)
         try:
             waiting = tracker.sync(timeout=timeout)

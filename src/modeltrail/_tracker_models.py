@@ -29,6 +29,8 @@ from ._store import Store
 from ._values import USER_MAX, check_chars, check_tags, check_text
 
 ALIAS_MAX = 128
+#: Databases this process already warned have no artifact store.
+_WARNED: set[str] = set()
 #: Descriptions of versions: long notes are fine, a novel is not.
 NOTES_MAX = 10_000
 
@@ -64,7 +66,8 @@ class ModelRegistry:
         """Where this Tracker stores artifacts (see the module docstring), or None: paths only."""
         if not self._store_resolved:
             self._artifact_store = self._resolve_store()
-            self._store_resolved = True
+            # Unread while the database is away: asked again once it answers (the ledger may name a store).
+            self._store_resolved = self._artifact_store is not None or self.store.unavailable is None
         return self._artifact_store
 
     def _resolve_store(self) -> ArtifactStore | None:
@@ -91,6 +94,9 @@ class ModelRegistry:
             db = Path(store.url.database).expanduser().resolve()
             if not str(store.url.database).startswith("file:"):
                 return ArtifactStore(str(db.with_name(f"{db.stem}-artifacts")), self._artifact_options)
+        if store.unavailable is not None or store.display_uri in _WARNED:
+            return None  # the ledger could not be asked; or said once in this process already
+        _WARNED.add(store.display_uri)
         warnings.warn(
             f"modeltrail: {store.display_uri} has no artifact store, so artifacts are recorded by their path on this "
             f'machine only; pass Tracker(uri, artifacts="s3://bucket/prefix") or set {ENV_ARTIFACTS} once '

@@ -9,20 +9,23 @@ everything else and go to the durable spool (see ``writer`` and ``spool``).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import contextvars
 import os
 import threading
 import time
 import uuid as uuid_mod
+import warnings
 from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
+from . import _system
 from ._context import capture
 from ._dataset import Dataset, dataset_row
-from ._errors import StorageUnavailableError, ValidationError
-from ._records import VersionRecord
+from ._errors import StorageUnavailableError, ValidationError, user_stacklevel
+from ._records import PendingVersion, VersionRecord
 from ._secrets import REDACTED, is_secret_key, mask_url_passwords, redact
 from ._values import (
     MAX_JSON_BYTES,
@@ -102,6 +105,7 @@ class Training:
         dataset: Dataset | None = None,
         seeds: Mapping[str, Any] | None = None,
         tags: Mapping[str, str] | None = None,
+        system_metrics: bool | float | None = None,
     ) -> None:
         self.tracker: Any = tracker  # the Tracker; typed loosely because _training sits below _tracker
         self.model_name = check_model_name(model)
@@ -124,11 +128,14 @@ class Training:
             {k: REDACTED if is_secret_key(k) else mask_url_passwords(v) for k, v in check_tags(tags).items()}
         )
         context = _start_context(seeds)
+        system_interval = _system.plan(system_metrics)  # None: off (MODELTRAIL_SYSTEM_METRICS decides by default)
+        self._sampler: _system.Sampler | None = None
         self.store: Store = tracker.store
         self.uuid = str(uuid_mod.uuid4())
         self.id: int | None = None
         self.status = "running"
-        self.version: VersionRecord | None = None
+        #: The version a finished training made; a :class:`PendingVersion` while its end waits in the spool.
+        self.version: VersionRecord | PendingVersion | None = None
         self.error: str | None = None
         self.params: dict[str, Any] = {k: v for k, (v, _) in stored.items()}
         self.artifact: dict[str, Any] | None = None  # the model's path (its digest is the writer's work)
@@ -137,6 +144,8 @@ class Training:
         self._context_sizes = {"": json_size(context)}  # "" is the captured part; the rest by add_context key
         self._stages = 0
         self._open_stages: list[Stage] = []
+        #: Ended as abandoned at exit if still running; an adapter whose watchdog names the cause turns it off.
+        self.abandon_at_exit = True
         self.failed_stage: str | None = None
         self._last_step: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -164,6 +173,8 @@ class Training:
         self.id = self._now_or_spooled("start", op)
         if self.id is not None:
             writer.register(self.uuid, self.id)
+        _watch_unfinished(self)
+        self._sampler = _system.start(self.log_metric, system_interval)
 
     def __repr__(self) -> str:
         return f"Training(id={self.id}, model={self.model_name!r}, status={self.status!r})"
@@ -268,6 +279,7 @@ class Training:
         if not os.path.exists(given):
             raise ValidationError(f"artifact path does not exist: {given!r}", value=given)
         full = check_string(os.path.abspath(given), "artifact path", max_bytes=TEXT_MAX_BYTES)
+        store = getattr(self.tracker, "artifact_store", None)  # resolved once per Tracker; a bad URL raises here
         with self._lock:
             if name is None:
                 name = MODEL if MODEL not in self._artifacts else os.path.basename(full.rstrip(os.sep)) or full
@@ -285,7 +297,7 @@ class Training:
             "artifact",
             {
                 "uuid": self.uuid, "name": name, "path": full, "role": role, "flavor": flavor, "info": extra,
-                "logged_ts": _now(), "store": getattr(self.tracker, "artifact_store", None),
+                "logged_ts": _now(), "store": store,
             },
         )  # fmt: skip
 
@@ -368,7 +380,7 @@ class Training:
             return
         self.finish("failed", error=f"{exc_type.__name__ if exc_type else 'Error'}: {exc}")
 
-    def finish(self, status: str = "finished", *, error: str | None = None) -> VersionRecord | None:
+    def finish(self, status: str = "finished", *, error: str | None = None) -> VersionRecord | PendingVersion | None:
         """End the training. A finished training becomes the model's next version; a failed one does not.
 
         With the database away, the end is spooled and the version is made when it is
@@ -388,6 +400,8 @@ class Training:
             error = mask_url_passwords(
                 clean_text(str(error))
             )  # an exception's text: stored as it can be, never refused
+        if self._sampler is not None:
+            self._sampler.stop()  # its last sample is logged while the training still runs
         with self._lock:
             if self.status != "running":
                 return self.version
@@ -403,18 +417,55 @@ class Training:
         }
         try:
             self._writer.flush()
-            self.version = self._now_or_spooled("finish", op)
+            made = self._now_or_spooled("finish", op)
         except BaseException:
             self.status = "running"  # nothing recorded it as ended; the caller may retry
             raise
+        self.version = PendingVersion(self.model_name, self.uuid) if made is None and status == "finished" else made
         self.status = status
         self.error = error
+        with _unfinished_lock:
+            _unfinished.pop(self.uuid, None)
         self._writer.submit("forget", {"uuid": self.uuid})
         return self.version
 
     def _check_running(self, what: str) -> None:
         if self.status != "running":
             raise ValidationError(f"training {self.id} is {self.status}; cannot {what}", value=self.status)
+
+
+# ------------------------------------------- trainings nobody finished by exit
+_unfinished: dict[str, Training] = {}
+_unfinished_lock = threading.Lock()
+
+
+def _watch_unfinished(run: Training) -> None:
+    """Keep ``run`` until it ends, and (re)register the exit hook so it runs before every writer's close.
+
+    ``atexit`` runs the last registered first; registering again after each new writer keeps this hook
+    ahead of all of them, so an abandoned training's end is still written (or spooled).
+    """
+    with _unfinished_lock:
+        _unfinished[run.uuid] = run
+    atexit.unregister(_end_unfinished)
+    atexit.register(_end_unfinished)
+
+
+def _end_unfinished() -> None:
+    """At exit, a training never finished (made without ``with``, ``finish()`` never called) ends as abandoned."""
+    with _unfinished_lock:
+        runs = [run for run in _unfinished.values() if run.status == "running" and run.abandon_at_exit]
+        _unfinished.clear()
+    for run in runs:
+        warnings.warn(
+            f"modeltrail: training {run.id if run.id is not None else run.uuid} of {run.model_name!r} was still "
+            "running when the process exited (it was never finished: use `with tracker.training(...)` or call "
+            "`finish()`); it is recorded as failed, abandoned",
+            RuntimeWarning,
+            stacklevel=user_stacklevel(),
+        )
+        with contextlib.suppress(Exception):
+            run.finish("failed", error="abandoned: the process exited while the training was still running")
 
 
 class Stage:

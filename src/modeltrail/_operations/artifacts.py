@@ -80,15 +80,21 @@ def record_setting(s: Session, key: str, value: str) -> str:
 
 
 # ------------------------------------------------------------------ registry
-def set_alias(s: Session, store: Store, model_ref: Any, alias: str, number: int, *, set_by: str | None) -> None:
-    model = resolve_model(s, model_ref, for_update=True)
-    version = resolve_version(s, model, number)
+def _alias_now(s: Session, model: schema.ModelRow, alias: str) -> Any:
+    """(row id, version number) of ``alias`` of ``model``, or None."""
     t = schema.VersionAliasRow
-    current = s.execute(
+    return s.execute(
         select(t.id, schema.VersionRow.number)
         .join(schema.VersionRow, schema.VersionRow.id == t.version_id)
         .where(t.model_id == model.id, t.alias == alias)
     ).one_or_none()
+
+
+def set_alias(s: Session, store: Store, model_ref: Any, alias: str, number: int, *, set_by: str | None) -> None:
+    model = resolve_model(s, model_ref, for_update=True)
+    version = resolve_version(s, model, number)
+    t = schema.VersionAliasRow
+    current = _alias_now(s, model, alias)
     now = schema.utcnow()
     if current is None:
         s.add(t(model_id=model.id, alias=alias, version_id=version.id, set_at=now, set_by=set_by))
@@ -107,11 +113,7 @@ def delete_alias(s: Session, store: Store, model_ref: Any, alias: str) -> int:
     """Remove ``alias``; returns the version it named. An alias that does not exist is a NotFoundError."""
     model = resolve_model(s, model_ref, for_update=True)
     t = schema.VersionAliasRow
-    current = s.execute(
-        select(t.id, schema.VersionRow.number)
-        .join(schema.VersionRow, schema.VersionRow.id == t.version_id)
-        .where(t.model_id == model.id, t.alias == alias)
-    ).one_or_none()
+    current = _alias_now(s, model, alias)
     if current is None:
         raise NotFoundError(f"model {model.name!r} has no alias {alias!r}", value=alias)
     s.execute(delete(t).where(t.id == current[0]))

@@ -29,7 +29,12 @@ def test_grant_statements_cover_every_table_and_never_audit_updates() -> None:
     statements = grant_statements("ledger")
     assert "GRANT SELECT, INSERT ON `ledger`.`audit_events` TO 'modeltrail_writer'@'%';" in statements
     assert not [s for s in statements if "audit_events" in s and ("UPDATE" in s or "DELETE" in s) and "GRANT" in s]
-    assert not [s for s in statements if "GRANT" in s and "DELETE" in s]
+    # Only an operator removes anything: a version's alias or tag (each removal is audited).
+    deleting = [s for s in statements if "GRANT" in s and "DELETE" in s]
+    assert [s.split(" ON ")[1].split(" TO ") for s in deleting] == [
+        ["`ledger`.`version_aliases`", "'modeltrail_operator'@'%';"],
+        ["`ledger`.`version_tags`", "'modeltrail_operator'@'%';"],
+    ]
     assert "GRANT SELECT ON `ledger`.`deployments` TO 'modeltrail_writer'@'%';" in statements
     assert (
         "GRANT SELECT, INSERT, UPDATE (`status`, `ended_at`) ON `ledger`.`deployments` TO 'modeltrail_operator'@'%';"
@@ -140,10 +145,23 @@ def test_each_role_does_its_job_and_is_refused_the_rest(role_urls: dict[str, str
     assert sorted(p.metric for p in served) == ["auc", "latency_ms"]
     with pytest.raises(PermissionDeniedError):
         operator.training("churn")
+    # `modeltrail serve` runs as the operator: its instance is recorded, beats, follows a deploy and ends.
+    now = operator.deployment("churn", "production")
+    instance = operator.start_serving(
+        "churn", "production", deployment_id=now.id, host="127.0.0.1", port=8080, pid=1, heartbeat_s=60
+    )
+    operator.deploy("churn", version=2, environment="production", reason="again")
+    operator.record_serving_switch(instance.id, operator.serving_heartbeat(instance.id).id)
+    operator.end_serving(instance.id, reason="SIGTERM")
+    assert (operator.serving_instance(instance.id).state, operator.serving_instance(instance.id).version) == (
+        "stopped", 2
+    )  # fmt: skip
+    with pytest.raises(PermissionDeniedError):
+        writer.start_serving("churn", "production", deployment_id=now.id, host="h", port=1, pid=1, heartbeat_s=60)
 
     analyst = modeltrail.Tracker(role_urls["analyst"], spool=False)
     assert [v.number for v in analyst.versions("churn")] == [1, 2]
-    assert analyst.deployment("churn", "production").version == 1
+    assert analyst.deployment("churn", "production").version == 2
     with pytest.raises(PermissionDeniedError) as info:
         analyst.training("churn")
     assert "pw-" not in str(info.value)

@@ -63,7 +63,8 @@ def test_every_record_and_error_type_the_api_uses_is_exported() -> None:
 
 
 def test_modules_are_private_except_the_entry_points() -> None:
-    """The public boundary shows in file names: only the API, the CLI, the dashboard and the adapters are public."""
+    """The public boundary shows in file names: only the API, the CLI, the dashboard, the model server and the
+    adapters are public."""
     from pathlib import Path
 
     package = Path(modeltrail.__file__).parent
@@ -72,7 +73,7 @@ def test_modules_are_private_except_the_entry_points() -> None:
         for p in package.iterdir()
         if not p.name.startswith(("_", ".")) and (p.suffix == ".py" or (p.is_dir() and (p / "__init__.py").exists()))
     )
-    assert public == ["cli", "integrations", "ui"]
+    assert public == ["cli", "integrations", "serve", "ui"]
 
 
 def test_every_package_folder_is_listed_for_setuptools() -> None:

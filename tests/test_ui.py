@@ -520,7 +520,8 @@ def test_a_model_with_1000_versions_renders_with_as_few_queries_as_one_with_3(
             event.remove(Engine, "before_cursor_execute", count)
         print(f"\n1,000-version model page on {url.split(':')[0]}: {per_page[model_id][1] * 1000:.0f} ms, "
               f"{per_page[model_id][0]} statements")  # fmt: skip
-        assert per_page[model_id][0] == per_page[small_id][0] <= 30, per_page
+        # A fixed few per section: versions, leaderboard, trainings, registry (aliases, notes, artifacts), instances.
+        assert per_page[model_id][0] == per_page[small_id][0] <= 40, per_page
         charts = client.get(f"/models/{model_id}/charts?metric=val_auc")
         # Across versions: final and best; curves: the latest six versions.
         assert charts.status_code == 200 and charts.text.count('"points"') == 2 + 6

@@ -14,6 +14,10 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "AliasRecord": "_records",
+    "ArtifactIntegrityError": "_errors",
+    "ArtifactNotStoredError": "_errors",
+    "ArtifactRecord": "_records",
     "AuditOptions": "_records",
     "AuditRecord": "_records",
     "Comparison": "_records",
@@ -32,12 +36,13 @@ _EXPORTS = {
     "LeaderboardEntry": "_records",
     "Lineage": "_records",
     "MetricDelta": "_records",
+    "MetricGoalRecord": "_records",
     "MetricInfo": "_records",
     "MetricPoint": "_records",
     "MetricSummary": "_records",
     "ModelDetails": "_records",
+    "ModelFile": "_records",
     "ModelPage": "_records",
-    "MetricGoalRecord": "_records",
     "ModelRecord": "_records",
     "ModelSummary": "_records",
     "ModeltrailError": "_errors",
@@ -48,11 +53,13 @@ _EXPORTS = {
     "ProductionComparison": "_records",
     "ProductionMetricRecord": "_records",
     "RecordList": "_records",
+    "RegistryView": "_records",
     "Reproduction": "_records",
     "SchemaError": "_errors",
     "SchemaOutdatedError": "_errors",
     "SchemaState": "_records",
     "Series": "_records",
+    "ServingInstanceRecord": "_records",
     "SpoolReplay": "_records",
     "Stage": "_training",
     "StageRecord": "_records",
@@ -66,6 +73,7 @@ _EXPORTS = {
     "VersionDetails": "_records",
     "VersionLine": "_records",
     "VersionMetric": "_records",
+    "VersionNotes": "_records",
     "VersionRecord": "_records",
     "active_training": "_training",
     "autolog": "integrations.autolog",
@@ -74,6 +82,10 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "AliasRecord",
+    "ArtifactIntegrityError",
+    "ArtifactNotStoredError",
+    "ArtifactRecord",
     "AuditOptions",
     "AuditRecord",
     "Comparison",
@@ -97,6 +109,7 @@ __all__ = [
     "MetricPoint",
     "MetricSummary",
     "ModelDetails",
+    "ModelFile",
     "ModelPage",
     "ModelRecord",
     "ModelSummary",
@@ -108,11 +121,13 @@ __all__ = [
     "ProductionComparison",
     "ProductionMetricRecord",
     "RecordList",
+    "RegistryView",
     "Reproduction",
     "SchemaError",
     "SchemaOutdatedError",
     "SchemaState",
     "Series",
+    "ServingInstanceRecord",
     "SpoolReplay",
     "Stage",
     "StageRecord",
@@ -126,6 +141,7 @@ __all__ = [
     "VersionDetails",
     "VersionLine",
     "VersionMetric",
+    "VersionNotes",
     "VersionRecord",
     "__version__",
     "active_training",
@@ -151,6 +167,8 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from ._dataset import Dataset
     from ._errors import (
+        ArtifactIntegrityError,
+        ArtifactNotStoredError,
         ConfigurationError,
         ConflictError,
         ModeltrailError,
@@ -164,6 +182,8 @@ if TYPE_CHECKING:
         ValidationError,
     )
     from ._records import (
+        AliasRecord,
+        ArtifactRecord,
         AuditOptions,
         AuditRecord,
         Comparison,
@@ -184,6 +204,7 @@ if TYPE_CHECKING:
         MetricPoint,
         MetricSummary,
         ModelDetails,
+        ModelFile,
         ModelPage,
         ModelRecord,
         ModelSummary,
@@ -191,6 +212,7 @@ if TYPE_CHECKING:
         ProductionComparison,
         ProductionMetricRecord,
         RecordList,
+        RegistryView,
         Reproduction,
         SchemaState,
         Series,
@@ -201,6 +223,7 @@ if TYPE_CHECKING:
         VersionDetails,
         VersionLine,
         VersionMetric,
+        VersionNotes,
         VersionRecord,
     )
     from ._tracker import Tracker

@@ -26,6 +26,7 @@ from .._records import (
     ModelSummary,
     RecordList,
     Series,
+    ServingInstanceRecord,
     TrainingRecord,
     VersionMetric,
     VersionRecord,
@@ -189,6 +190,17 @@ def curves(
 def deployments(tracker: Ledger, model: str, environment: str | None = None) -> list[DeploymentRecord]:
     """Every deployment, rollback and undeploy of the model, per environment, oldest first."""
     return list(by_ref(model, lambda ref: tracker.deployments(ref, environment=environment)))
+
+
+@router.get("/models/{model:path}/instances", response_model=list[ServingInstanceRecord], summary="Serving instances")
+def instances(
+    tracker: Ledger,
+    model: str,
+    environment: str | None = None,
+    state: Literal["serving", "lost", "stopped", "failed"] | None = None,
+) -> list[ServingInstanceRecord]:
+    """The model's ``modeltrail serve`` processes, newest first: version, address, heartbeat, state."""
+    return list(by_ref(model, lambda ref: tracker.serving_instances(ref, environment=environment, state=state)))
 
 
 @router.get("/models/{model:path}", response_model=ModelPage, summary="A model with its versions table")

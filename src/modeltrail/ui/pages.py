@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from .._errors import ValidationError
 from .api import Ledger, RowId, by_ref, parse_versions
+from .artifacts import download_url
 from .tables import version_rows_html
 
 router = APIRouter(include_in_schema=False)
@@ -24,6 +25,8 @@ router = APIRouter(include_in_schema=False)
 LEADERBOARD_SIZE = 10
 #: Trainings on a model page (the latest); the trainings page searches them all.
 MODEL_TRAININGS = 100
+#: Serving instances on a model page (the latest); the API lists them by environment and state.
+MODEL_INSTANCES = 50
 TRAININGS_LIMIT_MAX = 1000
 AUDIT_LIMIT_MAX = 1000
 Text = Annotated[str | None, Query()]
@@ -156,6 +159,10 @@ def model_page(
             "version_rows": version_rows_html(page.model.id, page.versions, page.key_metrics),
             "trainings": tracker.trainings(model_id, order_by="started_at desc, id desc", limit=MODEL_TRAININGS),
             "trainings_limit": MODEL_TRAININGS,
+            "registry": tracker.registry_view(model_id),
+            "artifact_url": download_url,
+            "instances": tracker.serving_instances(model_id, limit=MODEL_INSTANCES),
+            "instances_limit": MODEL_INSTANCES,
         },
     )
 

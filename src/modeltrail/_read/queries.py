@@ -18,7 +18,6 @@ from .._errors import NotFoundError, ValidationError
 from .._records import (
     CurvePoint,
     DatasetRecord,
-    MetricPoint,
     MetricSummary,
     ModelDetails,
     ModelRecord,
@@ -334,27 +333,6 @@ def versions(s: Session, model_ref: Any) -> RecordList[VersionRecord]:
     return RecordList(version_record(model.name, r, number_of.get(r.parent_id) if r.parent_id else None) for r in rows)
 
 
-def metric_history(s: Session, training_id: int, key: str) -> RecordList[MetricPoint]:
-    """Every point of one metric of one training, in step order (ties in logging order)."""
-    key_id = s.execute(select(schema.MetricKeyRow.id).where(schema.MetricKeyRow.name == key)).scalar_one_or_none()
-    if key_id is None:
-        return RecordList()
-    mp = schema.MetricPointRow
-    rows = s.execute(
-        select(mp.step, mp.value, mp.kind, mp.ts)
-        .where(mp.training_id == training_id, mp.key_id == key_id)
-        .order_by(mp.step, mp.id)
-    )
-    return RecordList(
-        MetricPoint(
-            step=step,
-            value=decode_float(value, kind),
-            timestamp=dt.datetime.fromtimestamp(ts, dt.timezone.utc),
-        )
-        for step, value, kind, ts in rows
-    )
-
-
 def metric_key_id(s: Session, metric: str) -> int | None:
     """The id of metric name ``metric``; None when nothing ever logged it."""
     check_metric_key(metric)
@@ -394,13 +372,42 @@ def _curve_point(
 
 
 def metric_curves(
-    s: Session, model_ref: Any, metric: str, *, versions: Sequence[int] | None = None
+    s: Session, model_ref: Any, metric: str, *, versions: Sequence[int] | None = None, max_points: int | None = None
 ) -> RecordList[CurvePoint]:
-    """Every point of ``metric`` in every version (or the given ones), by version then step."""
+    """Every point of ``metric`` in every version (or the given ones), by version then step.
+
+    With ``max_points``, each version's curve downsampled (:func:`modeltrail._read.history.downsample`).
+    """
+    from . import history
+
     model = resolve_model(s, model_ref)
+    if max_points is not None:
+        history.check_points(max_points)
     key_id = metric_key_id(s, metric)
     if key_id is None:
         return RecordList()
+    if max_points is not None:
+        v, ms = schema.VersionRow, schema.MetricSummaryRow
+        found = (
+            select(v.number, v.training_id, ms.count)
+            .join(ms, and_(ms.training_id == v.training_id, ms.key_id == key_id))
+            .where(v.model_id == model.id)
+        )
+        if versions is not None:
+            found = found.where(v.number.in_([resolve_version(s, model, n).number for n in versions]))
+        return RecordList(
+            CurvePoint(
+                model=model.name,
+                version=number,
+                training_id=tid,
+                metric=metric,
+                step=step,
+                value=value,
+                timestamp=dt.datetime.fromtimestamp(ts, dt.timezone.utc),
+            )
+            for number, tid, count in s.execute(found.order_by(v.number)).all()
+            for step, value, ts in history.downsample(s, tid, key_id, count, max_points)[1]
+        )
     v, mp = schema.VersionRow, schema.MetricPointRow
     query = (
         select(v.number, v.training_id, mp.step, mp.value, mp.kind, mp.ts)
@@ -410,7 +417,7 @@ def metric_curves(
     if versions is not None:
         numbers = [resolve_version(s, model, n).number for n in versions]
         query = query.where(v.number.in_(numbers))
-    rows = s.execute(query.order_by(v.number, mp.step, mp.id))
+    rows = s.execute(query.order_by(v.number, mp.step, mp.seq))
     return RecordList(
         _curve_point(model.name, number, tid, metric, step, value, kind, ts)
         for number, tid, step, value, kind, ts in rows
@@ -431,7 +438,7 @@ def version_history(
     )
     if metrics is not None:
         query = query.where(mk.name.in_([check_metric_key(m) for m in metrics]))
-    rows = s.execute(query.order_by(mk.name, mp.step, mp.id))
+    rows = s.execute(query.order_by(mk.name, mp.step, mp.seq))
     return RecordList(
         _curve_point(model.name, row.number, row.training_id, name, step, value, kind, ts)
         for name, step, value, kind, ts in rows

@@ -133,3 +133,33 @@ def test_dashboard_history_and_plot_use_the_downsampled_curve(
     pytest.importorskip("matplotlib")
     path = tracker.plot("long", "loss", tmp_path / "loss.png")  # type: ignore[operator]
     assert path.stat().st_size > 1_000
+
+
+def test_load_data_local_infile_stores_the_same_points(db_url: str) -> None:
+    """With ?local_infile=1 a MySQL/MariaDB batch goes by LOAD DATA LOCAL INFILE: the same rows, NaN included."""
+    if not db_url.startswith("mysql"):
+        pytest.skip("LOAD DATA LOCAL INFILE is MySQL/MariaDB's")
+    from modeltrail._operations import metrics
+
+    loads: list[int] = []
+    real = metrics._load_data
+
+    def counting(conn: object, rows: list[object]) -> bool:
+        used = real(conn, rows)  # type: ignore[arg-type]
+        loads.append(len(rows) if used else 0)
+        return used
+
+    url = db_url + ("&" if "?" in db_url else "?") + "local_infile=1"
+    tracker = modeltrail.Tracker(url)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(metrics, "_load_data", counting)
+        with tracker.training("bulk") as run:
+            for i in range(20_000):  # no flush: the writer's batches grow past 2,000 points
+                run.log_metric("loss", _value(i), step=i)
+    assert sum(loads) > 0
+    points = tracker.metric_history(run.id, "loss")
+    assert [p.step for p in points] == list(range(20_000))
+    values = [p.value for p in points]
+    assert math.isnan(values[777]) and values[SPIKE_AT] == 50.0 and values[DIP_AT] == -50.0
+    assert values[5] == _value(5)
+    assert _blocks_from_points(db_url)

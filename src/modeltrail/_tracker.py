@@ -12,8 +12,10 @@ from typing import Any
 from ._config import database_of, mask_password, require_existing, resolve_uri
 from ._dataset import Dataset
 from ._errors import ConfigurationError, NotFoundError, install_hint
+from ._operations import compact as compact_ops
 from ._operations import deployments as deployment_ops
 from ._operations import evaluations as evaluation_ops
+from ._operations.compact import CompactReport
 from ._read import audit as audit_reads
 from ._read import deployments as deployment_reads
 from ._read import evaluations as evaluation_reads
@@ -285,6 +287,18 @@ class Tracker(LedgerViews):
 
         store = self.store
         return store.run(lambda s: set_metric_goal(s, store, model, metric, goal, set_by=set_by))
+
+    def compact(
+        self, *, older_than: str | dt.timedelta, keep: int = 1000, model: str | int | None = None, dry_run: bool = False
+    ) -> CompactReport:
+        """Thin the raw points of trainings that ended more than ``older_than`` (``"90d"``) ago.
+
+        Each metric keeps at most ``keep`` raw points (first, last, each bucket's extremes); summaries and
+        the downsampled curve stay exactly as they were; one audit event per training compacted. Running
+        trainings are never touched; ``dry_run`` only counts.
+        """
+        self.flush()
+        return compact_ops.compact(self.store, older_than=older_than, keep=keep, model=model, dry_run=dry_run)
 
     def metric_goals(self, model: str | int) -> RecordList[MetricGoalRecord]:
         """The goals declared for ``model``'s metrics, by metric name."""

@@ -101,9 +101,12 @@ def _finish(*, clustered: bool) -> None:
             op.create_foreign_key(op.f(FK_KEY), TABLE, "metric_keys", ["key_id"], ["id"])
     if bind.dialect.name == "postgresql" and inspector.get_pk_constraint(TABLE).get("name") == PK + "_new":
         op.execute(f"ALTER TABLE {TABLE} RENAME CONSTRAINT {PK}_new TO {PK}")
+    index = "ix_metric_points_training_id_key_id_step"
+    has_index = index in {ix["name"] for ix in inspector.get_indexes(TABLE)}
+    if clustered and has_index:  # made by 0001 on a table an interrupted creation had left at this layout
+        op.drop_index(op.f(index), TABLE)
     if not clustered:
-        index = "ix_metric_points_training_id_key_id_step"
-        if index not in {ix["name"] for ix in inspector.get_indexes(TABLE)}:
+        if not has_index:
             op.create_index(op.f(index), TABLE, ["training_id", "key_id", "step"])
         if bind.dialect.name == "postgresql":  # ids were copied in: the sequence continues after them
             op.execute(

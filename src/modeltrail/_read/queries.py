@@ -30,6 +30,7 @@ from .._records import (
 )
 from .._rows import ACTIVE, resolve_model, resolve_version, version_record
 from .._values import check_limit, check_metric_key, decode_float, from_jsonable
+from . import history
 from .deployments import active_environments, deployments
 
 #: What a training's status can be.
@@ -358,7 +359,7 @@ def model_details(s: Session, model_ref: Any) -> ModelDetails:
 
 # ------------------------------------------------------------------ histories
 def _curve_point(
-    model: str, version: int, training_id: int, metric: str, step: int, value: float | None, kind: int, ts: float
+    model: str, version: int, training_id: int, metric: str, step: int, value: float, ts: float
 ) -> CurvePoint:
     return CurvePoint(
         model=model,
@@ -366,7 +367,7 @@ def _curve_point(
         training_id=training_id,
         metric=metric,
         step=step,
-        value=decode_float(value, kind),
+        value=value,
         timestamp=dt.datetime.fromtimestamp(ts, dt.timezone.utc),
     )
 
@@ -378,8 +379,6 @@ def metric_curves(
 
     With ``max_points``, each version's curve downsampled (:func:`modeltrail._read.history.downsample`).
     """
-    from . import history
-
     model = resolve_model(s, model_ref)
     if max_points is not None:
         history.check_points(max_points)
@@ -396,15 +395,7 @@ def metric_curves(
         if versions is not None:
             found = found.where(v.number.in_([resolve_version(s, model, n).number for n in versions]))
         return RecordList(
-            CurvePoint(
-                model=model.name,
-                version=number,
-                training_id=tid,
-                metric=metric,
-                step=step,
-                value=value,
-                timestamp=dt.datetime.fromtimestamp(ts, dt.timezone.utc),
-            )
+            _curve_point(model.name, number, tid, metric, step, value, ts)
             for number, tid, count in s.execute(found.order_by(v.number)).all()
             for step, value, ts in history.downsample(s, tid, key_id, count, max_points)[1]
         )
@@ -419,7 +410,7 @@ def metric_curves(
         query = query.where(v.number.in_(numbers))
     rows = s.execute(query.order_by(v.number, mp.step, mp.seq))
     return RecordList(
-        _curve_point(model.name, number, tid, metric, step, value, kind, ts)
+        _curve_point(model.name, number, tid, metric, step, decode_float(value, kind), ts)
         for number, tid, step, value, kind, ts in rows
     )
 
@@ -440,6 +431,6 @@ def version_history(
         query = query.where(mk.name.in_([check_metric_key(m) for m in metrics]))
     rows = s.execute(query.order_by(mk.name, mp.step, mp.seq))
     return RecordList(
-        _curve_point(model.name, row.number, row.training_id, name, step, value, kind, ts)
+        _curve_point(model.name, row.number, row.training_id, name, step, decode_float(value, kind), ts)
         for name, step, value, kind, ts in rows
     )

@@ -199,14 +199,16 @@ def child_raw_ingest(url: str, n: int, backend: str) -> dict[str, Any]:
     tracker.close()
     ts = time.time()
     ids = [key_ids[k] for k in KEYS]
-    rows = [(training_id, ids[i & 3], 1 + (i >> 2), i * 1e-6, 0, ts) for i in range(n)]
+    # The same rows as modeltrail's writer stores: seq is each point's ordinal in its metric (0 was logged above).
+    rows = [(training_id, ids[i & 3], 1 + (i >> 2), 1 + (i >> 2), i * 1e-6, 0, ts) for i in range(n)]
+    columns = "training_id, key_id, step, seq, value, kind, ts"
     if backend == "sqlite":
         import sqlite3
 
         db = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
-        sql = "INSERT INTO metric_points (training_id, key_id, step, value, kind, ts) VALUES (?, ?, ?, ?, ?, ?)"
+        sql = f"INSERT INTO metric_points ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?)"
         c0 = time.process_time()
         t0 = time.perf_counter()
         for start in range(0, n, BATCH):
@@ -227,7 +229,7 @@ def child_raw_ingest(url: str, n: int, backend: str) -> dict[str, Any]:
             database=url.rsplit("/", 1)[1].split("?")[0],
             charset="utf8mb4",
         )
-        sql = "INSERT INTO metric_points (training_id, key_id, step, value, kind, ts) VALUES (%s, %s, %s, %s, %s, %s)"
+        sql = f"INSERT INTO metric_points ({columns}) VALUES (%s, %s, %s, %s, %s, %s, %s)"
         c0 = time.process_time()
         t0 = time.perf_counter()
         with db.cursor() as cur:

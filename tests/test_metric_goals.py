@@ -11,6 +11,7 @@ from sqlalchemy import create_engine, inspect
 
 import modeltrail
 from modeltrail import ValidationError
+from modeltrail import _migrations as migrations
 from modeltrail._read.ranking import infer_goal
 from modeltrail.cli import main
 from modeltrail.ui import app as ui_app
@@ -118,9 +119,7 @@ def test_migration_0006_is_idempotent(db_url: str) -> None:
     build(db_url)
     tracker = modeltrail.Tracker(db_url)
     state = tracker.schema_state(db_url)
-    from modeltrail._migrations import head_revision
-
-    assert state.current == head_revision()
+    assert state.current == migrations.head_revision()
     # Upgrading from 0005 again when the table already exists keeps it (and the goals in it).
     tracker.set_metric_goal("churn-rf", "val_loss", "min")
     tracker.close()

@@ -315,13 +315,17 @@ def test_long_histories_are_thinned_with_the_last_point_kept(sqlite_url: str) ->
     training_id = tracker.versions("long")[0].training_id
     with TestClient(ui_app.create_app(sqlite_url)) as client:
         (series,) = client.get(f"/api/trainings/{training_id}/history", params={"max_points": 100}).json()
-        assert series["total"] == 1001 and series["stride"] == 11
+        # 48 buckets of 21 points (49 allowed): each gives its highest (first) and lowest (last) point.
+        assert series["total"] == 1001 and series["stride"] == 21
         steps = [p[0] for p in series["points"]]
-        assert steps[:3] == [0, 11, 22] and steps[-1] == 1000 and len(steps) == 92
+        assert steps[:4] == [0, 20, 21, 41] and steps[-1] == 1000 and len(steps) == 96
+        assert all(value == 1.0 / (step + 1) for step, value in series["points"])
         (whole,) = client.get("/api/models/long/curves", params={"metric": "loss", "max_points": 0}).json()
         assert len(whole["points"]) == 1001
         page = text_of(client.get(f"/trainings/{training_id}").text)
-        assert "loss (501 of 1001 points)" in page  # the page's charts are thinned too
+        (default,) = client.get(f"/api/trainings/{training_id}/history").json()
+        assert 500 < len(default["points"]) <= 1000  # the default: 1,000 points at most
+        assert f"loss ({len(default['points'])} of 1001 points)" in page  # the page's charts are downsampled too
     tracker.close()
 
 

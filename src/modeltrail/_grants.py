@@ -56,14 +56,17 @@ _SUMMARY = (
     "count", "last_step", "last_value", "last_kind", "min_step", "min_value", "min_kind", "max_step", "max_value",
     "max_kind", "updated_ts",
 )  # fmt: skip
+_BLOCK = (
+    "count", "min_step", "min_value", "min_kind", "min_ts", "max_step", "max_value", "max_kind", "max_ts",
+)  # fmt: skip
 _MODEL_FILL = ("framework", "model_type", "description")
 
 #: Tables the roles upsert. MariaDB checks ``INSERT ... ON DUPLICATE KEY UPDATE`` against UPDATE on every
 #: column of the INSERT's column list (and on none without a list), so there the role needs UPDATE on all
 #: of them and the guard trigger, not the GRANT, decides what may change.
 _MYSQL_UPSERTED = frozenset(
-    {"datasets", "params", "metric_keys", "metric_summaries", "model_tags", "stages", "artifacts", "ledger_settings",
-     "version_aliases", "version_tags", "version_notes"}
+    {"datasets", "params", "metric_keys", "metric_summaries", "metric_blocks", "model_tags", "stages", "artifacts",
+     "ledger_settings", "version_aliases", "version_tags", "version_notes"}
 )  # fmt: skip
 #: PostgreSQL's ``SELECT ... FOR UPDATE`` needs UPDATE on some column of the locked table: the primary key,
 #: which the guard keeps unchanged.
@@ -78,6 +81,7 @@ _WRITER = {
     "metric_keys": Access(),
     "metric_points": Access(),
     "metric_summaries": Access(update=_SUMMARY),
+    "metric_blocks": Access(update=_BLOCK),
     "ingested_batches": Access(),
     "versions": Access(),
     "stages": Access(),
@@ -111,6 +115,11 @@ _GUARDS: dict[str, tuple[tuple[str, ...], Callable[[Same], str], str]] = {
         _SUMMARY,
         lambda _: "(SELECT t.status FROM trainings t WHERE t.id = OLD.training_id) = 'running'",
         "only summaries of a running training may change",
+    ),
+    "metric_blocks": (
+        _BLOCK,
+        lambda _: "(SELECT t.status FROM trainings t WHERE t.id = OLD.training_id) = 'running'",
+        "only blocks of a running training may change",
     ),
     "models": (
         _MODEL_FILL,

@@ -467,9 +467,11 @@ class ModelPage:
 
 @dataclass(frozen=True)
 class Series:
-    """One metric's history in one training, thinned to every ``stride``-th point when long.
+    """One metric's history in one training, downsampled when long.
 
-    ``points`` are ``[step, value]`` pairs; the last logged point is always included.
+    ``points`` are ``[step, value]`` pairs. A long history is cut into buckets of about ``stride``
+    points and each gives its lowest and highest point (a spike always shows); the first and last
+    logged points are always included.
     """
 
     metric: str

@@ -229,17 +229,55 @@ class MetricKeyRow(Base):
 
 
 class MetricPointRow(Base):
-    __tablename__ = "metric_points"
-    __table_args__ = (Index(None, "training_id", "key_id", "step"), MYSQL_TABLE_ARGS)
+    """One logged point, stored in primary-key order (training, metric, step).
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    training_id: Mapped[int] = mapped_column(ForeignKey("trainings.id", ondelete="CASCADE"))
-    key_id: Mapped[int] = mapped_column(ForeignKey("metric_keys.id"))
-    step: Mapped[int] = mapped_column(BigInteger)
+    InnoDB and SQLite (``WITHOUT ROWID``) keep rows in primary-key order, so a history is one range
+    scan and an insert maintains one B-tree, not a row heap plus an index. ``seq`` is the point's
+    ordinal in its metric's logging order (the summary's count when it was written): it keeps
+    points logged twice at one step apart, in logging order. PostgreSQL keeps a heap plus this key.
+    """
+
+    __tablename__ = "metric_points"
+    __table_args__ = (MYSQL_TABLE_ARGS | {"sqlite_with_rowid": False},)
+
+    training_id: Mapped[int] = mapped_column(ForeignKey("trainings.id", ondelete="CASCADE"), primary_key=True)
+    key_id: Mapped[int] = mapped_column(ForeignKey("metric_keys.id"), primary_key=True)
+    step: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     value: Mapped[float | None] = mapped_column(Double)
     kind: Mapped[int] = mapped_column(SmallInteger, default=0)
     #: Seconds since the epoch, UTC: a float keeps history rows narrow and cheap to insert.
     ts: Mapped[float] = mapped_column(Double)
+
+
+#: Points per row of ``metric_blocks``: a 1,000,000-point history is 3,907 of them.
+BLOCK_POINTS = 256
+
+
+class MetricBlockRow(Base):
+    """The extremes of each run of ``BLOCK_POINTS`` points of one metric, in logging order (``seq // 256``).
+
+    Kept by the writer with the summaries, so a long history is drawn from a few thousand block rows
+    (every block's minimum and maximum, real points, so a spike is never hidden) instead of a scan of
+    millions of points; ``db compact`` keeps them, so a compacted history still draws the same.
+    A block whose points are all NaN has no minimum or maximum (NULL steps).
+    """
+
+    __tablename__ = "metric_blocks"
+    __table_args__ = (MYSQL_TABLE_ARGS | {"sqlite_with_rowid": False},)
+
+    training_id: Mapped[int] = mapped_column(ForeignKey("trainings.id", ondelete="CASCADE"), primary_key=True)
+    key_id: Mapped[int] = mapped_column(ForeignKey("metric_keys.id"), primary_key=True)
+    block: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)
+    min_step: Mapped[int | None] = mapped_column(BigInteger)
+    min_value: Mapped[float | None] = mapped_column(Double)
+    min_kind: Mapped[int] = mapped_column(SmallInteger)
+    min_ts: Mapped[float | None] = mapped_column(Double)
+    max_step: Mapped[int | None] = mapped_column(BigInteger)
+    max_value: Mapped[float | None] = mapped_column(Double)
+    max_kind: Mapped[int] = mapped_column(SmallInteger)
+    max_ts: Mapped[float | None] = mapped_column(Double)
 
 
 #: A summary's value columns: what rankings read, and (with ``updated_ts``) what the writer upserts.

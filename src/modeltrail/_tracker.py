@@ -12,13 +12,15 @@ from typing import Any
 from ._config import database_of, mask_password, require_existing, resolve_uri
 from ._dataset import Dataset
 from ._errors import ConfigurationError, NotFoundError, StorageUnavailableError, install_hint
+from ._operations import compact as compact_ops
 from ._operations import deployments as deployment_ops
 from ._operations import evaluations as evaluation_ops
+from ._operations.compact import CompactReport
 from ._read import audit as audit_reads
 from ._read import deployments as deployment_reads
 from ._read import evaluations as evaluation_reads
+from ._read import history, queries, ranking
 from ._read import lineage as lineage_mod
-from ._read import queries, ranking
 from ._records import (
     AuditRecord,
     Comparison,
@@ -48,6 +50,9 @@ from ._tracker_serving import ServingLedger
 from ._tracker_views import LedgerViews
 from ._training import Training
 from ._writer import flush_writer, writer_for
+
+#: Points per version a plot draws: a long history is downsampled to this (extremes kept).
+PLOT_POINTS = 2000
 
 
 class Tracker(ModelRegistry, LedgerViews, ServingLedger):
@@ -225,12 +230,27 @@ class Tracker(ModelRegistry, LedgerViews, ServingLedger):
             return queries.versions(s, model)
 
     def metric_history(
-        self, training_or_version: Any, key: str, *, version: int | None = None
+        self,
+        training_or_version: Any,
+        key: str,
+        *,
+        version: int | None = None,
+        max_points: int | None = None,
+        after_step: int | None = None,
+        limit: int | None = None,
     ) -> RecordList[MetricPoint]:
-        """Every point of metric ``key``: of a training, a version record, or a model's version (latest by default)."""
+        """Metric ``key`` of a training, a version record, or a model's version (latest by default).
+
+        Every point by default; ``max_points=1000`` a downsampled curve (each bucket's lowest and highest
+        point, the first and last, so a spike always shows) read in milliseconds however long the
+        history; ``after_step=``/``limit=`` one page of raw points in step order (next page: after the
+        last step returned).
+        """
         with self.store.transaction(read_only=True) as s:
             training_id = queries.resolve_training_id(s, training_or_version, version=version)
-            return queries.metric_history(s, training_id, key)
+            return history.metric_history(
+                s, training_id, key, max_points=max_points, after_step=after_step, limit=limit
+            )
 
     # ------------------------------------------------------------- registry
     def show(self, model: str | int) -> ModelDetails:
@@ -293,17 +313,37 @@ class Tracker(ModelRegistry, LedgerViews, ServingLedger):
         store = self.store
         return store.run(lambda s: set_metric_goal(s, store, model, metric, goal, set_by=set_by))
 
+    def compact(
+        self, *, older_than: str | dt.timedelta, keep: int = 1000, model: str | int | None = None, dry_run: bool = False
+    ) -> CompactReport:
+        """Thin the raw points of trainings that ended more than ``older_than`` (``"90d"``) ago.
+
+        Each metric keeps at most ``keep`` raw points (first, last, each bucket's extremes); summaries and
+        the downsampled curve stay exactly as they were; one audit event per training compacted. Running
+        trainings are never touched; ``dry_run`` only counts.
+        """
+        self.flush()
+        return compact_ops.compact(self.store, older_than=older_than, keep=keep, model=model, dry_run=dry_run)
+
     def metric_goals(self, model: str | int) -> RecordList[MetricGoalRecord]:
         """The goals declared for ``model``'s metrics, by metric name."""
         with self.store.transaction(read_only=True) as s:
             return ranking.goal_records(s, model)
 
     def metric_curves(
-        self, model: str | int, metric: str, *, versions: Sequence[int] | None = None
+        self,
+        model: str | int,
+        metric: str,
+        *,
+        versions: Sequence[int] | None = None,
+        max_points: int | None = None,
     ) -> RecordList[CurvePoint]:
-        """Every point of ``metric`` in every version (or ``versions``): one table, one curve per version."""
+        """Every point of ``metric`` in every version (or ``versions``): one table, one curve per version.
+
+        ``max_points`` downsamples each version's curve (see :meth:`metric_history`).
+        """
         with self.store.transaction(read_only=True) as s:
-            return queries.metric_curves(s, model, metric, versions=versions)
+            return queries.metric_curves(s, model, metric, versions=versions, max_points=max_points)
 
     def version_history(
         self, model: str | int, version: int | None = None, *, metrics: Sequence[str] | None = None
@@ -643,7 +683,8 @@ class Tracker(ModelRegistry, LedgerViews, ServingLedger):
             if not rows:
                 raise missing
             return plot_across_versions(rows, path, metric=metric)
-        points = self.metric_curves(model, metric, versions=versions)
+        # A chart is a few hundred pixels wide: a long history is drawn from its downsampled curve.
+        points = self.metric_curves(model, metric, versions=versions, max_points=PLOT_POINTS)
         if not points:
             raise missing
         return plot_curves(points, path, metric=metric)

@@ -135,7 +135,7 @@ def _export_training(s: Session, t: schema.TrainingRow) -> dict[str, Any]:
         select(mk.name, mp.step, mp.value, mp.kind, mp.ts)
         .join(mk, mk.id == mp.key_id)
         .where(mp.training_id == t.id)
-        .order_by(mk.name, mp.id)  # logging order: re-imported summaries come out the same
+        .order_by(mk.name, mp.seq)  # logging order: re-imported summaries come out the same
     ):
         metrics.setdefault(name, []).append([step, float_to_json(decode_float(value, kind)), ts])
     artifact = None

@@ -116,12 +116,13 @@ class Applier:
         for training_uuid, key, step, value, ts in rows:
             training_id = ids[training_uuid]
             key_id = key_ids[key]
+            summary = touched[(training_id, key_id)]
             if value - value == 0.0 and value:  # finite, not ±0.0: skip the call (the hot path)
-                out.append((training_id, key_id, step, value, FINITE, ts))
+                out.append((training_id, key_id, step, summary.count, value, FINITE, ts))
             else:
                 v, kind = encode_float(value)
-                out.append((training_id, key_id, step, v, kind, ts))
-            touched[(training_id, key_id)].add(step, value)
+                out.append((training_id, key_id, step, summary.count, v, kind, ts))
+            summary.add(step, value, ts)
         metrics.insert_points(s, out)
         metrics.save_summaries(s, touched, time.time())
         return touched

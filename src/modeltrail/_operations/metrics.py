@@ -8,32 +8,100 @@ because MySQL's DOUBLE takes neither NaN nor the infinities.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import insert, select, tuple_
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from .. import _schema as schema
+from .._schema import BLOCK_POINTS
 from .._store import upsert
 from .._values import NAN, decode_float, encode_float
 
-#: One point as stored: (training_id, key_id, step, value, kind, ts).
-PointRow = tuple[int, int, int, float | None, int, float]
+#: One point as stored: (training_id, key_id, step, seq, value, kind, ts); ``seq`` is the point's
+#: ordinal in its metric's logging order (the summary's count before it), the key's tiebreak.
+PointRow = tuple[int, int, int, int, float | None, int, float]
 
 SUMMARY_COLUMNS = [*schema.SUMMARY_VALUE_COLUMNS, "updated_ts"]
+_BLOCKS = schema.MetricBlockRow.__table__
+_BLOCK_KEYS = ["training_id", "key_id", "block"]
+_BLOCK_COLUMNS = [c.name for c in _BLOCKS.c if c.name not in _BLOCK_KEYS]
 
 _CHUNK = 10_000
 _MYSQL_ROWS = 5_000
-_MYSQL_INSERT = "INSERT INTO metric_points (training_id, key_id, step, value, kind, ts) VALUES "
-_MYSQL_ROW = "(%d,%d,%d,%r,%d,%r)"
+_COLUMNS = "training_id, key_id, step, seq, value, kind, ts"
+_MYSQL_INSERT = f"INSERT INTO metric_points ({_COLUMNS}) VALUES "
+_MYSQL_ROW = "(%d,%d,%d,%d,%r,%d,%r)"
+_CSV_ROW = "%d,%d,%d,%d,%r,%d,%r"
+#: Batches from this many points go by LOAD DATA LOCAL INFILE where the connection allows it.
+_LOAD_MIN = 2_000
+#: "The used command is not allowed" (MariaDB, MySQL 5.7) and "loading local data is disabled" (MySQL 8).
+_LOAD_REFUSALS = {1148, 3948, 2068}
+#: (host, port) of servers that refused LOAD DATA LOCAL: not asked again by this process.
+_LOAD_REFUSED: set[tuple[str | None, int | None]] = set()
+
+
+class Block:
+    """The extremes of one block of ``BLOCK_POINTS`` points in logging order (NaN never wins)."""
+
+    __slots__ = ("count", "max", "max_step", "max_ts", "min", "min_step", "min_ts")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.min: float | None = None
+        self.min_step: int | None = None
+        self.min_ts: float | None = None
+        self.max: float | None = None
+        self.max_step: int | None = None
+        self.max_ts: float | None = None
+
+    def copy(self) -> Block:
+        other = Block()
+        for name in self.__slots__:
+            setattr(other, name, getattr(self, name))
+        return other
+
+    def add(self, step: int, value: float, ts: float) -> None:
+        self.count += 1
+        if value == value:
+            if self.min is None or value < self.min:
+                self.min, self.min_step, self.min_ts = value, step, ts
+            if self.max is None or value > self.max:
+                self.max, self.max_step, self.max_ts = value, step, ts
+
+    def row(self, training_id: int, key_id: int, block: int) -> dict[str, Any]:
+        min_value, min_kind = encode_float(self.min) if self.min is not None else (None, NAN)
+        max_value, max_kind = encode_float(self.max) if self.max is not None else (None, NAN)
+        return {
+            "training_id": training_id, "key_id": key_id, "block": block, "count": self.count,
+            "min_step": self.min_step, "min_value": min_value, "min_kind": min_kind, "min_ts": self.min_ts,
+            "max_step": self.max_step, "max_value": max_value, "max_kind": max_kind, "max_ts": self.max_ts,
+        }  # fmt: skip
+
+    @classmethod
+    def from_row(cls, row: Any) -> Block:
+        b = cls()
+        b.count = row.count
+        if row.min_step is not None:
+            b.min, b.min_step, b.min_ts = decode_float(row.min_value, row.min_kind), row.min_step, row.min_ts
+        if row.max_step is not None:
+            b.max, b.max_step, b.max_ts = decode_float(row.max_value, row.max_kind), row.max_step, row.max_ts
+        return b
 
 
 class Summary:
-    """Running last/min/max of one metric of one training (NaN never wins min or max)."""
+    """Running last/min/max of one metric of one training (NaN never wins min or max).
 
-    __slots__ = ("count", "last", "last_step", "max", "max_step", "min", "min_step")
+    It also keeps the open block of the history (``metric_blocks``) and which blocks changed since
+    it was copied, so the writer upserts those few rows with the summary.
+    """
+
+    __slots__ = ("block", "changed", "count", "last", "last_step", "max", "max_step", "min", "min_step")
 
     def __init__(self) -> None:
         self.count = 0
@@ -43,14 +111,26 @@ class Summary:
         self.min_step: int | None = None
         self.max: float | None = None
         self.max_step: int | None = None
+        #: The block the next point goes into (None: a fresh one).
+        self.block: Block | None = None
+        #: Block number -> block, those changed since this copy was made.
+        self.changed: dict[int, Block] = {}
 
     def copy(self) -> Summary:
         other = Summary()
         for name in self.__slots__:
             setattr(other, name, getattr(self, name))
+        other.block = self.block.copy() if self.block is not None else None
+        other.changed = {}
         return other
 
-    def add(self, step: int, value: float) -> None:
+    def add(self, step: int, value: float, ts: float = 0.0) -> None:
+        number, at = divmod(self.count, BLOCK_POINTS)
+        block = self.block
+        if block is None or at == 0:
+            block = self.block = Block()
+        block.add(step, value, ts)
+        self.changed[number] = block
         self.count += 1
         if step >= self.last_step:
             self.last_step, self.last = step, value
@@ -109,6 +189,8 @@ def insert_points(s: Session, rows: Sequence[PointRow]) -> None:
         return
     conn = s.connection()
     if conn.dialect.name in ("mysql", "mariadb"):
+        if len(rows) >= _LOAD_MIN and _load_data(conn, rows):
+            return
         # PyMySQL escapes every value in Python, most of the writer's time; these are numbers
         # only, so they are formatted here (%d takes only ints, %r of a float round-trips
         # exactly) into multi-row INSERTs of a few hundred kB each.
@@ -120,15 +202,47 @@ def insert_points(s: Session, rows: Sequence[PointRow]) -> None:
         conn.exec_driver_sql(sql, list(rows[start : start + _CHUNK]))
 
 
+def _load_data(conn: Connection, rows: Sequence[PointRow]) -> bool:
+    """``LOAD DATA LOCAL INFILE`` of a large batch, the server's cheapest way in; False when it cannot be used.
+
+    Only on a connection opened with ``local_infile`` (``?local_infile=1`` in a MySQL/MariaDB URL). A
+    server that refuses it (``local_infile=OFF``) is remembered, and the batch goes as INSERTs in the
+    same transaction (a refused statement changes nothing).
+    """
+    raw = conn.connection.dbapi_connection
+    server = (conn.engine.url.host, conn.engine.url.port)
+    if not getattr(raw, "_local_infile", False) or server in _LOAD_REFUSED:
+        return False
+    with tempfile.NamedTemporaryFile("w", prefix="modeltrail-points-", suffix=".csv") as f:
+        f.write("\n".join(map(_csv_row, rows)))
+        f.flush()
+        try:
+            conn.exec_driver_sql(
+                f"LOAD DATA LOCAL INFILE '{f.name}' INTO TABLE metric_points FIELDS TERMINATED BY ',' ({_COLUMNS})"
+            )
+        except DBAPIError as e:
+            if getattr(e.orig, "args", (None,))[0] not in _LOAD_REFUSALS:
+                raise
+            _LOAD_REFUSED.add(server)
+            return False
+    return True
+
+
+def _csv_row(row: tuple[Any, ...]) -> str:
+    if row[4] is None:  # NaN: NULL with its kind
+        return f"{row[0]:d},{row[1]:d},{row[2]:d},{row[3]:d},\\N,{row[5]:d},{float(row[6])!r}"
+    return _CSV_ROW % row
+
+
 @lru_cache(maxsize=4)
 def _points_sql(paramstyle: str) -> str:
-    marks = ", ".join(["?" if paramstyle == "qmark" else "%s"] * 6)
-    return f"INSERT INTO metric_points (training_id, key_id, step, value, kind, ts) VALUES ({marks})"
+    marks = ", ".join(["?" if paramstyle == "qmark" else "%s"] * 7)
+    return f"INSERT INTO metric_points ({_COLUMNS}) VALUES ({marks})"
 
 
 def _mysql_row(row: tuple[Any, ...]) -> str:
-    if row[3] is None:  # NaN: stored as NULL with its kind
-        return f"({row[0]:d},{row[1]:d},{row[2]:d},NULL,{row[4]:d},{float(row[5])!r})"
+    if row[4] is None:  # NaN: stored as NULL with its kind
+        return f"({row[0]:d},{row[1]:d},{row[2]:d},{row[3]:d},NULL,{row[5]:d},{float(row[6])!r})"
     return _MYSQL_ROW % row
 
 
@@ -140,13 +254,17 @@ def save_summaries(
     ``now`` stamps them all, or each pair its own time (an import keeps its last point's).
     """
     stamps = now if isinstance(now, Mapping) else dict.fromkeys(summaries, now)
+    ordered = sorted(summaries.items())
     upsert(
         s,
         schema.MetricSummaryRow.__table__,
-        [summary.row(p[0], p[1], stamps[p]) for p, summary in sorted(summaries.items())],
+        [summary.row(p[0], p[1], stamps[p]) for p, summary in ordered],
         keys=["training_id", "key_id"],
         update=SUMMARY_COLUMNS,
     )
+    blocks = [b.row(p[0], p[1], n) for p, summary in ordered for n, b in sorted(summary.changed.items())]
+    for start in range(0, len(blocks), _CHUNK):
+        upsert(s, _BLOCKS, blocks[start : start + _CHUNK], keys=_BLOCK_KEYS, update=_BLOCK_COLUMNS)
 
 
 def load_summaries(s: Session, pairs: set[tuple[int, int]]) -> dict[tuple[int, int], Summary]:
@@ -156,6 +274,13 @@ def load_summaries(s: Session, pairs: set[tuple[int, int]]) -> dict[tuple[int, i
     query = select(table).where(tuple_(table.c.training_id, table.c.key_id).in_(sorted(pairs)))
     for row in s.execute(query):
         found[(row.training_id, row.key_id)] = Summary.from_row(row)
+    # A partly filled last block carries on: its extremes so far come back with it.
+    open_blocks = {(*p, (m.count - 1) // BLOCK_POINTS): m for p, m in found.items() if m.count % BLOCK_POINTS}
+    if open_blocks:
+        b = _BLOCKS
+        rows = s.execute(select(b).where(tuple_(*(b.c[k] for k in _BLOCK_KEYS)).in_(sorted(open_blocks))))
+        for row in rows:
+            open_blocks[(row.training_id, row.key_id, row.block)].block = Block.from_row(row)
     return found
 
 
@@ -176,8 +301,8 @@ def insert_metric_history(s: Session, training_id: int, metrics: Mapping[str, li
         summary = summaries[pair] = Summary()
         for step, value, ts in points:
             stored, kind = encode_float(value)
-            rows.append((training_id, pair[1], step, stored, kind, ts))
-            summary.add(step, value)
+            rows.append((training_id, pair[1], step, summary.count, stored, kind, ts))
+            summary.add(step, value, ts)
         stamps[pair] = max(p[2] for p in points)
     insert_points(s, rows)
     save_summaries(s, summaries, stamps)

@@ -17,7 +17,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from .. import _schema as schema
@@ -34,7 +34,7 @@ from .._records import (
 )
 from .._rows import ACTIVE
 from .._values import decode_float
-from . import queries
+from . import history, queries
 from .deployments import active_environments, deployments
 from .ranking import UNKNOWN, metric_goals
 
@@ -199,26 +199,11 @@ def _stride(total: int, max_points: int) -> int:
 
 
 def _points(
-    s: Session, training_id: int, key_id: int, total: int, max_points: int, last: tuple[int, float] | None
+    s: Session, training_id: int, key_id: int, total: int, max_points: int
 ) -> tuple[int, list[tuple[int, float]]]:
-    """Every ``stride``-th point of one history (row numbers counted in the database), ending with the last."""
-    mp = schema.MetricPointRow
-    stride = _stride(total, max_points)
-    where = (mp.training_id == training_id, mp.key_id == key_id)
-    if stride == 1:
-        rows = s.execute(select(mp.step, mp.value, mp.kind).where(*where).order_by(mp.step, mp.id)).all()
-    else:
-        rn = func.row_number().over(order_by=(mp.step, mp.id)).label("rn")
-        inner = select(mp.step, mp.value, mp.kind, rn).where(*where).subquery()
-        rows = s.execute(
-            select(inner.c.step, inner.c.value, inner.c.kind)
-            .where(or_((inner.c.rn - 1) % stride == 0, inner.c.rn == total))
-            .order_by(inner.c.rn)
-        ).all()
-    points = [(step, decode_float(value, kind)) for step, value, kind in rows]
-    if last is not None and points and last[0] > points[-1][0]:
-        points.append(last)
-    return stride, points
+    """One history whole (``max_points`` 0) or downsampled: each bucket's extremes, first and last kept."""
+    stride, points = history.downsample(s, training_id, key_id, total, max_points or total)
+    return stride, [(step, value) for step, value, _ in points]
 
 
 def _summaries(s: Session, training_ids: list[int], metric: str | None) -> list[Any]:
@@ -259,7 +244,7 @@ def training_series(
             select(mk.name, mp.step, mp.value, mp.kind)
             .join(mk, mk.id == mp.key_id)
             .where(mp.training_id == training_id, mp.key_id.in_([r.key_id for r in found]))
-            .order_by(mp.key_id, mp.step, mp.id)
+            .order_by(mp.key_id, mp.step, mp.seq)
         )
         for name, step, value, kind in rows:
             by_key[name].append((step, decode_float(value, kind)))
@@ -271,9 +256,7 @@ def training_series(
         ]
     out = []
     for r in found:
-        stride, points = _points(
-            s, training_id, r.key_id, r.count, max_points, (r.last_step, decode_float(r.last_value, r.last_kind))
-        )
+        stride, points = _points(s, training_id, r.key_id, r.count, max_points)
         out.append(
             Series(metric=r.name, training_id=training_id, version=number, total=r.count, stride=stride, points=points)
         )
@@ -303,9 +286,7 @@ def curves(
     number_of = {row.training_id: n for n, row in rows.items()}
     out = []
     for r in _summaries(s, list(number_of), metric):
-        stride, points = _points(
-            s, r.training_id, r.key_id, r.count, max_points, (r.last_step, decode_float(r.last_value, r.last_kind))
-        )
+        stride, points = _points(s, r.training_id, r.key_id, r.count, max_points)
         out.append(
             Series(
                 metric=metric,

@@ -18,7 +18,6 @@ from .._errors import NotFoundError, ValidationError
 from .._records import (
     CurvePoint,
     DatasetRecord,
-    MetricPoint,
     MetricSummary,
     ModelDetails,
     ModelRecord,
@@ -31,6 +30,7 @@ from .._records import (
 )
 from .._rows import ACTIVE, resolve_model, resolve_version, version_record
 from .._values import check_limit, check_metric_key, decode_float, from_jsonable
+from . import history
 from .deployments import active_environments, deployments
 
 #: What a training's status can be.
@@ -334,27 +334,6 @@ def versions(s: Session, model_ref: Any) -> RecordList[VersionRecord]:
     return RecordList(version_record(model.name, r, number_of.get(r.parent_id) if r.parent_id else None) for r in rows)
 
 
-def metric_history(s: Session, training_id: int, key: str) -> RecordList[MetricPoint]:
-    """Every point of one metric of one training, in step order (ties in logging order)."""
-    key_id = s.execute(select(schema.MetricKeyRow.id).where(schema.MetricKeyRow.name == key)).scalar_one_or_none()
-    if key_id is None:
-        return RecordList()
-    mp = schema.MetricPointRow
-    rows = s.execute(
-        select(mp.step, mp.value, mp.kind, mp.ts)
-        .where(mp.training_id == training_id, mp.key_id == key_id)
-        .order_by(mp.step, mp.id)
-    )
-    return RecordList(
-        MetricPoint(
-            step=step,
-            value=decode_float(value, kind),
-            timestamp=dt.datetime.fromtimestamp(ts, dt.timezone.utc),
-        )
-        for step, value, kind, ts in rows
-    )
-
-
 def metric_key_id(s: Session, metric: str) -> int | None:
     """The id of metric name ``metric``; None when nothing ever logged it."""
     check_metric_key(metric)
@@ -380,7 +359,7 @@ def model_details(s: Session, model_ref: Any) -> ModelDetails:
 
 # ------------------------------------------------------------------ histories
 def _curve_point(
-    model: str, version: int, training_id: int, metric: str, step: int, value: float | None, kind: int, ts: float
+    model: str, version: int, training_id: int, metric: str, step: int, value: float, ts: float
 ) -> CurvePoint:
     return CurvePoint(
         model=model,
@@ -388,19 +367,38 @@ def _curve_point(
         training_id=training_id,
         metric=metric,
         step=step,
-        value=decode_float(value, kind),
+        value=value,
         timestamp=dt.datetime.fromtimestamp(ts, dt.timezone.utc),
     )
 
 
 def metric_curves(
-    s: Session, model_ref: Any, metric: str, *, versions: Sequence[int] | None = None
+    s: Session, model_ref: Any, metric: str, *, versions: Sequence[int] | None = None, max_points: int | None = None
 ) -> RecordList[CurvePoint]:
-    """Every point of ``metric`` in every version (or the given ones), by version then step."""
+    """Every point of ``metric`` in every version (or the given ones), by version then step.
+
+    With ``max_points``, each version's curve downsampled (:func:`modeltrail._read.history.downsample`).
+    """
     model = resolve_model(s, model_ref)
+    if max_points is not None:
+        history.check_points(max_points)
     key_id = metric_key_id(s, metric)
     if key_id is None:
         return RecordList()
+    if max_points is not None:
+        v, ms = schema.VersionRow, schema.MetricSummaryRow
+        found = (
+            select(v.number, v.training_id, ms.count)
+            .join(ms, and_(ms.training_id == v.training_id, ms.key_id == key_id))
+            .where(v.model_id == model.id)
+        )
+        if versions is not None:
+            found = found.where(v.number.in_([resolve_version(s, model, n).number for n in versions]))
+        return RecordList(
+            _curve_point(model.name, number, tid, metric, step, value, ts)
+            for number, tid, count in s.execute(found.order_by(v.number)).all()
+            for step, value, ts in history.downsample(s, tid, key_id, count, max_points)[1]
+        )
     v, mp = schema.VersionRow, schema.MetricPointRow
     query = (
         select(v.number, v.training_id, mp.step, mp.value, mp.kind, mp.ts)
@@ -410,9 +408,9 @@ def metric_curves(
     if versions is not None:
         numbers = [resolve_version(s, model, n).number for n in versions]
         query = query.where(v.number.in_(numbers))
-    rows = s.execute(query.order_by(v.number, mp.step, mp.id))
+    rows = s.execute(query.order_by(v.number, mp.step, mp.seq))
     return RecordList(
-        _curve_point(model.name, number, tid, metric, step, value, kind, ts)
+        _curve_point(model.name, number, tid, metric, step, decode_float(value, kind), ts)
         for number, tid, step, value, kind, ts in rows
     )
 
@@ -431,8 +429,8 @@ def version_history(
     )
     if metrics is not None:
         query = query.where(mk.name.in_([check_metric_key(m) for m in metrics]))
-    rows = s.execute(query.order_by(mk.name, mp.step, mp.id))
+    rows = s.execute(query.order_by(mk.name, mp.step, mp.seq))
     return RecordList(
-        _curve_point(model.name, row.number, row.training_id, name, step, value, kind, ts)
+        _curve_point(model.name, row.number, row.training_id, name, step, decode_float(value, kind), ts)
         for name, step, value, kind, ts in rows
     )

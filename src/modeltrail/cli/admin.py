@@ -1,4 +1,4 @@
-"""Commands that look after the ledger and its surroundings: db (upgrade, current, grants), sync, ui, run."""
+"""Commands that look after the ledger and its surroundings: db (upgrade, current, grants, compact), sync, ui, run."""
 
 from __future__ import annotations
 
@@ -41,6 +41,29 @@ def cmd_db_grants(args: argparse.Namespace, out: Output) -> int:
         host=args.host,
     )  # fmt: skip
     out.emit({"database": database, "statements": statements}, lambda: script)
+    return 0
+
+
+def cmd_db_compact(args: argparse.Namespace, out: Output) -> int:
+    from .._tracker import Tracker
+
+    tracker = Tracker(args.uri)
+    try:
+        with Progress(f"{'counting' if args.dry_run else 'compacting'} trainings ended over {args.older_than} ago"):
+            r = tracker.compact(older_than=args.older_than, keep=args.keep, model=args.model, dry_run=args.dry_run)
+    finally:
+        tracker.close()
+    verb = "would delete" if r.dry_run else "deleted"
+    lines = [
+        f"training {t.training_id} ({t.model}, ended {t.ended_at:%Y-%m-%d}): {t.points_before:,} -> "
+        f"{t.points_after:,} points"
+        for t in r.trainings
+    ]
+    summary = (
+        f"{verb} {r.points_deleted:,} raw points of {count(len(r.trainings), 'training')} ended before "
+        f"{r.cutoff:%Y-%m-%d %H:%M} UTC (at most {r.keep:,} kept per metric; summaries unchanged)"
+    )
+    out.emit(r, lambda: "\n".join([*lines, summary]))
     return 0
 
 
@@ -109,7 +132,7 @@ def cmd_run(args: argparse.Namespace, out: Output) -> int:
 
 
 def register(commands: Commands) -> None:
-    db = commands.group("db", "database schema: upgrade, current, grants", "database schema", "ACTION")
+    db = commands.group("db", "database schema: upgrade, current, grants, compact", "database schema", "ACTION")
     p = db.add("upgrade", cmd_db_upgrade, "create the schema or migrate it to the newest revision")
     p.add_argument("--revision", default="head")
     db.add("current", cmd_db_current, "the schema revision of the database")
@@ -119,6 +142,11 @@ def register(commands: Commands) -> None:
     p.add_argument("--operator", default="modeltrail_operator", help="user who deploys and rolls back")
     p.add_argument("--analyst", default="modeltrail_analyst", help="read-only user")
     p.add_argument("--host", default="%", help="the users' host part (MySQL/MariaDB)")
+    p = db.add("compact", cmd_db_compact, "thin the raw metric points of old trainings (summaries and curves stay)")
+    p.add_argument("--older-than", required=True, help="trainings that ended longer ago than this: 90d, 12h, 2w")
+    p.add_argument("--keep", type=int, default=1000, help="raw points kept per metric (default 1000)")
+    p.add_argument("--model", help="only this model's trainings")
+    p.add_argument("--dry-run", action="store_true", help="count what would go; delete nothing")
 
     p = commands.add("sync", cmd_sync, "replay work spooled locally while the database was unreachable")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the database")

@@ -22,6 +22,7 @@ from .._records import (
     Comparison,
     DeploymentRecord,
     LeaderboardEntry,
+    MetricPoint,
     ModelPage,
     ModelSummary,
     RecordList,
@@ -82,7 +83,11 @@ ID_MAX = 2**63 - 1
 RowId = Annotated[int, Path(ge=-(2**63), le=ID_MAX)]
 MaxPoints = Annotated[
     int,
-    Query(ge=0, le=MAX_POINTS_LIMIT, description="points per series at most (longer histories are thinned); 0: all"),
+    Query(
+        ge=0,
+        le=MAX_POINTS_LIMIT,
+        description="points per series at most (a longer history is downsampled, each bucket's extremes kept); 0: all",
+    ),
 ]
 
 
@@ -234,8 +239,31 @@ def training(tracker: Ledger, training_id: RowId) -> TrainingRecord:
 def history(
     tracker: Ledger, training_id: RowId, metric: str | None = None, max_points: MaxPoints = Tracker.SERIES_POINTS_MAX
 ) -> list[Series]:
-    """Every metric's history (or only ``metric``) of one training, as ``[step, value]`` points."""
+    """Every metric's history (or only ``metric``) of one training, as ``[step, value]`` points.
+
+    A long history comes downsampled: each bucket's lowest and highest point, the first and the last.
+    """
     return tracker.training_series(training_id, metric=metric, max_points=max_points)
+
+
+@router.get(
+    "/trainings/{training_id}/history/{metric}",
+    response_model=list[MetricPoint],
+    summary="One metric's raw points, page by page",
+)
+def history_page(
+    tracker: Ledger,
+    training_id: RowId,
+    metric: str,
+    after_step: Annotated[
+        int | None,
+        Query(ge=-(2**63), le=ID_MAX, description="points after this step (the last one of the page before)"),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
+) -> list[MetricPoint]:
+    """Raw points in step order, ``limit`` a page (more when the last step was logged twice)."""
+    tracker.get_training(training_id)  # a 404 for a training that does not exist
+    return list(tracker.metric_history(training_id, metric, after_step=after_step, limit=limit))
 
 
 @router.get("/audit", response_model=list[AuditRecord], summary="The audit log")

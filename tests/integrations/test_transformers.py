@@ -23,8 +23,8 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 pytest.importorskip("transformers")
 pytest.importorskip("accelerate")  # the Trainer's own requirement (in the ``transformers`` extra)
 
-import torch  # noqa: E402
-from transformers import (  # noqa: E402
+import torch
+from transformers import (
     BertConfig,
     BertForSequenceClassification,
     GPT2Config,
@@ -33,12 +33,12 @@ from transformers import (  # noqa: E402
     TrainingArguments,
 )
 
-import modeltrail  # noqa: E402
-from modeltrail import _adapter  # noqa: E402
-from modeltrail._dataset import path_digest  # noqa: E402
-from modeltrail._errors import ModeltrailWarning  # noqa: E402
-from modeltrail.integrations import transformers as adapter  # noqa: E402
-from modeltrail.integrations.transformers import INTERRUPTED, ModeltrailCallback  # noqa: E402
+import modeltrail
+from modeltrail import _adapter
+from modeltrail._dataset import path_digest
+from modeltrail._errors import ModeltrailWarning
+from modeltrail.integrations import transformers as adapter
+from modeltrail.integrations.transformers import INTERRUPTED, ModeltrailCallback
 
 ROOT = Path(__file__).resolve().parents[2]
 VOCAB, LENGTH = 32, 8

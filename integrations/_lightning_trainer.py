@@ -145,8 +145,10 @@ def attr_or_none(obj: Any, name: str) -> Any:
         return None
 
 
-def record_checkpoint(training: Any, callback: Any, *, log_file: bool) -> None:
+def record_checkpoint(training: Any, callback: Any, *, log_file: bool, module: Any = None) -> None:
     """The best and last checkpoint into the training's context, the best (else last) file as its artifact.
+
+    The file is the training's ``model``, with ``module``'s class recorded so ``load_model`` can rebuild it.
 
     Context, not params: a new checkpoint file every fit is not a hyperparameter change.
     """
@@ -163,7 +165,9 @@ def record_checkpoint(training: Any, callback: Any, *, log_file: bool) -> None:
     training.add_context({"checkpoint": info})
     artifact = best or last
     if log_file and artifact and os.path.exists(artifact):
-        training.log_artifact(artifact)
+        cls = type(module) if module is not None else None
+        loader = {"class": f"{cls.__module__}.{cls.__qualname__}"} if cls is not None else None
+        training.log_artifact(artifact, name="model", flavor="lightning" if loader else None, info=loader)
 
 
 def trainer_in(frame: Any, *, logger: Any) -> Any:

@@ -195,9 +195,10 @@ class ModeltrailCallback(_Callback):
         self._fit_done = True
         if self.save_model:
             with guarded("keras: saving the model"):
-                path = str(artifact_path(run, self.artifact_dir, f"{safe_name(run.model_name)}-{run.id}.keras"))
+                which = run.id if run.id is not None else run.uuid  # spooled: no id yet, the uuid is as unique
+                path = str(artifact_path(run, self.artifact_dir, f"{safe_name(run.model_name)}-{which}.keras"))
                 self.model.save(path)
-                run.log_artifact(path)
+                run.log_artifact(path, name="model", flavor="keras")
         self._life.end_stage()  # a fit that raises never gets here: finishing the training fails the stage
         if not self._scoped:
             self._end("finished")

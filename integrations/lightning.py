@@ -183,7 +183,8 @@ class ModeltrailLogger(Logger):
         with core.guarded("ModeltrailLogger: recording checkpoints"):
             callback = self._fit.checkpoint or (trainer.checkpoint_callback if trainer is not None else None)
             if isinstance(callback, ModelCheckpoint):
-                lt.record_checkpoint(training, callback, log_file=self._log_checkpoint)
+                module = lt.attr_or_none(trainer, "lightning_module")
+                lt.record_checkpoint(training, callback, log_file=self._log_checkpoint, module=module)
         if failed:
             exc = sys.exc_info()[1]  # Lightning calls finalize("failed") inside its ``except`` for the fit
             error = f"{type(exc).__name__}: {exc}" if exc is not None else None

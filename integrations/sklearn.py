@@ -246,7 +246,7 @@ class TrackedEstimator(Delegating):
         finally:
             if partial.exists():
                 partial.unlink()
-        run.log_artifact(path)
+        run.log_artifact(path, name="model", flavor="sklearn")
 
 
 # ------------------------------------------------------------------ autolog

@@ -14,6 +14,10 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "AliasRecord": "_records",
+    "ArtifactIntegrityError": "_errors",
+    "ArtifactNotStoredError": "_errors",
+    "ArtifactRecord": "_records",
     "AuditOptions": "_records",
     "AuditRecord": "_records",
     "Comparison": "_records",
@@ -32,12 +36,13 @@ _EXPORTS = {
     "LeaderboardEntry": "_records",
     "Lineage": "_records",
     "MetricDelta": "_records",
+    "MetricGoalRecord": "_records",
     "MetricInfo": "_records",
     "MetricPoint": "_records",
     "MetricSummary": "_records",
     "ModelDetails": "_records",
+    "ModelFile": "_records",
     "ModelPage": "_records",
-    "MetricGoalRecord": "_records",
     "ModelRecord": "_records",
     "ModelSummary": "_records",
     "ModeltrailError": "_errors",
@@ -47,6 +52,7 @@ _EXPORTS = {
     "ProductionComparison": "_records",
     "ProductionMetricRecord": "_records",
     "RecordList": "_records",
+    "RegistryView": "_records",
     "Reproduction": "_records",
     "SchemaError": "_errors",
     "SchemaOutdatedError": "_errors",
@@ -65,6 +71,7 @@ _EXPORTS = {
     "VersionDetails": "_records",
     "VersionLine": "_records",
     "VersionMetric": "_records",
+    "VersionNotes": "_records",
     "VersionRecord": "_records",
     "active_training": "_training",
     "autolog": "integrations.autolog",
@@ -73,6 +80,10 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "AliasRecord",
+    "ArtifactIntegrityError",
+    "ArtifactNotStoredError",
+    "ArtifactRecord",
     "AuditOptions",
     "AuditRecord",
     "Comparison",
@@ -96,6 +107,7 @@ __all__ = [
     "MetricPoint",
     "MetricSummary",
     "ModelDetails",
+    "ModelFile",
     "ModelPage",
     "ModelRecord",
     "ModelSummary",
@@ -106,6 +118,7 @@ __all__ = [
     "ProductionComparison",
     "ProductionMetricRecord",
     "RecordList",
+    "RegistryView",
     "Reproduction",
     "SchemaError",
     "SchemaOutdatedError",
@@ -124,6 +137,7 @@ __all__ = [
     "VersionDetails",
     "VersionLine",
     "VersionMetric",
+    "VersionNotes",
     "VersionRecord",
     "__version__",
     "active_training",
@@ -149,6 +163,8 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from ._dataset import Dataset
     from ._errors import (
+        ArtifactIntegrityError,
+        ArtifactNotStoredError,
         ConfigurationError,
         ConflictError,
         ModeltrailError,
@@ -162,6 +178,8 @@ if TYPE_CHECKING:
         ValidationError,
     )
     from ._records import (
+        AliasRecord,
+        ArtifactRecord,
         AuditOptions,
         AuditRecord,
         Comparison,
@@ -182,12 +200,14 @@ if TYPE_CHECKING:
         MetricPoint,
         MetricSummary,
         ModelDetails,
+        ModelFile,
         ModelPage,
         ModelRecord,
         ModelSummary,
         ProductionComparison,
         ProductionMetricRecord,
         RecordList,
+        RegistryView,
         Reproduction,
         SchemaState,
         Series,
@@ -198,6 +218,7 @@ if TYPE_CHECKING:
         VersionDetails,
         VersionLine,
         VersionMetric,
+        VersionNotes,
         VersionRecord,
     )
     from ._tracker import Tracker

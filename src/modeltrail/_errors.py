@@ -8,6 +8,8 @@ Every error that is about a value the caller passed carries that value in
     │   └── ConflictError                                 the ledger is not in the state the caller expected
     ├── ConfigurationError         (also a ValueError)   a URL or setting cannot be used
     ├── NotFoundError              (also a LookupError)  no such model, version, training, deployment
+    │   └── ArtifactNotStoredError                        its bytes have not reached the artifact store yet
+    ├── ArtifactIntegrityError                            stored bytes differ from the sha256 the ledger holds
     └── StorageError                                      the database refused or failed
         ├── StorageUnavailableError                       the server cannot be reached
         ├── PermissionDeniedError                         the database user lacks a privilege
@@ -52,6 +54,15 @@ class NotFoundError(ModeltrailError, LookupError):
     """A model, version, training or deployment asked for does not exist."""
 
 
+class ArtifactNotStoredError(NotFoundError):
+    """An artifact's bytes are not where they can be read: still staged on the machine that logged them
+    (the artifact store was down), or recorded without a store on another machine."""
+
+
+class ArtifactIntegrityError(ModeltrailError):
+    """A stored or cached file does not have the sha256 the ledger recorded; it is never deserialized."""
+
+
 class StorageError(ModeltrailError):
     """The database refused or failed an operation."""
 
@@ -90,6 +101,10 @@ EXTRAS = {
     "joblib": "sklearn",
     "lightning": "lightning",
     "keras": "keras",
+    "skops": "skops",
+    "s3fs": "s3",
+    "gcsfs": "gcs",
+    "adlfs": "azure",
 }
 
 

@@ -3,9 +3,10 @@
 * ``writer`` — training jobs: read everything; insert trainings and what they produce (params,
   metrics, stages, datasets, versions, evaluations); update only what a running training owns:
   its status columns at finish, its metric summaries, the model tags it sets, the model fields
-  nobody filled yet. No deployments, no deletes.
+  nobody filled yet, and marks its artifacts stored. No deployments, no deletes.
 * ``operator`` — deploys, rolls back and retires: reads, inserts deployments and production
-  metrics, changes only ``status``/``ended_at`` of the active deployment.
+  metrics, changes only ``status``/``ended_at`` of the active deployment; sets and removes
+  version aliases and tags, writes version notes.
 * ``analyst`` — read-only.
 
 Three layers, because GRANT alone cannot say it all:
@@ -44,6 +45,7 @@ class Access:
 
     insert: bool = True
     update: tuple[str, ...] = ()
+    delete: bool = False
 
 
 _TRAINING_END = (
@@ -59,7 +61,10 @@ _MODEL_FILL = ("framework", "model_type", "description")
 #: Tables the roles upsert. MariaDB checks ``INSERT ... ON DUPLICATE KEY UPDATE`` against UPDATE on every
 #: column of the INSERT's column list (and on none without a list), so there the role needs UPDATE on all
 #: of them and the guard trigger, not the GRANT, decides what may change.
-_MYSQL_UPSERTED = frozenset({"datasets", "params", "metric_keys", "metric_summaries", "model_tags", "stages"})
+_MYSQL_UPSERTED = frozenset(
+    {"datasets", "params", "metric_keys", "metric_summaries", "model_tags", "stages", "artifacts", "ledger_settings",
+     "version_aliases", "version_tags", "version_notes"}
+)  # fmt: skip
 #: PostgreSQL's ``SELECT ... FOR UPDATE`` needs UPDATE on some column of the locked table: the primary key,
 #: which the guard keeps unchanged.
 _PG_LOCK = {"writer": ("models", "versions"), "operator": ("models",)}
@@ -79,12 +84,19 @@ _WRITER = {
     "evaluations": Access(),
     "evaluation_metrics": Access(),
     "audit_events": Access(),
+    # A training's artifacts: the writer thread marks them stored once the store has their bytes.
+    "artifacts": Access(update=("state", "store_url", "key", "stored_at")),
+    "ledger_settings": Access(),
 }
 _OPERATOR = {
     "metric_keys": Access(),
     "deployments": Access(update=("status", "ended_at")),
     "production_metrics": Access(),
     "audit_events": Access(),
+    # Aliases, tags and notes on versions are a person's registry work, like deployments.
+    "version_aliases": Access(update=("version_id", "set_at", "set_by"), delete=True),
+    "version_tags": Access(update=("value",), delete=True),
+    "version_notes": Access(update=("description", "updated_at", "updated_by")),
 }
 
 Same = Callable[[str], str]
@@ -189,6 +201,8 @@ def _mysql(database: str, *, writer: str, operator: str, analyst: str, host: str
                 columns = [c for c in _columns(table) if c != "id"]
             if columns:
                 privileges.append(f"UPDATE ({', '.join(f'`{c}`' for c in columns)})")
+            if access is not None and access.delete:
+                privileges.append("DELETE")
             out.append(f"GRANT {', '.join(privileges)} ON {db}.`{table}` TO {account};")
     users = ", ".join(f"'{u}'" for u in (writer, operator, analyst))
     out.append("-- guards: what no GRANT can say (see modeltrail/_grants.py)")
@@ -232,6 +246,7 @@ def _postgresql(database: str, *, writer: str, operator: str, analyst: str) -> l
         for table in _tables():
             access = rights.get(table)
             privileges = ["SELECT"] + (["INSERT"] if access is not None and access.insert else [])
+            privileges += ["DELETE"] if access is not None and access.delete else []
             out.append(f'GRANT {", ".join(privileges)} ON TABLE "{table}" TO {quoted};')
             columns = list(access.update) if access is not None else []
             if table in _PG_LOCK.get(role, ()):

@@ -531,3 +531,79 @@ class TrainingCounts:
     total: int
     by_status: dict[str, int] = field(default_factory=dict)
     without_version: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ArtifactRecord:
+    """One named file or directory of a training (``run.log_artifact``), and where its bytes are.
+
+    ``state``: ``stored`` (in the artifact store at ``location``), ``pending`` (staged on the machine
+    that logged it until the store answers) or ``local`` (no store: only ``source_path`` on that machine).
+    """
+
+    model: str
+    version: int | None
+    training_id: int
+    name: str
+    kind: str
+    sha256: str
+    size: int
+    files: int
+    media_type: str | None
+    role: str | None
+    flavor: str | None
+    info: dict[str, Any] | None
+    source_path: str | None
+    store_url: str | None
+    key: str | None
+    state: str
+    created_at: dt.datetime
+    stored_at: dt.datetime | None
+
+    @property
+    def location(self) -> str | None:
+        """The stored bytes as a URL without credentials (a directory: its manifest), or None."""
+        if self.store_url is None or self.key is None:
+            return None
+        return f"{self.store_url.rstrip('/')}/{self.key}"
+
+
+@dataclass(frozen=True)
+class AliasRecord:
+    """A name pointing at one version of a model (``champion``), and who last moved it."""
+
+    model: str
+    alias: str
+    version: int
+    set_at: dt.datetime
+    set_by: str | None
+
+
+@dataclass(frozen=True)
+class VersionNotes:
+    """What people added to a version after the fact: its description, tags and the aliases naming it."""
+
+    model: str
+    version: int
+    description: str | None
+    tags: dict[str, str] = field(default_factory=dict)
+    aliases: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """A model artifact fetched and verified: the local ``path`` and the version it belongs to."""
+
+    model: str
+    version: int
+    path: str
+    artifact: ArtifactRecord
+
+
+@dataclass(frozen=True)
+class RegistryView:
+    """A model's aliases, every version's notes and every versioned artifact, read at once (dashboard, ``show``)."""
+
+    aliases: RecordList[AliasRecord]
+    notes: dict[int, VersionNotes]
+    artifacts: RecordList[ArtifactRecord]

@@ -422,3 +422,85 @@ class MetricGoalRow(Base):
     goal: Mapped[str] = mapped_column(String(3))
     set_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     set_by: Mapped[str | None] = mapped_column(String(128))
+
+
+class ArtifactRow(Base):
+    """One named file or directory a training logged (its model, a plot, a tokenizer), content-addressed.
+
+    ``sha256`` is the file's digest, or for a directory the digest of its sorted listing (each name
+    with its file's digest), so the same bytes logged twice are stored once under ``key``. ``state``
+    says where the bytes are: ``stored`` (in the artifact store at ``store_url``/``key``), ``pending``
+    (staged locally, waiting for an unreachable store) or ``local`` (no store: only ``source_path``).
+    """
+
+    __tablename__ = "artifacts"
+    __table_args__ = (UniqueConstraint("training_id", "name"), Index(None, "sha256"), MYSQL_TABLE_ARGS)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    training_id: Mapped[int] = mapped_column(ForeignKey("trainings.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(SHORT))
+    kind: Mapped[str] = mapped_column(String(16))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    files: Mapped[int] = mapped_column(Integer, default=1)
+    media_type: Mapped[str | None] = mapped_column(String(128))
+    role: Mapped[str | None] = mapped_column(String(64))
+    flavor: Mapped[str | None] = mapped_column(String(64))
+    #: What loading needs beyond the flavor (a LightningModule's class path).
+    flavor_info: Mapped[Any | None] = mapped_column(Json)
+    source_path: Mapped[str | None] = mapped_column(Text)
+    #: The store's URL without credentials; None for ``local``.
+    store_url: Mapped[str | None] = mapped_column(Text)
+    key: Mapped[str | None] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    stored_at: Mapped[dt.datetime | None]
+
+
+class VersionAliasRow(Base):
+    """A name for one version of a model (``champion``), moved by a person; its history is in the audit trail."""
+
+    __tablename__ = "version_aliases"
+    __table_args__ = (UniqueConstraint("model_id", "alias"), MYSQL_TABLE_ARGS)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    alias: Mapped[str] = mapped_column(String(128))
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id"), index=True)
+    set_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    set_by: Mapped[str | None] = mapped_column(String(128))
+
+
+class VersionTagRow(Base):
+    """A tag put on a version after the fact (``validated=yes``); changes are audited."""
+
+    __tablename__ = "version_tags"
+    __table_args__ = (UniqueConstraint("version_id", "key"), Index(None, "key", "value"), MYSQL_TABLE_ARGS)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(128))
+    value: Mapped[str] = mapped_column(String(SHORT), default="")
+
+
+class VersionNoteRow(Base):
+    """A version's description, written after the fact (the version row itself never changes)."""
+
+    __tablename__ = "version_notes"
+    __table_args__ = (MYSQL_TABLE_ARGS,)
+
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id", ondelete="CASCADE"), primary_key=True)
+    description: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_by: Mapped[str | None] = mapped_column(String(128))
+
+
+class LedgerSettingRow(Base):
+    """Settings every client of the ledger shares (``artifact_store``: where artifacts are stored)."""
+
+    __tablename__ = "ledger_settings"
+    __table_args__ = (MYSQL_TABLE_ARGS,)
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    set_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -43,17 +43,22 @@ from ._records import (
     VersionRecord,
 )
 from ._store import Store, get_store, release
+from ._tracker_models import ModelRegistry
 from ._tracker_views import LedgerViews
 from ._training import Training
 from ._writer import flush_writer, writer_for
 
 
-class Tracker(LedgerViews):
+class Tracker(ModelRegistry, LedgerViews):
     """A handle on one ledger (database). Cheap to make; pickles as its URL only.
 
     ``uri`` is any SQLAlchemy URL: ``sqlite:///path.db`` (the default, from
     ``MODELTRAIL_URI`` or ``./modeltrail.db``), ``mysql+pymysql://user:pw@host/db``,
     ``postgresql+psycopg://user@host/db``.
+
+    ``artifacts`` is where logged files are stored (any fsspec URL; see ``_tracker_models``),
+    ``artifact_options`` the fsspec options for it (``{"client_kwargs": {"endpoint_url": ...}}``),
+    ``cache_dir`` where downloaded models are cached (``MODELTRAIL_CACHE_DIR``, else the user's cache).
     """
 
     def __init__(
@@ -63,8 +68,12 @@ class Tracker(LedgerViews):
         create: bool = True,
         spool: bool = True,
         spool_dir: str | os.PathLike[str] | None = None,
+        artifacts: str | os.PathLike[str] | None = None,
+        artifact_options: Mapping[str, Any] | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self.uri = resolve_uri(uri)
+        self._init_artifacts(artifacts, artifact_options, cache_dir)
         self._create = create
         self._spool = spool
         self._spool_dir = os.fspath(spool_dir) if spool_dir is not None else None
@@ -79,7 +88,10 @@ class Tracker(LedgerViews):
         return f"Tracker({mask_password(self.uri)!r})"
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"uri": self.uri, "create": self._create, "spool": self._spool, "spool_dir": self._spool_dir}
+        return {
+            "uri": self.uri, "create": self._create, "spool": self._spool, "spool_dir": self._spool_dir,
+            "artifacts": self._artifacts_url, "artifact_options": self._artifact_options, "cache_dir": self._cache_dir,
+        }  # fmt: skip
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.uri = state["uri"]
@@ -87,6 +99,11 @@ class Tracker(LedgerViews):
         self._spool = state.get("spool", True)
         self._spool_dir = state.get("spool_dir")
         self._store = None
+        self._artifacts_url = state.get("artifacts")
+        self._artifact_options = state.get("artifact_options") or {}
+        self._cache_dir = state.get("cache_dir")
+        self._artifact_store = None
+        self._store_resolved = False
 
     @property
     def store(self) -> Store:
@@ -134,6 +151,7 @@ class Tracker(LedgerViews):
     def sync(self, timeout: float | None = None) -> int:
         """Replay spooled work (this process's and that of ended processes) now; returns entries still waiting."""
         writer = writer_for(self.store)
+        writer.artifact_store = writer.artifact_store or self.artifact_store  # staged uploads go there
         writer.flush(timeout)
         return int(writer.sync(timeout))
 
@@ -542,18 +560,21 @@ class Tracker(LedgerViews):
 
     # ---------------------------------------------------------- ledgers for commands
     @classmethod
-    def open_ledger(cls, uri: str | None = None, *, create: bool = False, hint: str) -> Tracker:
+    def open_ledger(
+        cls, uri: str | None = None, *, create: bool = False, hint: str, artifacts: str | None = None
+    ) -> Tracker:
         """A Tracker with no offline spool, for a command that answers now or fails.
 
         Without ``create`` an SQLite path with no file is refused (``hint`` says what to do) rather
-        than created empty; a URL SQLAlchemy cannot parse is refused either way.
+        than created empty; a URL SQLAlchemy cannot parse is refused either way. ``artifacts`` is
+        the artifact store, when not the ledger's own.
         """
         resolved = resolve_uri(uri)
         if create:
             database_of(resolved)
         else:
             require_existing(resolved, hint=hint)
-        return cls(resolved, create=create, spool=False)
+        return cls(resolved, create=create, spool=False, artifacts=artifacts)
 
     @classmethod
     def replay_spool(cls, uri: str | None = None, *, timeout: float | None = None) -> SpoolReplay:

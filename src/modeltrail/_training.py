@@ -20,7 +20,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._context import capture
-from ._dataset import Dataset, dataset_row, path_digest
+from ._dataset import Dataset, dataset_row
 from ._errors import StorageUnavailableError, ValidationError
 from ._records import VersionRecord
 from ._secrets import REDACTED, is_secret_key, mask_url_passwords, redact
@@ -31,6 +31,7 @@ from ._values import (
     TEXT_MAX_BYTES,
     USER_MAX,
     as_metric_value,
+    check_artifact_name,
     check_chars,
     check_distinct_keys,
     check_key,
@@ -76,6 +77,10 @@ def active_training() -> Training | None:
 
 
 STATUSES = ("finished", "failed")
+#: The artifact that is a version's model.
+MODEL = "model"
+#: How a model artifact can be loaded back (``Tracker.load_model``).
+FLAVORS = ("sklearn", "skops", "keras", "lightning", "pytorch", "file")
 
 
 class Training:
@@ -126,7 +131,8 @@ class Training:
         self.version: VersionRecord | None = None
         self.error: str | None = None
         self.params: dict[str, Any] = {k: v for k, (v, _) in stored.items()}
-        self.artifact: dict[str, Any] | None = None
+        self.artifact: dict[str, Any] | None = None  # the model's path (its digest is the writer's work)
+        self._artifacts: dict[str, str] = {}
         self._extra_context: dict[str, Any] = {}
         self._context_sizes = {"": json_size(context)}  # "" is the captured part; the rest by add_context key
         self._stages = 0
@@ -238,16 +244,50 @@ class Training:
         if new:
             self._writer.submit("params", {"uuid": self.uuid, "params": new})
 
-    def log_artifact(self, path: str | os.PathLike[str]) -> None:
-        """Record the trained model's file (or directory) with its sha256 and size."""
+    def log_artifact(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        name: str | None = None,
+        role: str | None = None,
+        flavor: str | None = None,
+        info: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Record a file or a whole directory under ``name``; the one named ``model`` is the version's model.
+
+        Costs microseconds: the sha256, the size and the copy into the artifact store happen on the
+        writer thread, so keep the file unchanged until the training ends (its end waits for them).
+        Without ``name`` the first artifact is ``model`` and later ones take their file's name.
+        ``flavor`` says how :meth:`Tracker.load_model` loads it (``sklearn``, ``skops``, ``keras``,
+        ``lightning``, ``pytorch``, ``file``); ``info`` is what loading needs beyond it (a Lightning
+        module's ``{"class": "package.module.Class"}``). ``role`` is free: ``plot``, ``report``...
+        """
         self._check_running("log an artifact")
         given = os.fsdecode(path) if isinstance(path, (str, bytes, os.PathLike)) else path
         check_string(given, "artifact path", max_bytes=TEXT_MAX_BYTES)
         if not os.path.exists(given):
             raise ValidationError(f"artifact path does not exist: {given!r}", value=given)
-        digest, size = path_digest(given)
         full = check_string(os.path.abspath(given), "artifact path", max_bytes=TEXT_MAX_BYTES)
-        self.artifact = {"path": full, "sha256": digest, "size": size}
+        with self._lock:
+            if name is None:
+                name = MODEL if MODEL not in self._artifacts else os.path.basename(full.rstrip(os.sep)) or full
+            name = check_artifact_name(name)
+            role = check_label(role, "artifact role") if role is not None else None
+            if flavor is not None and flavor not in FLAVORS:
+                raise ValidationError(f"flavor must be one of {', '.join(FLAVORS)}, got {flavor!r}", value=flavor)
+            if info is not None and not isinstance(info, Mapping):
+                raise ValidationError(f"info must be a mapping, got {info!r}", value=info)
+            extra = _context_value("info", dict(info)) if info is not None else None
+            self._artifacts[name] = full
+        if name == MODEL:
+            self.artifact = {"path": full}
+        self._writer.submit(
+            "artifact",
+            {
+                "uuid": self.uuid, "name": name, "path": full, "role": role, "flavor": flavor, "info": extra,
+                "logged_ts": _now(), "store": getattr(self.tracker, "artifact_store", None),
+            },
+        )  # fmt: skip
 
     def add_context(self, info: Mapping[str, Any]) -> None:
         """Facts about the run that are not hyperparameters (checkpoint paths, device names...).
@@ -358,7 +398,7 @@ class Training:
             "error": error,
             "duration_s": time.perf_counter() - self._t0,
             "ended_ts": _now(),
-            "artifact": self.artifact,
+            "artifact": None,  # the model artifact's row, written before this, gives the training its fields
             "context": dict(self._extra_context),
         }
         try:

@@ -445,6 +445,16 @@ def check_tags(tags: Any) -> dict[str, str]:
     return out
 
 
+def check_artifact_name(name: Any) -> str:
+    """An artifact's name (``model``, ``confusion.png``): 1 to 255 characters, no outer spaces."""
+    if not isinstance(name, str) or not name.strip() or len(name) > SHORT_MAX or name != name.strip():
+        raise ValidationError(
+            f"artifact name must be 1 to {SHORT_MAX} characters without outer spaces, got {_cut(name)!r}", value=name
+        )
+    check_chars(name, "artifact name")
+    return name
+
+
 def check_label(value: Any, what: str) -> str:
     """A short name (framework, model type, stage): 1 to 64 characters."""
     if not isinstance(value, str) or not value.strip():

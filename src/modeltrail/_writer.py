@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 
+from ._artifacts import ArtifactStore, Staging, digest_path, flavor_of, media_type
 from ._errors import (
     ModeltrailError,
     ModeltrailWarning,
@@ -116,6 +117,10 @@ class Writer:
         self._stop = False
         self._warned_offline = False
         self._next_attempt = 0.0
+        #: The artifact store of the last artifact logged through this writer: staged uploads go there.
+        self.artifact_store: ArtifactStore | None = None
+        self._next_upload = 0.0
+        self._warned_store = False
         if store.unavailable is not None and not store.schema_ready:
             # The store opened while the server was away: spool from the start until it answers.
             self._go_offline(store.unavailable)
@@ -234,6 +239,11 @@ class Writer:
             except Exception as e:  # the thread must outlive anything one replay meets
                 log.exception("modeltrail: writer error while replaying")
                 self._fail("replay", {}, e)
+            try:
+                self._upload_staged()
+            except Exception as e:  # likewise: a staged upload that fails is reported, the thread goes on
+                log.exception("modeltrail: writer error while uploading staged artifacts")
+                self._fail("artifact upload", {}, e)
             while self.queue:
                 try:
                     self._drain_once()
@@ -269,7 +279,10 @@ class Writer:
             elif op.kind == "sync":
                 self._adopt_orphans()
                 self._replay()
+                self._upload_staged(force=True)
                 op.result = len(self.spool) if self.spool is not None else 0
+            elif op.kind == "artifact":
+                self._artifact(op.payload)
             elif op.kind == "forget":
                 self._forget(op.payload["uuid"])
             else:
@@ -279,6 +292,70 @@ class Writer:
             self._fail(op.kind, op.payload, e)
         finally:
             op.done.set()
+
+    # ------------------------------------------------------------- artifacts
+    @property
+    def staging(self) -> Staging:
+        """Where bytes wait for an unreachable artifact store: beside this database's spool."""
+        from ._spool import spool_dir_for
+
+        return Staging(spool_dir_for(self.store.uri, self.store.spool_dir) / "artifacts")
+
+    def _artifact(self, payload: dict[str, Any]) -> None:
+        """Hash the file (or directory), store its bytes (or stage them), then write its row like any operation."""
+        store: ArtifactStore | None = payload.pop("store", None)
+        digest = digest_path(payload["path"])
+        row = {
+            **payload,
+            "kind": digest.kind, "sha256": digest.sha256, "size": digest.size, "files": max(len(digest.files), 1),
+            "media_type": media_type(payload["path"], digest.kind), "store_url": None, "key": None, "state": "local",
+            "flavor": flavor_of(payload["path"], payload.get("flavor"), payload.get("info")) if digest.kind == "file"
+            else payload.get("flavor"),
+        }  # fmt: skip
+        if store is not None:
+            self.artifact_store = store
+            row["store_url"] = store.public
+            try:
+                row["key"] = store.store(payload["path"], digest)
+                row["state"], row["stored_ts"] = "stored", time.time()
+            except StorageUnavailableError as e:
+                self.staging.stage(payload["path"], digest, store.public)
+                row["key"] = store.key_of(digest)
+                row["state"] = "pending"
+                self._next_upload = time.monotonic() + self.retry_interval
+                self._store_down(e)
+        self._deliver("artifact", row)
+
+    def _store_down(self, error: BaseException) -> None:
+        if self._warned_store:
+            return
+        self._warned_store = True
+        warnings.warn(
+            f"modeltrail: {error}; training continues, artifacts are staged in {self.staging.folder} and uploaded "
+            "when the store answers (their versions say 'pending' until then)",
+            ModeltrailWarning,
+            stacklevel=2,
+        )
+
+    def _upload_staged(self, *, force: bool = False) -> None:
+        """Upload what waits in the staging folder (this process's or an ended one's), then mark it stored."""
+        store = self.artifact_store
+        if store is None or (not force and time.monotonic() < self._next_upload):
+            return
+        staging = self.staging
+        if not staging.waiting():
+            self._next_upload = time.monotonic() + 30 * self.retry_interval  # look again now and then
+            return
+        try:
+            done = staging.upload(store)
+        except StorageUnavailableError:
+            self._next_upload = time.monotonic() + self.retry_interval
+            return
+        for sha in done:
+            self._deliver("artifact_stored", {"uuid": None, "sha256": sha, "stored_ts": time.time()})
+        if done:
+            log.info("modeltrail: %d staged artifact(s) uploaded to %s", len(done), store.public)
+            self._warned_store = False
 
     def _fail(self, kind: str, payload: Any, error: BaseException) -> None:
         """Keep, in words, what the database refused: reported at the next flush and at the training's end."""

@@ -1,7 +1,7 @@
 """Applying one queued or spooled operation to the database, by its kind.
 
 The writer and the spool replay speak the same small vocabulary (start, params, dataset, stage,
-points, finish); this is where each word becomes its write. The caches here (training ids by
+points, artifact, artifact_stored, finish); this is where each word becomes its write. The caches here (training ids by
 uuid, metric key ids, the running summaries) are what keep the writer's batches cheap.
 """
 
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.orm import Session
 
 from .._values import FINITE, encode_float
-from . import metrics
+from . import artifacts, metrics
 from . import trainings as operations
 from .metrics import PointRow, Summary
 
@@ -67,6 +67,10 @@ class Applier:
             )
         if kind == "stage":
             return store.run(lambda s: operations.add_stage(s, self.training_id(s, payload["uuid"]), payload["stage"]))
+        if kind == "artifact":
+            return store.run(lambda s: artifacts.add_artifact(s, self.training_id(s, payload["uuid"]), payload))
+        if kind == "artifact_stored":
+            return store.run(lambda s: artifacts.mark_stored(s, payload["sha256"], payload["stored_ts"]))
         if kind == "finish":
             if not_recorded:  # the ledger says, with the training, what of it was not recorded
                 context = {**(payload.get("context") or {}), "modeltrail_not_recorded": not_recorded}

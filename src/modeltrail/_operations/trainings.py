@@ -32,6 +32,7 @@ from .._audit import record_event
 from .._errors import NotFoundError
 from .._records import VersionRecord
 from .._store import upsert
+from .artifacts import model_artifact_fields
 from .versions import create_version, lock_model, version_record
 
 if TYPE_CHECKING:
@@ -118,7 +119,9 @@ def finish_training(s: Session, store: Store, training_id: int, op: Mapping[str,
     if current != "running":  # applied before (a replay): report what exists
         version = s.execute(select(schema.VersionRow).where(schema.VersionRow.training_id == training_id)).scalar()
         return version_record(s, version) if version is not None else None
-    artifact = op.get("artifact") or {}
+    # The model artifact's row (written by the writer before this finish) gives the training its fields;
+    # a finish spooled by an older modeltrail carries them itself.
+    artifact = op.get("artifact") or model_artifact_fields(s, training_id) or {}
     ended_at = schema.from_timestamp(op["ended_ts"])
     values: dict[str, Any] = {
         "status": status, "ended_at": ended_at, "duration_s": op["duration_s"],

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from .._config import mask_password
 from .._errors import ModeltrailError, install_hint
-from . import admin, deployments, exchange, lineage, models, trainings
+from . import admin, artifacts, deployments, exchange, lineage, models, trainings
 from .options import EXIT_ERROR, Commands, Parser, UsageError
 from .output import Output
 
@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
     commands = Commands(sub, common)
-    for family in (models, trainings, deployments, lineage, exchange, admin):
+    for family in (models, trainings, artifacts, deployments, lineage, exchange, admin):
         family.register(commands)
     return parser
 

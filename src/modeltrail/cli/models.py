@@ -40,6 +40,7 @@ def cmd_show(args: argparse.Namespace, out: Output) -> int:
     tracker = open_ledger(args)
     details = tracker.show(args.model)
     counts = tracker.training_counts(args.model)
+    registry = _registry_of(tracker, args.model)
 
     def text() -> str:
         m = details.model
@@ -76,12 +77,39 @@ def cmd_show(args: argparse.Namespace, out: Output) -> int:
             lines.append("versions:")
             headers = ["version", "training", "started", "seconds", "dataset", "commit", "serving", "artifact"]
             lines.append(table(rows, [*headers, "final metrics"]))
+        lines += _registry_lines(registry)
         if counts.without_version:
             lines.append(f"trainings without a version: `modeltrail trainings {m.name} --where 'version is null'`")
         return "\n".join(lines)
 
-    out.emit({**to_jsonable(details), "trainings": to_jsonable(counts)}, text)
+    out.emit({**to_jsonable(details), "trainings": to_jsonable(counts), **to_jsonable(registry)}, text)
     return 0
+
+
+def _registry_of(tracker: Any, model: str) -> dict[str, Any]:
+    """What people added to the versions (aliases, tags, notes) and every version's artifacts."""
+    view = tracker.registry_view(model)
+    return {"aliases": view.aliases, "version_notes": list(view.notes.values()), "artifacts": view.artifacts}
+
+
+def _registry_lines(registry: dict[str, Any]) -> list[str]:
+    from .artifacts import artifacts_table
+
+    lines = []
+    if registry["aliases"]:
+        lines.append("aliases: " + ", ".join(f"{a.alias} -> version {a.version}" for a in registry["aliases"]))
+    for n in registry["version_notes"]:
+        tags = ", ".join(f"{k}={v}" for k, v in sorted(n.tags.items()))
+        said = [part for part in (n.description and repr(n.description), tags and f"tags {tags}") if part]
+        if said:
+            lines.append(f"version {n.version}: {'; '.join(said)}")
+    if registry["artifacts"]:
+        lines.append("artifacts:")
+        rows = registry["artifacts"]
+        table_ = artifacts_table(rows).splitlines()
+        lines.append("  version  " + table_[0])
+        lines += [f"  {str(a.version).ljust(7)}  {line}" for a, line in zip(rows, table_[1:], strict=True)]
+    return lines
 
 
 def _diff_text(diff: dict[str, Any]) -> str:

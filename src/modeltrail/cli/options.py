@@ -64,11 +64,14 @@ def mode_by(p: argparse.ArgumentParser, *, by: bool = True, mode_default: str | 
 
 
 def open_ledger(args: argparse.Namespace, *, create: bool = False) -> Tracker:
-    """The ledger named by ``--uri`` / ``MODELTRAIL_URI``; created only for imports (otherwise ``db upgrade`` does)."""
+    """The ledger named by ``--uri`` / ``MODELTRAIL_URI``; created only for imports (otherwise ``db upgrade`` does).
+
+    A command with ``--artifacts`` reads the artifact store it names instead of the ledger's.
+    """
     from .._tracker import Tracker  # here, not at import: `modeltrail --help` needs no SQLAlchemy
 
     hint = "log a training first, or create it with `modeltrail db upgrade`"
-    return Tracker.open_ledger(args.uri, create=create, hint=hint)
+    return Tracker.open_ledger(args.uri, create=create, hint=hint, artifacts=getattr(args, "artifacts", None))
 
 
 def parse_time(text: str) -> dt.datetime | dt.date:

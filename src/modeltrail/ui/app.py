@@ -38,7 +38,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .. import __version__
 from .._errors import ConfigurationError, ModeltrailError, NotFoundError, SchemaError, StorageError, ValidationError
 from .._tracker import Tracker
-from . import api, pages
+from . import api, artifacts, pages
 from .format import FILTERS
 
 HERE = Path(__file__).parent
@@ -149,6 +149,7 @@ def create_app(
     if allowed_hosts:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=[_host_pattern(h) for h in allowed_hosts])
     app.include_router(api.router)
+    app.include_router(artifacts.router)  # before the pages: /models/{model} takes every path under it
     app.include_router(pages.router)
     session = session_value(token) if token is not None else None
 

@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from .._errors import ValidationError
 from .api import Ledger, RowId, by_ref, parse_versions
+from .artifacts import download_url
 from .tables import version_rows_html
 
 router = APIRouter(include_in_schema=False)
@@ -156,6 +157,8 @@ def model_page(
             "version_rows": version_rows_html(page.model.id, page.versions, page.key_metrics),
             "trainings": tracker.trainings(model_id, order_by="started_at desc, id desc", limit=MODEL_TRAININGS),
             "trainings_limit": MODEL_TRAININGS,
+            "registry": tracker.registry_view(model_id),
+            "artifact_url": download_url,
         },
     )
 

@@ -33,7 +33,6 @@ at exit. modeltrail's own failures warn once per hook and training goes on. Only
 
 from __future__ import annotations
 
-import inspect
 import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -293,7 +292,7 @@ class ModeltrailCallback(TrainerCallback):
             model.save_pretrained(os.fspath(folder))
             if hasattr(processing_class, "save_pretrained"):
                 processing_class.save_pretrained(os.fspath(folder))
-        log_artifact(run, folder, name="model", role="model", flavor=FRAMEWORK)
+        run.log_artifact(folder, name="model", role="model")  # loads as its folder: ``from_pretrained(path)``
 
     def _after_train(self, kind: str, metrics: Any, loader: Any, *, logged: bool) -> None:
         """``evaluate()``/``predict()`` outside ``train()``: an evaluation of the version the last training made."""
@@ -331,12 +330,6 @@ class ModeltrailCallback(TrainerCallback):
 
 
 # ------------------------------------------------------------------- helpers
-def log_artifact(run: Training, path: str | os.PathLike[str], **named: Any) -> None:
-    """``run.log_artifact(path, name=..., role=..., flavor=...)`` where the core names artifacts, else the path."""
-    accepted = inspect.signature(run.log_artifact).parameters
-    run.log_artifact(path, **{k: v for k, v in named.items() if k in accepted})
-
-
 def _prefix(metrics: Mapping[str, Any], default: str) -> str:
     """``metric_key_prefix`` of an evaluate()/predict() call: the part before ``_runtime`` of its timing key."""
     for key in metrics:

@@ -149,7 +149,12 @@ def test_train_records_log_history_params_checkpoints_model_and_evaluations(
     assert folder == tmp_path / "models" / f"tiny-bert-{run.id}"
     assert {"config.json", "model.safetensors", "training_args.bin"} <= {f.name for f in folder.iterdir()}
     assert (run.artifact_sha256, run.artifact_size) == path_digest(folder)
-    reloaded = BertForSequenceClassification.from_pretrained(folder)
+    (artifact,) = tracker.artifacts("tiny-bert", version=1)
+    assert (artifact.name, artifact.kind, artifact.role, artifact.sha256) == (
+        "model", "directory", "model", run.artifact_sha256,
+    )  # fmt: skip
+    fetched = tracker.download_model("tiny-bert", version=1)  # verified against the ledger, file by file
+    reloaded = BertForSequenceClassification.from_pretrained(fetched.path)
     assert torch.equal(reloaded.classifier.weight, trainer.model.classifier.weight)
 
     # The train data's identity: the same examples, the same digest.

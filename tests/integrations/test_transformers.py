@@ -377,7 +377,7 @@ def test_example_learns_and_leaves_two_versions(db_url_sqlite_mysql: str, tmp_pa
     assert losses[-1] < losses[0] * 0.5, losses  # version 2 learns
     for record in (first, second):
         assert Path(record.artifact_path or "", "model.safetensors").is_file()
-        assert Path(record.artifact_path or "", "vocab.txt").is_file()  # the tokenizer travels with the model
+        assert Path(record.artifact_path or "", "tokenizer_config.json").is_file()  # the tokenizer goes with it
     by_version = {e.version: e for e in tracker.evaluations("tiny-sentiment")}
     assert set(by_version) == {1, 2} and by_version[2].metrics["eval_accuracy"] > 0.9
     assert by_version[2].metrics["eval_loss"] < by_version[1].metrics["eval_loss"]

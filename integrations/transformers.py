@@ -208,7 +208,7 @@ class ModeltrailCallback(TrainerCallback):
     @core.guard("transformers: on_evaluate")
     def on_evaluate(self, args: Any, state: Any, control: Any, metrics: Any = None, **kwargs: Any) -> None:
         if state.is_world_process_zero and not self._in_train:
-            self._after_train("evaluate", metrics, kwargs.get("eval_dataloader"), logged=True)
+            self._after_train("evaluate", metrics, kwargs.get("eval_dataloader"))
 
     @core.guard("transformers: on_predict")
     def on_predict(self, args: Any, state: Any, control: Any, metrics: Any = None, **kwargs: Any) -> None:
@@ -219,7 +219,7 @@ class ModeltrailCallback(TrainerCallback):
             for key, value in numbers(metrics).items():
                 run.log_metric(key, value, int(state.global_step))
             return
-        self._after_train("predict", metrics, kwargs.get("eval_dataloader"), logged=False)
+        self._after_train("predict", metrics, kwargs.get("eval_dataloader"))
 
     # ------------------------------------------------------------- internals
     def _target(self) -> Training | None:
@@ -294,7 +294,7 @@ class ModeltrailCallback(TrainerCallback):
                 processing_class.save_pretrained(os.fspath(folder))
         run.log_artifact(folder, name="model", role="model")  # loads as its folder: ``from_pretrained(path)``
 
-    def _after_train(self, kind: str, metrics: Any, loader: Any, *, logged: bool) -> None:
+    def _after_train(self, kind: str, metrics: Any, loader: Any) -> None:
         """``evaluate()``/``predict()`` outside ``train()``: an evaluation of the version the last training made."""
         values = numbers(metrics)
         if not values or not self.evaluations:
@@ -302,13 +302,11 @@ class ModeltrailCallback(TrainerCallback):
         if self._target() is not None:
             return  # an open training: evaluate()'s log already went there (predict()'s in on_predict)
         version = self.version
-        if version is None:
-            if not self._trained:
-                self._life.tell_once(
-                    f"{kind}-before-train",
-                    f"trainer.{kind}() before train() is not recorded: there is no version to evaluate yet",
-                    stacklevel=5,
-                )
+        if version is None or getattr(version, "number", None) is None:  # no train() yet, or its end is spooled
+            why = "the version is not made yet (the database is away)" if self._trained else "there is no version yet"
+            self._life.tell_once(
+                f"{kind}-unversioned", f"trainer.{kind}() is not recorded as an evaluation: {why}", stacklevel=5
+            )
             return
         prefix = _prefix(values, "eval" if kind == "evaluate" else "test")
         name = f"{version.model}-{prefix}"

@@ -318,7 +318,7 @@ def test_evaluate_before_train_is_not_recorded_and_says_so(sqlite_url: str, tmp_
     cb = ModeltrailCallback("tiny-bert", uri=sqlite_url)
     args = arguments(tmp_path / "out", eval_strategy="no", save_strategy="no")
     trainer = Trainer(model=tiny_bert(), args=args, train_dataset=data, eval_dataset=data[:16], callbacks=[cb])
-    with pytest.warns(ModeltrailWarning, match=r"trainer.evaluate\(\) before train\(\) is not recorded"):
+    with pytest.warns(ModeltrailWarning, match=r"trainer.evaluate\(\) is not recorded as an evaluation: there is no"):
         trainer.evaluate()
     assert list(modeltrail.Tracker(sqlite_url).models()) == []
 

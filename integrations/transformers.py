@@ -52,7 +52,7 @@ from modeltrail._values import check_model_name, qualified_name  # noqa: E402
 from ._transformers_values import argument_params, config_params, dataset_of, model_type_of, numbers  # noqa: E402
 
 if TYPE_CHECKING:
-    from modeltrail._records import EvaluationRecord, VersionRecord
+    from modeltrail._records import EvaluationRecord, PendingVersion, VersionRecord
     from modeltrail._tracker import Tracker
 
 __all__ = ["FRAMEWORK", "INTERRUPTED", "REPORT_TO", "ModeltrailCallback", "register_report_to"]
@@ -113,7 +113,7 @@ class ModeltrailCallback(TrainerCallback):
         self._checkpoints: list[dict[str, Any]] = []
         #: The training the last ``train()`` logged into, the version it became, the evaluations recorded since.
         self.training_id: int | None = None
-        self.version: VersionRecord | None = None
+        self.version: VersionRecord | PendingVersion | None = None
         self.evaluations_made: list[EvaluationRecord] = []
 
     def __repr__(self) -> str:
@@ -302,7 +302,7 @@ class ModeltrailCallback(TrainerCallback):
         if self._target() is not None:
             return  # an open training: evaluate()'s log already went there (predict()'s in on_predict)
         version = self.version
-        if version is None or getattr(version, "number", None) is None:  # no train() yet, or its end is spooled
+        if not version:  # no train() yet, or its end is spooled (a PendingVersion)
             why = "the version is not made yet (the database is away)" if self._trained else "there is no version yet"
             self._life.tell_once(
                 f"{kind}-unversioned", f"trainer.{kind}() is not recorded as an evaluation: {why}", stacklevel=5

@@ -29,7 +29,7 @@ NODE_URLS = os.environ.get(
 ).split(",")
 SCRIPT = os.environ.get("MODELTRAIL_CLUSTER_SCRIPT", str(Path(__file__).resolve().parents[1] / ".ci" / "cluster"))
 #: How long any one wait in these tests may last before it is a failure (never a duration assert).
-WAIT = 300.0
+WAIT = float(os.environ.get("MODELTRAIL_CLUSTER_WAIT", "300"))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,12 +11,12 @@ from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import text
+from tests import _cluster as cl
 
 import modeltrail
 from modeltrail import _store as store_mod
 from modeltrail._migrations import head_revision
 from modeltrail._schema import VERSION_TABLE
-from tests import _cluster as cl
 
 pytestmark = [pytest.mark.cluster, pytest.mark.xdist_group("galera")]
 

@@ -167,3 +167,18 @@ def test_server_sees_no_galera(mysql_url: str) -> None:
     with modeltrail.Tracker(mysql_url) as tracker:
         assert not tracker.store.galera
         assert tracker.store.run(lambda s: s.execute(text("SELECT @@wsrep_sync_wait")).scalar()) == 0
+
+
+def test_wsrep_not_ready_is_retried_only_on_a_galera_node(sqlite_url: str) -> None:
+    """1047 is Galera's "WSREP has not yet prepared node" (retry elsewhere), but MySQL's "unknown command"."""
+    import pymysql
+    from sqlalchemy import exc as sa_exc
+
+    store = store_mod.Store(sqlite_url)
+    error = sa_exc.OperationalError("SELECT 1", {}, pymysql.err.OperationalError(1047, "WSREP has not yet prepared"))
+    assert not store.is_retryable(error)
+    store.galera = True
+    assert store.is_retryable(error)
+    deadlock = sa_exc.OperationalError("COMMIT", {}, pymysql.err.OperationalError(1213, "Deadlock found"))
+    assert store.is_retryable(deadlock)
+    store.close()

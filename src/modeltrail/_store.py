@@ -38,10 +38,11 @@ from ._errors import (
 T = TypeVar("T")
 
 # MySQL error codes worth a retry: deadlock (on Galera also a certification failure at commit, or
-# a brute-force abort by a replicated write), lock wait timeout, and Galera's "WSREP has not yet
-# prepared node for application use" (1047: a node not in the primary component; the connection
-# is dropped so that the retry reconnects, through a proxy to another node).
-_MYSQL_RETRYABLE = {1213, 1205, 1047}
+# a brute-force abort by a replicated write), lock wait timeout.
+_MYSQL_RETRYABLE = {1213, 1205}
+# On a Galera node (only: elsewhere 1047 is "unknown command"), "WSREP has not yet prepared node for
+# application use": a node out of the primary component. The connection is dropped so that the
+# retry reconnects, through a proxy to another node.
 _WSREP_NOT_READY = 1047
 #: On a Galera node a transaction's retries go on longer: certification failures are routine when
 #: trainers write one model's versions through different nodes (at least one wins each round).
@@ -166,7 +167,7 @@ class Store:
         @event.listens_for(engine, "handle_error")
         def _on_error(context: Any) -> None:
             args = getattr(context.original_exception, "args", ())
-            if args and args[0] == _WSREP_NOT_READY:
+            if args and args[0] == _WSREP_NOT_READY and self.galera:
                 context.is_disconnect = True
 
     def _timeout_args(self, url: URL) -> dict[str, Any]:
@@ -271,7 +272,7 @@ class Store:
             return True
         if isinstance(cause, sa_exc.DBAPIError):
             code = _mysql_code(cause)
-            if code in _MYSQL_RETRYABLE:
+            if code in _MYSQL_RETRYABLE or (code == _WSREP_NOT_READY and self.galera):
                 return True
             message = str(cause.orig).lower()
             return "database is locked" in message or "deadlock" in message or "could not serialize" in message
@@ -376,10 +377,11 @@ class Store:
                 migrations.create_new(self)
                 return migrations.head_revision()
             except (sa_exc.DBAPIError, SchemaError) as e:
-                raced = isinstance(e, SchemaError) and isinstance(e.__cause__, CommandError)
-                if attempt == attempts or not (raced or isinstance(e, sa_exc.DBAPIError)):
-                    raise
-                if isinstance(e, sa_exc.DBAPIError) and (self.connection_gone(e) or _mysql_code(e) in _MYSQL_DENIED):
+                if isinstance(e, sa_exc.DBAPIError):  # an outage or a refusal is not a race
+                    raced = not self.connection_gone(e) and _mysql_code(e) not in _MYSQL_DENIED
+                else:  # a stamp another process moved; foreign tables are refused at once
+                    raced = isinstance(e.__cause__, CommandError)
+                if attempt == attempts or not raced:
                     raise
             time.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 1.0)

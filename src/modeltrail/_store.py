@@ -278,6 +278,15 @@ class Store:
             return "database is locked" in message or "deadlock" in message or "could not serialize" in message
         return False
 
+    def is_busy(self, error: BaseException) -> bool:
+        """Still locked or deadlocked after :meth:`run`'s retries: the database is busy, not refusing.
+
+        Such work is kept (queued, spooled, replayed), never reported as refused; a unique-key
+        error is a refusal once retries are spent. On a busy Galera cluster a version's
+        certification can lose many rounds in a row.
+        """
+        return self.is_retryable(error) and not isinstance(error.__cause__, sa_exc.IntegrityError)
+
     def translate(self, error: sa_exc.DBAPIError) -> StorageError:
         """A driver error as modeltrail's own, with the host but never the password."""
         orig = error.orig

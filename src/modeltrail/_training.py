@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ._context import capture
 from ._dataset import Dataset, dataset_row, path_digest
-from ._errors import StorageUnavailableError, ValidationError
+from ._errors import StorageError, StorageUnavailableError, ValidationError
 from ._records import VersionRecord
 from ._secrets import REDACTED, is_secret_key, mask_url_passwords, redact
 from ._values import (
@@ -170,6 +170,10 @@ class Training:
                 return writer._apply(kind, op)
             except StorageUnavailableError:
                 pass  # the writer spools it below and warns once
+            except StorageError as e:
+                if not writer.store.is_busy(e):
+                    raise
+                # Deadlocked after every retry (a busy Galera cluster): the writer retries it, then spools it.
         writer.submit(kind, op)
         writer.flush()
         return None

@@ -46,8 +46,14 @@ def _with_db(url: str, name: str) -> str:
 
 
 def scalar(url: str, sql: str, **params: Any) -> Any:
-    """One value read through ``url`` by a fresh connection (committed data only)."""
-    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    """One value read through ``url`` by a fresh connection (committed data only).
+
+    The read is causal (``wsrep_sync_wait``): on a node it sees every write the cluster committed
+    before it, including DDL made through another node; a plain MariaDB accepts and ignores it.
+    """
+    engine = create_engine(
+        url, isolation_level="AUTOCOMMIT", connect_args={"init_command": "SET SESSION wsrep_sync_wait = 1"}
+    )
     try:
         with engine.connect() as conn:
             result = conn.execute(text(sql), params)

@@ -37,8 +37,16 @@ from ._errors import (
 
 T = TypeVar("T")
 
-# MySQL error codes worth a retry: deadlock, lock wait timeout.
+# MySQL error codes worth a retry: deadlock (on Galera also a certification failure at commit, or
+# a brute-force abort by a replicated write), lock wait timeout.
 _MYSQL_RETRYABLE = {1213, 1205}
+# On a Galera node (only: elsewhere 1047 is "unknown command"), "WSREP has not yet prepared node for
+# application use": a node out of the primary component. The connection is dropped so that the
+# retry reconnects, through a proxy to another node.
+_WSREP_NOT_READY = 1047
+#: On a Galera node a transaction's retries go on longer: certification failures are routine when
+#: trainers write one model's versions through different nodes (at least one wins each round).
+_GALERA_ATTEMPTS = 20
 _MYSQL_DENIED = {1044, 1045, 1142, 1143, 1227, 1370}
 # The connection is gone or never came: server shutting down (1053), connection killed (1927),
 # cannot connect (2002/2003/2005), gone away (2006), lost during a query (2013), out of sync after
@@ -77,6 +85,8 @@ class Store:
         #: The bound on each call to a server (connect, statement, commit); None while an upgrade runs.
         self.timeout = db_timeout()
         self._timeout_now: float | None = self.timeout
+        #: True once a connection found a Galera node (``@@wsrep_on``); set on the first connect.
+        self.galera = False
         self.engine = self._make_engine(echo=echo)
         self._create = create
         self._closers: list[Callable[[], None]] = []
@@ -123,7 +133,42 @@ class Store:
             _configure_sqlite(engine)
         else:
             self._bound_calls(engine)
+        if self.dialect == "mysql":
+            self._watch_galera(engine)
         return engine
+
+    def _watch_galera(self, engine: Engine) -> None:
+        """Find out, per connection, whether the server is a Galera node, and make its reads causal.
+
+        On a Galera node a read may not yet see a write committed through another node (the
+        cluster certifies synchronously but applies asynchronously), and behind a proxy two
+        connections of one process may reach two nodes. ``wsrep_sync_wait=1`` makes each read
+        wait until the node has applied everything committed before it: every session starts so;
+        the bulk point writer turns it off (see :meth:`transaction`). 1047 (node not ready) is
+        treated as a lost connection, so that the pool drops it and the retry reconnects.
+        """
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, record: Any) -> None:
+            cursor = dbapi_conn.cursor()
+            try:
+                cursor.execute("SELECT @@wsrep_on")
+                row = cursor.fetchone()
+            except Exception:  # not MariaDB, or no wsrep: a plain server
+                row = None
+            galera = bool(row and row[0] in (1, "1", "ON"))
+            if galera:
+                cursor.execute(f"SET SESSION wsrep_sync_wait = {_CAUSAL}")
+                record.info["wsrep_sync_wait"] = _CAUSAL
+                self.galera = True
+            cursor.close()
+            record.info["galera"] = galera
+
+        @event.listens_for(engine, "handle_error")
+        def _on_error(context: Any) -> None:
+            args = getattr(context.original_exception, "args", ())
+            if args and args[0] == _WSREP_NOT_READY and self.galera:
+                context.is_disconnect = True
 
     def _timeout_args(self, url: URL) -> dict[str, Any]:
         """Connect arguments that bound every wait on the server (those the URL sets win).
@@ -172,17 +217,22 @@ class Store:
 
     # ------------------------------------------------------------ transactions
     @contextlib.contextmanager
-    def transaction(self, *, read_only: bool = False) -> Iterator[Session]:
+    def transaction(self, *, read_only: bool = False, causal: bool = True) -> Iterator[Session]:
         """A session in one transaction: commit on success, roll back on error, always close.
 
         Driver errors leave as :class:`StorageError` subclasses with the password scrubbed.
         On SQLite a writing transaction starts with ``BEGIN IMMEDIATE`` so that two
         writers queue on the busy timeout instead of failing to upgrade their locks.
+        ``causal=False`` lets a transaction on a Galera node read without first waiting for the
+        node to catch up with the cluster: only for work whose unique keys catch a stale read
+        (the bulk point writer's batch ids), where the wait would only slow ingest.
         """
         session = Session(self.engine, expire_on_commit=False, autoflush=False)
         try:
             if self.dialect == "sqlite":  # BEGIN IMMEDIATE may meet a locked database: translated, retried
                 session.connection(execution_options={"modeltrail_read_only": read_only})
+            elif self.galera:
+                _set_sync_wait(session.connection(), _CAUSAL if causal else 0)
             yield session
             session.commit()
         except BaseException as e:
@@ -194,12 +244,20 @@ class Store:
         finally:
             session.close()
 
-    def run(self, work: Callable[[Session], T], *, attempts: int = 6, read_only: bool = False) -> T:
-        """Run ``work`` in a transaction, retrying deadlocks and unique-key races with jittered backoff."""
+    def run(
+        self, work: Callable[[Session], T], *, attempts: int = 6, read_only: bool = False, causal: bool = True
+    ) -> T:
+        """Run ``work`` in a transaction, retrying deadlocks and unique-key races with jittered backoff.
+
+        On a Galera node certification failures (a deadlock error at commit) are such races too,
+        and get more attempts (:data:`_GALERA_ATTEMPTS`); ``causal`` as in :meth:`transaction`.
+        """
         delay = 0.02
+        if self.galera and attempts > 1:
+            attempts = max(attempts, _GALERA_ATTEMPTS)
         for attempt in range(1, attempts + 1):
             try:
-                with self.transaction(read_only=read_only) as session:
+                with self.transaction(read_only=read_only, causal=causal) as session:
                     return work(session)
             except StorageError as e:
                 if attempt == attempts or not self.is_retryable(e):
@@ -214,11 +272,20 @@ class Store:
             return True
         if isinstance(cause, sa_exc.DBAPIError):
             code = _mysql_code(cause)
-            if code in _MYSQL_RETRYABLE:
+            if code in _MYSQL_RETRYABLE or (code == _WSREP_NOT_READY and self.galera):
                 return True
             message = str(cause.orig).lower()
             return "database is locked" in message or "deadlock" in message or "could not serialize" in message
         return False
+
+    def is_busy(self, error: BaseException) -> bool:
+        """Still locked or deadlocked after :meth:`run`'s retries: the database is busy, not refusing.
+
+        Such work is kept (queued, spooled, replayed), never reported as refused; a unique-key
+        error is a refusal once retries are spent. On a busy Galera cluster a version's
+        certification can lose many rounds in a row.
+        """
+        return self.is_retryable(error) and not isinstance(error.__cause__, sa_exc.IntegrityError)
 
     def translate(self, error: sa_exc.DBAPIError) -> StorageError:
         """A driver error as modeltrail's own, with the host but never the password."""
@@ -264,6 +331,8 @@ class Store:
         advisory lock, a lock file beside an SQLite file) so processes opening one new
         database at once do not race. A creation that a cut connection interrupted (on
         MySQL, DDL commits as it goes) leaves no stamp, so the next process finishes it.
+        A Galera cluster has no ``GET_LOCK``: there creation is raced and retried (see
+        :meth:`_create_racing`).
         """
         from . import _migrations as migrations
 
@@ -272,7 +341,9 @@ class Store:
         try:
             current = migrations.current_revision(self.engine)
             head = migrations.head_revision()
-            if current is None and self._create:
+            if current is None and self._create and self.galera:
+                current = self._create_racing()
+            elif current is None and self._create:
                 with self.schema_lock():
                     current = migrations.current_revision(self.engine)
                     if current is None:
@@ -293,6 +364,38 @@ class Store:
             )
         raise SchemaError(migrations.newer_message(self.engine, current), value=current)
 
+    def _create_racing(self, attempts: int = 10) -> str | None:
+        """Create the schema on a Galera cluster, where no lock serialises two creating processes.
+
+        ``GET_LOCK`` is not replicated (each node would grant it), so two processes opening one
+        new database through two nodes both create. Creation is idempotent and resumable (each
+        step makes only what is missing, the stamp comes last), and DDL is applied in one total
+        order across the cluster, so the loser's step fails ("already exists", a stamp row that
+        moved, a certification failure): it re-reads the stamp and resumes, until a stamp is there.
+        """
+        from alembic.util import CommandError
+
+        from . import _migrations as migrations
+
+        delay = 0.05
+        for attempt in range(1, attempts + 1):
+            try:
+                current = migrations.current_revision(self.engine)
+                if current is not None:
+                    return current
+                migrations.create_new(self)
+                return migrations.head_revision()
+            except (sa_exc.DBAPIError, SchemaError) as e:
+                if isinstance(e, sa_exc.DBAPIError):  # an outage or a refusal is not a race
+                    raced = not self.connection_gone(e) and _mysql_code(e) not in _MYSQL_DENIED
+                else:  # a stamp another process moved; foreign tables are refused at once
+                    raced = isinstance(e.__cause__, CommandError)
+                if attempt == attempts or not raced:
+                    raise
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 1.0)
+        raise AssertionError("unreachable")
+
     def upgrade(self, revision: str = "head") -> tuple[str | None, str | None]:
         """Migrate to ``revision``; returns (from, to)."""
         from . import _migrations as migrations
@@ -305,6 +408,15 @@ class Store:
 
     @contextlib.contextmanager
     def schema_lock(self, timeout: int = 120) -> Iterator[None]:
+        """Serialise schema changes across processes; on Galera there is no such lock (see README).
+
+        A Galera node accepts ``GET_LOCK`` but grants it locally only, which would pretend a
+        safety it does not give: creation races instead (:meth:`_create_racing`), and an upgrade
+        is an operator's single command whose steps are resumable.
+        """
+        if self.galera:
+            yield
+            return
         if self.dialect == "sqlite":
             database = self.url.database or ""
             if not database or database == ":memory:":
@@ -427,6 +539,18 @@ def _parse_url(uri: str) -> URL:
 def _dialect_name(url: URL) -> str:
     backend = url.get_backend_name()
     return "mysql" if backend in ("mysql", "mariadb") else backend
+
+
+#: ``wsrep_sync_wait`` for causal reads: wait before SELECT, SHOW and BEGIN.
+_CAUSAL = 1
+
+
+def _set_sync_wait(conn: Connection, value: int) -> None:
+    """Set ``wsrep_sync_wait`` on a Galera connection, only when it differs from what it has."""
+    info = conn.info
+    if info.get("galera") and info.get("wsrep_sync_wait") != value:
+        conn.exec_driver_sql(f"SET SESSION wsrep_sync_wait = {value}")
+        info["wsrep_sync_wait"] = value
 
 
 def _mysql_code(error: sa_exc.DBAPIError) -> int | None:

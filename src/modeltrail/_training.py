@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from . import _system
 from ._context import capture
 from ._dataset import Dataset, dataset_row
-from ._errors import StorageUnavailableError, ValidationError, user_stacklevel
+from ._errors import StorageError, StorageUnavailableError, ValidationError, user_stacklevel
 from ._records import PendingVersion, VersionRecord
 from ._secrets import REDACTED, is_secret_key, mask_url_passwords, redact
 from ._values import (
@@ -187,6 +187,10 @@ class Training:
                 return writer._apply(kind, op)
             except StorageUnavailableError:
                 pass  # the writer spools it below and warns once
+            except StorageError as e:
+                if not writer.store.is_busy(e):
+                    raise
+                # Deadlocked after every retry (a busy Galera cluster): the writer retries it, then spools it.
         writer.submit(kind, op)
         writer.flush()
         return None

@@ -3,7 +3,11 @@
 Every path locks the model row first (``SELECT ... FOR UPDATE``, before any plain read: on
 InnoDB the first plain read fixes the snapshot, and it must come after the lock to see every
 version committed before ours), so two processes never take the same number; a race that
-still ends in a unique-key error is retried whole by :meth:`Store.run`. Every version gets
+still ends in a unique-key error is retried whole by :meth:`Store.run`. On a Galera cluster the
+lock holds on the local node only: two trainers finishing through two nodes can both take
+number N, and the unique ``(model_id, number)`` makes the second commit fail certification (a
+deadlock error), retried whole the same way; its reads are causal (``wsrep_sync_wait``), so the
+retry sees the winner's version and takes N + 1. Numbers stay gapless either way. Every version gets
 its parent, its param diff against the parent and a ``version.create`` audit event in the
 transaction that makes it. Numbers follow the order in which versions reach the ledger (a
 training spooled during an outage is numbered when it is replayed); ``created_at`` is the time

@@ -191,9 +191,9 @@ class Training:
                 if not writer.store.is_busy(e):
                     raise
                 # Deadlocked after every retry (a busy Galera cluster): the writer retries it, then spools it.
-        writer.submit(kind, op)
+        queued = writer.submit(kind, op)
         writer.flush()
-        return None
+        return queued.result  # what the writer's own attempt made; None when it went to the spool
 
     # ---------------------------------------------------------------- logging
     def log_metric(self, key: str, value: float, step: int | None = None) -> None:

@@ -60,6 +60,10 @@ _BLOCK = (
     "count", "min_step", "min_value", "min_kind", "min_ts", "max_step", "max_value", "max_kind", "max_ts",
 )  # fmt: skip
 _MODEL_FILL = ("framework", "model_type", "description")
+_ARTIFACT_ROW = (
+    "kind", "sha256", "size", "files", "media_type", "role", "flavor", "flavor_info", "source_path", "store_url", "key",
+    "state", "created_at", "stored_at",
+)  # fmt: skip
 
 #: Tables the roles upsert. MariaDB checks ``INSERT ... ON DUPLICATE KEY UPDATE`` against UPDATE on every
 #: column of the INSERT's column list (and on none without a list), so there the role needs UPDATE on all
@@ -88,8 +92,9 @@ _WRITER = {
     "evaluations": Access(),
     "evaluation_metrics": Access(),
     "audit_events": Access(),
-    # A training's artifacts: the writer thread marks them stored once the store has their bytes.
-    "artifacts": Access(update=("state", "store_url", "key", "stored_at")),
+    # A training's artifacts: a name logged again replaces its row (an upsert), and the writer thread marks
+    # them stored once the store has their bytes.
+    "artifacts": Access(update=_ARTIFACT_ROW),
     "ledger_settings": Access(),
 }
 _OPERATOR = {

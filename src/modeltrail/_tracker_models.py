@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ._artifacts import ENV_ARTIFACTS, ArtifactStore, Wanted, cache_root, fetch
-from ._errors import ModeltrailWarning, StorageError, ValidationError
+from ._errors import ModeltrailWarning, StorageError, ValidationError, user_stacklevel
 from ._loaders import load
 from ._operations import artifacts as artifact_ops
 from ._read import artifacts as artifact_reads
@@ -102,7 +102,7 @@ class ModelRegistry:
             f'machine only; pass Tracker(uri, artifacts="s3://bucket/prefix") or set {ENV_ARTIFACTS} once '
             "(it is recorded in the ledger for every client)",
             ModeltrailWarning,
-            stacklevel=3,
+            stacklevel=user_stacklevel(),
         )
         return None
 

@@ -24,9 +24,14 @@ ENVIRONMENT = "staging"
 METRICS = ("val_auc", "val_accuracy", "val_f1")
 
 
-def train(tracker: modeltrail.Tracker, *, n_estimators: int, max_depth: int) -> modeltrail.Training:
+def data() -> list[Any]:
+    """The same synthetic churn data every time: train and validation splits."""
     X, y = make_classification(n_samples=600, n_features=12, n_informative=6, random_state=7)
-    X_train, X_val, y_train, y_val = train_test_split(X, y, test_size=0.25, random_state=7)
+    return train_test_split(X, y, test_size=0.25, random_state=7)  # type: ignore[no-any-return]
+
+
+def train(tracker: modeltrail.Tracker, *, n_estimators: int, max_depth: int) -> modeltrail.Training:
+    X_train, X_val, y_train, y_val = data()
     params = {"n_estimators": n_estimators, "max_depth": max_depth, "random_state": 7}
     dataset = modeltrail.Dataset.from_arrays(X_train, y_train, name="churn-synthetic")
     with tracker.training(
@@ -42,7 +47,7 @@ def train(tracker: modeltrail.Tracker, *, n_estimators: int, max_depth: int) -> 
         os.makedirs("artifacts", exist_ok=True)
         path = f"artifacts/{MODEL}-{int(time.time() * 1000)}.joblib"
         joblib.dump(model, path)
-        run.log_artifact(path)
+        run.log_artifact(path, name="model")  # stored in the registry's artifact store, content-addressed
     assert run.version is not None
     print(f"  trained {MODEL} version {run.version.number}: n_estimators={n_estimators}, max_depth={max_depth}")
     return run
@@ -108,14 +113,26 @@ def main() -> None:
     rows: list[tuple[Any, ...]] = [("version", "action", "status", "reason")]
     rows += [(d.version, d.action, d.status, d.reason or "-") for d in history]
     print(columns(rows))
+
+    print(f"\n6. Load what {ENVIRONMENT} serves now, from the registry (sha256 checked before it is unpickled):")
+    served = tracker.download_model(MODEL, environment=ENVIRONMENT)
+    model = tracker.load_model(MODEL, environment=ENVIRONMENT)
+    X_val, y_val = data()[1], data()[3]
+    print(
+        f"  version {served.version}: {type(model).__name__}(n_estimators={model.n_estimators}, "
+        f"max_depth={model.max_depth}), sha256 {served.artifact.sha256[:12]}"
+    )
+    print(f"  accuracy on the validation rows: {accuracy_score(y_val, model.predict(X_val)):.3f}")
     tracker.close()
 
-    print(
-        "\nTry next (the command is in .venv: run `. .venv/bin/activate` first, or type .venv/bin/modeltrail):\n"
-        f"  modeltrail show {MODEL}                           # its versions, trainings and where each serves\n"
-        "  modeltrail ui                                      # the dashboard: open http://127.0.0.1:8765\n"
-        f"  modeltrail leaderboard {MODEL} --metric val_auc   # the versions ranked by val_auc"
-    )
+    print("\nTry next (the command is in .venv: run `. .venv/bin/activate` first, or type .venv/bin/modeltrail):")
+    for command, what in (
+        (f"modeltrail show {MODEL}", "its versions, trainings, artifacts and where each serves"),
+        ("modeltrail ui", "the dashboard: open http://127.0.0.1:8765"),
+        (f"modeltrail leaderboard {MODEL} --metric val_auc", "the versions ranked by val_auc"),
+        (f"modeltrail serve {MODEL} --env {ENVIRONMENT}", f"what {ENVIRONMENT} serves, over HTTP on port 8080"),
+    ):
+        print(f"  {command:<49}  # {what}")
 
 
 if __name__ == "__main__":

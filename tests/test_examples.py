@@ -35,7 +35,15 @@ def test_demo_trains_twice_and_prints_both_versions(db_url_sqlite_mysql: str, tm
     assert "rolled back: staging serves version 1 again" in out
     assert re.search(r"1 +deploy +superseded .*\n +2 +deploy +rolled_back .*\n +1 +rollback +active ", out), out
     assert ". .venv/bin/activate" in out and "{" not in out and "None" not in out  # no raw dicts, no "vNone"
-    for command in ("modeltrail show churn-rf", "modeltrail ui", "modeltrail leaderboard churn-rf --metric val_auc"):
+    # Step 6: what staging serves, loaded back from the artifact store (the rolled-back-to version 1).
+    assert re.search(r"version 1: RandomForestClassifier\(n_estimators=40, max_depth=4\), sha256 [0-9a-f]{12}\n", out)
+    assert re.search(r"accuracy on the validation rows: 0\.\d{3}\n", out), out
+    for command in (
+        "modeltrail show churn-rf",
+        "modeltrail ui",
+        "modeltrail leaderboard churn-rf --metric val_auc",
+        "modeltrail serve churn-rf --env staging",
+    ):
         assert f"\n  {command} " in out, command
     tracker = modeltrail.Tracker(db_url_sqlite_mysql)
     timeline = tracker.deployments("churn-rf", environment="staging")

@@ -121,12 +121,13 @@ def test_item5_the_demo_leaves_nothing_git_would_list(tmp_path: Path) -> None:
     status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=tmp_path, text=True,
                             capture_output=True, check=True).stdout  # fmt: skip
     assert status.splitlines() == ["?? .gitignore"], status
-    # The three commands it suggests work on what it left (the dashboard through its app).
+    # The commands it suggests work on what it left (the dashboard through its app).
     suggested = re.findall(r"^  (modeltrail [^#\n]*?)\s*(?:#.*)?$", done.stdout, flags=re.MULTILINE)
     assert suggested == [
         "modeltrail show churn-rf",
         "modeltrail ui",
         "modeltrail leaderboard churn-rf --metric val_auc",
+        "modeltrail serve churn-rf --env staging",  # started for real over HTTP in tests/test_serving.py
     ]
     for command in (suggested[0], suggested[2]):
         answer = subprocess.run(

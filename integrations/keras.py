@@ -37,7 +37,7 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from modeltrail._adapter import Lifecycle, artifact_path, guarded, infer_model_type, safe_name
+from modeltrail._adapter import Lifecycle, RecorderSettings, artifact_path, guarded, infer_model_type, safe_name
 from modeltrail._dataset import Dataset
 from modeltrail._training import Training, active_training
 
@@ -75,13 +75,16 @@ _SETTINGS = (
 )
 
 
-class ModeltrailCallback(_Callback):
+class ModeltrailCallback(_Callback, RecorderSettings):
     """Record each ``fit`` as a modeltrail training of ``model`` (default: the Keras model's name).
 
     ``tracker`` is the :class:`~modeltrail.Tracker` to record into; or ``uri``, a database URL (a Tracker is
     accepted there too; default: ``MODELTRAIL_URI``, then ``./modeltrail.db``). After a fit, ``training_id``
     and ``version`` tell what was recorded.
     """
+
+    _framework = FRAMEWORK
+    _settings = _SETTINGS
 
     def __init__(
         self,
@@ -121,29 +124,10 @@ class ModeltrailCallback(_Callback):
     def __repr__(self) -> str:
         return f"ModeltrailCallback(model={self.model_name!r}, training_id={self.training_id})"
 
-    @property
-    def uri(self) -> str | None:
-        """The database URL this callback records into (None: ``MODELTRAIL_URI``, then ``./modeltrail.db``)."""
-        return self._life.uri
-
-    @uri.setter
-    def uri(self, uri: str | None) -> None:
-        self._life = Lifecycle(FRAMEWORK, uri)
-
-    @property
-    def tracker(self) -> Tracker:
-        """The Tracker this callback records into: the one it was given, or one made from ``uri``."""
-        return self._life.tracker
-
     # ------------------------------------------------------------- pickling
-    def __getstate__(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in _SETTINGS}
-
     def __setstate__(self, state: Mapping[str, Any]) -> None:
         keras.callbacks.Callback.__init__(self)
-        for key in _SETTINGS:
-            setattr(self, key, state.get(key))  # ``uri`` makes the lifecycle
-        self._reset()
+        RecorderSettings.__setstate__(self, state)
 
     # ------------------------------------------------------ context manager
     def __enter__(self) -> ModeltrailCallback:

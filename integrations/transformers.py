@@ -66,7 +66,7 @@ _SETTINGS = (
 )  # fmt: skip
 
 
-class ModeltrailCallback(TrainerCallback):
+class ModeltrailCallback(TrainerCallback, core.RecorderSettings):
     """Record each ``trainer.train()`` as a modeltrail training of ``model``.
 
     ``model`` names the model whose versions the trainings become (default: ``args.hub_model_id``, else the model's
@@ -76,6 +76,9 @@ class ModeltrailCallback(TrainerCallback):
     ``evaluate()``/``predict()`` after training unrecorded. After ``train()``, ``training_id`` and ``version`` say
     what was recorded and ``evaluations_made`` lists the evaluations recorded since.
     """
+
+    _framework = FRAMEWORK
+    _settings = _SETTINGS
 
     def __init__(
         self,
@@ -120,32 +123,9 @@ class ModeltrailCallback(TrainerCallback):
         return f"ModeltrailCallback(model={self.model_name!r}, training_id={self.training_id})"
 
     @property
-    def uri(self) -> str | None:
-        """The database URL this callback records into."""
-        return self._life.uri
-
-    @uri.setter
-    def uri(self, uri: str | None) -> None:
-        self._life = core.Lifecycle(FRAMEWORK, uri)
-
-    @property
-    def tracker(self) -> Tracker:
-        """The Tracker this callback records into: the one it was given, or one made from ``uri``."""
-        return self._life.tracker
-
-    @property
     def training(self) -> Training | None:
         """The training the current or last ``train()`` logged into."""
         return self._life.training
-
-    # ------------------------------------------------------------- pickling
-    def __getstate__(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in _SETTINGS}
-
-    def __setstate__(self, state: Mapping[str, Any]) -> None:
-        for key in _SETTINGS:
-            setattr(self, key, state.get(key))  # ``uri`` makes the lifecycle
-        self._reset()
 
     # ---------------------------------------------------------------- hooks
     @core.guard("transformers: on_train_begin")

@@ -244,6 +244,40 @@ class Lifecycle:
         return None
 
 
+class RecorderSettings:
+    """What an adapter's callback object shares: a :class:`Lifecycle` made from its ``uri``, that Tracker, and
+    pickling as its settings only (``_settings``), so no engine or training ever travels to another process."""
+
+    _framework: str
+    _settings: tuple[str, ...]
+    _life: Lifecycle
+
+    @property
+    def uri(self) -> str | None:
+        """The database URL this callback records into (None: ``MODELTRAIL_URI``, then ``./modeltrail.db``)."""
+        return self._life.uri
+
+    @uri.setter
+    def uri(self, uri: str | None) -> None:
+        self._life = Lifecycle(self._framework, uri)
+
+    @property
+    def tracker(self) -> Tracker:
+        """The Tracker this callback records into: the one it was given, or one made from ``uri``."""
+        return self._life.tracker
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self._settings}
+
+    def __setstate__(self, state: Mapping[str, Any]) -> None:
+        for key in self._settings:
+            setattr(self, key, state.get(key))  # ``uri`` makes the lifecycle
+        self._reset()
+
+    def _reset(self) -> None:
+        """Forget the per-fit state (each adapter's own)."""
+
+
 def close_all() -> None:
     """Flush and stop every writer and dispose every engine of this process: the end of a script run for it."""
     from ._store import close_all as close_stores

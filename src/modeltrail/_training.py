@@ -75,7 +75,7 @@ def active_training() -> Training | None:
     return _active.get()
 
 
-STATUSES = ("finished", "failed")
+STATUSES = ("finished", "failed", "pruned")  # pruned: stopped early on purpose (a tuner), no version
 
 
 class Training:
@@ -328,9 +328,13 @@ class Training:
             return
         self.finish("failed", error=f"{exc_type.__name__ if exc_type else 'Error'}: {exc}")
 
-    def finish(self, status: str = "finished", *, error: str | None = None) -> VersionRecord | None:
-        """End the training. A finished training becomes the model's next version; a failed one does not.
+    def finish(
+        self, status: str = "finished", *, error: str | None = None, make_version: bool = True
+    ) -> VersionRecord | None:
+        """End the training. A finished training becomes the model's next version; a failed or pruned one does not.
 
+        ``make_version=False`` ends a finished training without a version: one of many candidates (a tuner's
+        trial that is not the best) is kept and searchable without crowding the registry.
         With the database away, the end is spooled and the version is made when it is
         back; ``version`` stays None here.
         """
@@ -361,6 +365,8 @@ class Training:
             "artifact": self.artifact,
             "context": dict(self._extra_context),
         }
+        if not make_version:
+            op["version"] = False
         try:
             self._writer.flush()
             self.version = self._now_or_spooled("finish", op)

@@ -34,7 +34,7 @@ from .._values import check_limit, check_metric_key, decode_float, from_jsonable
 from .deployments import active_environments, deployments
 
 #: What a training's status can be.
-TRAINING_STATUSES = ("running", "finished", "failed")
+TRAINING_STATUSES = ("running", "finished", "failed", "pruned")
 
 
 # ------------------------------------------------------------------ lookups

@@ -10,6 +10,9 @@ both adapters record alike:
   that the history of a key equals the framework's list for that eval set and metric point by point;
 * params: the framework's params mapping as given to ``train``, plus ``num_boost_round``;
 * ``model_type`` from the objective (:func:`model_type_of`), the objective itself in the params;
+* each metric's goal (``set_metric_goal``, once per model and metric; one you declared is kept), as the framework
+  tells it: LightGBM's ``is_higher_better``, XGBoost's maximised metrics (``auc``, ``aucpr``, ``map``, ``ndcg``,
+  ``pre``), so ``modeltrail leaderboard <model> --metric valid-l2`` needs no ``--mode``;
 * in the training's context: ``best_iteration`` and ``best_score`` (the framework's values, when early
   stopping ran) and ``feature_importance`` by kind (the :data:`TOP_FEATURES` features of most gain);
 * the booster saved by the framework's ``save_model`` as the version's model artifact.
@@ -78,6 +81,17 @@ def importance_table(kinds: Mapping[str, Mapping[str, float]], rank_by: str) -> 
     return {kind: {f: float(values[f]) for f in top if f in values} for kind, values in kinds.items()}
 
 
+def declare_goals(tracker: Tracker, model: str, goals: Mapping[str, str]) -> None:
+    """Declare which way is better for metrics the framework knows it of (``set_metric_goal``), once per model and
+    metric: a goal already declared, yours included, is kept. Rankings then need no ``mode`` for ``valid-l2``."""
+    if not goals:
+        return
+    declared = {g.metric for g in tracker.metric_goals(model)}
+    for metric, goal in goals.items():
+        if metric not in declared:
+            tracker.set_metric_goal(model, metric, goal, set_by="modeltrail")
+
+
 class BoostingRecorder:
     """One callback's hold on the training of the ``train`` call it is in; settings are checked at the call.
 
@@ -109,6 +123,8 @@ class BoostingRecorder:
         self.save_model = bool(save_model)
         self.description = description
         self.params = dict(params) if params else None
+        self.goals: dict[str, str] = {}  # metric -> "max"/"min", as the framework tells it
+        self._declared: set[tuple[str, str]] = set()  # (model, metric) goals this recorder saw declared
         #: The training the last ``train`` logged into, and the version it became (None until it finished).
         self.training_id: int | None = None
         self.version: VersionRecord | None = None
@@ -140,6 +156,7 @@ class BoostingRecorder:
         life = self.life
         life.reset()
         self.training_id, self.version = None, None
+        self.goals = {}
         merged = {**{str(k): to_jsonable(v) for k, v in params.items()}, **(self.params or {})}
         run = life.open(
             self.model or default_model, model_type=model_type, description=self.description, tags=self.tags
@@ -152,8 +169,13 @@ class BoostingRecorder:
         self.training_id = run.id if run is not None else None
         return run
 
-    def log_round(self, step: int, metrics: Mapping[str, float]) -> None:
-        """One boosting round's eval results, at step = the round's index."""
+    def log_round(self, step: int, metrics: Mapping[str, float], goal_of: Callable[[str], str | None]) -> None:
+        """One boosting round's eval results, at step = the round's index; ``goal_of(key)``: which way is better."""
+        if len(self.goals) < len(metrics):
+            for key in metrics:
+                goal = self.goals.get(key) or goal_of(key)
+                if goal is not None:
+                    self.goals[key] = goal
         run = self.life.live
         if run is None:
             return
@@ -187,6 +209,11 @@ class BoostingRecorder:
                     if partial.exists():
                         partial.unlink()
                 run.log_artifact(path)
+        wanted = {k: v for k, v in self.goals.items() if (run.model_name, k) not in self._declared}
+        if wanted:
+            with guarded(f"{self.framework}: declaring metric goals"):
+                declare_goals(run.tracker, run.model_name, wanted)
+                self._declared.update((run.model_name, k) for k in wanted)
         self.life.end_stage()
         self.version = self.life.end("finished")
         return self.version

@@ -122,7 +122,8 @@ class ModeltrailCallback:
             self._begin(env)
         if self._rec.life.live is None:
             return
-        self._rec.log_round(env.iteration, _results(env.evaluation_result_list))
+        results = env.evaluation_result_list
+        self._rec.log_round(env.iteration, _results(results), lambda key: _goals(results).get(key))
         if self._last_on_list and env.iteration == env.end_iteration - 1:
             self._end(env, stopped=None)
 
@@ -223,6 +224,11 @@ def _later_callbacks(owner: ModeltrailCallback) -> Callable[[FrameType], tuple[l
         return None
 
     return find
+
+
+def _goals(results: Any) -> dict[str, str]:
+    """Which way is better for each key, as LightGBM says (``is_higher_better``, custom ``feval`` metrics too)."""
+    return {f"{item[0]}-{item[1]}": "max" if item[3] else "min" for item in results or ()}
 
 
 def _results(results: Any) -> dict[str, float]:

@@ -24,6 +24,7 @@ modeltrail's own failures warn once and training goes on.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -122,7 +123,7 @@ class ModeltrailCallback(_Base):
 
     def after_iteration(self, model: Any, epoch: int, evals_log: Mapping[str, Mapping[str, Any]]) -> bool:
         if self._rec.life.live is not None:
-            self._rec.log_round(epoch, _latest(evals_log))
+            self._rec.log_round(epoch, _latest(evals_log), _goal)
         return False
 
     def after_training(self, model: Any) -> Any:
@@ -191,6 +192,22 @@ def _params(given: Any) -> dict[str, Any]:
             else:
                 out[key] = value
     return out
+
+
+#: XGBoost's built-in metrics: those it maximises (as its EarlyStopping decides) and those it minimises. A custom
+#: metric's direction is not known (XGBoost is told by ``maximize=``): none is declared for it.
+_MAXIMISED = ("auc", "aucpr", "pre", "map", "ndcg", "interval-regression-accuracy")
+_MINIMISED = ("rmse", "rmsle", "mae", "mape", "mphe", "logloss", "error", "merror", "mlogloss", "poisson-nloglik",
+              "gamma-nloglik", "cox-nloglik", "gamma-deviance", "tweedie-nloglik", "aft-nloglik")  # fmt: skip
+
+
+def _goal(key: str) -> str | None:
+    """Which way is better for ``<eval set>-<metric>``, when the metric is one of XGBoost's own."""
+    for names, goal in ((_MAXIMISED, "max"), (_MINIMISED, "min")):
+        for name in names:
+            if re.search(rf"-{re.escape(name)}(@[^-]*)?-?$", key):  # ndcg@5, error@0.7, ndcg@5- too
+                return goal
+    return None
 
 
 def _latest(evals_log: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:

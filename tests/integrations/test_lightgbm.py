@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from modeltrail import _adapter  # noqa: E402
 from modeltrail._errors import ValidationError  # noqa: E402
 from modeltrail.integrations.lightgbm import INTERRUPTED, ModeltrailCallback  # noqa: E402
 
+ROOT = Path(__file__).resolve().parents[2]
 PARAMS = {"objective": "binary", "metric": ["binary_logloss", "auc"], "learning_rate": 0.3, "verbose": -1, "seed": 3}
 
 
@@ -104,6 +106,9 @@ def test_without_early_stopping_the_last_iteration_ends_it(sqlite_url: str) -> N
         lgb.train(params, train, 7, valid_sets=[train], callbacks=[lgb.record_evaluation(recorded), cb])
     tracker = modeltrail.Tracker(sqlite_url)
     assert tracker.model("diabetes").model_type == "regressor"
+    assert {g.metric: g.goal for g in tracker.metric_goals("diabetes")} == {"training-l2": "min"}  # LightGBM said so
+    best = tracker.best_version("diabetes", metric="training-l2")  # no mode needed
+    assert best is not None and best.version == 2  # more leaves fit the training data closer
     assert history(tracker, "diabetes", "training-l2", version=2) == list(enumerate(recorded["training"]["l2"]))
     _, v2 = tracker.versions("diabetes")
     assert v2.param_diff["changed"] == {"num_leaves": {"old": 4, "new": 8}}
@@ -204,3 +209,17 @@ def test_a_missing_lightgbm_names_the_extra() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == 'modeltrail.integrations.lightgbm needs lightgbm: pip install "modeltrail[lightgbm]"'
+
+
+def test_the_example_runs_and_leaves_two_versions(db_url_sqlite_mysql: str, tmp_path: Path) -> None:
+    env = {**os.environ, "MODELTRAIL_URI": db_url_sqlite_mysql}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "lightgbm_native.py")],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "num_leaves=4: training 1 -> version 1" in done.stdout and "best version by valid-l2: " in done.stdout
+    tracker = modeltrail.Tracker(db_url_sqlite_mysql)
+    for run in tracker.trainings("diabetes-lgbm"):
+        assert run.status == "finished" and Path(run.artifact_path or "").is_file()
+        assert lgb.Booster(model_file=run.artifact_path).num_trees() == run.context["best_iteration"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -272,3 +273,19 @@ def test_a_missing_optuna_names_the_extra() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == 'modeltrail.integrations.optuna needs optuna: pip install "modeltrail[optuna]"'
+
+
+def test_the_example_runs_and_its_latest_version_is_the_best_trial(db_url_sqlite_mysql: str, tmp_path: Path) -> None:
+    env = {**os.environ, "MODELTRAIL_URI": db_url_sqlite_mysql}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "optuna_sweep.py")],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    tracker = modeltrail.Tracker(db_url_sqlite_mysql)
+    runs = tracker.trainings("wine-sweep")
+    assert len(runs) == 40 and {r.status for r in runs} == {"finished", "pruned"}
+    latest = tracker.versions("wine-sweep")[-1]
+    best_trial = int(done.stdout.split("study.best_trial: ")[1].split()[0])
+    assert tracker.get_training(latest.training_id).context["optuna.trial"] == best_trial
+    assert f"leaderboard by value: version {latest.number} " in done.stdout

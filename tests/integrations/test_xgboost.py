@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import pickle
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from modeltrail import _adapter  # noqa: E402
 from modeltrail._errors import StorageError, ValidationError  # noqa: E402
 from modeltrail.integrations.xgboost import INTERRUPTED, ModeltrailCallback  # noqa: E402
 
+ROOT = Path(__file__).resolve().parents[2]
 PARAMS = {"objective": "binary:logistic", "eval_metric": ["logloss", "auc"], "max_depth": 3, "eta": 0.3, "seed": 7}
 
 
@@ -63,6 +65,13 @@ def test_every_round_equals_evals_result_with_early_stopping(db_url_sqlite_mysql
     assert run.params == {**PARAMS, "num_boost_round": 200, "early_stopping_rounds": 5}
     assert tracker.model("cancer-xgb").model_type == "classifier"
     assert tracker.model("cancer-xgb").framework == "xgboost"
+    goals = {g.metric: g.goal for g in tracker.metric_goals("cancer-xgb")}
+    assert goals == {
+        "train-logloss": "min",
+        "validation_0-logloss": "min",
+        "train-auc": "max",
+        "validation_0-auc": "max",
+    }
     assert run.context["best_iteration"] == booster.best_iteration
     assert run.context["best_score"] == pytest.approx(booster.best_score)
     gain, weight = booster.get_score(importance_type="gain"), booster.get_score(importance_type="weight")
@@ -216,3 +225,18 @@ def test_a_missing_xgboost_names_the_extra() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == 'modeltrail.integrations.xgboost needs xgboost: pip install "modeltrail[xgboost]"'
+
+
+def test_the_example_runs_and_leaves_two_versions(db_url_sqlite_mysql: str, tmp_path: Path) -> None:
+    env = {**os.environ, "MODELTRAIL_URI": db_url_sqlite_mysql}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "xgboost_native.py")],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "max_depth=2: training 1 -> version 1" in done.stdout and "version 2 changed: {'max_depth'" in done.stdout
+    tracker = modeltrail.Tracker(db_url_sqlite_mysql)
+    for run in tracker.trainings("cancer-xgb"):
+        assert run.status == "finished" and Path(run.artifact_path or "").is_file()
+        curve = tracker.metric_history(run, "validation-auc")
+        assert [p.step for p in curve] == list(range(len(curve))) and run.context["best_iteration"] < len(curve)

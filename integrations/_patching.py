@@ -6,6 +6,7 @@ Framework-free: autolog registers in :data:`PATCHERS` how to patch each framewor
 
 from __future__ import annotations
 
+import atexit
 import importlib.abc
 import importlib.machinery
 import os
@@ -16,7 +17,14 @@ from collections.abc import Callable, Iterator, Mapping
 from types import ModuleType
 from typing import Any
 
-from modeltrail._adapter import close_all, guarded
+from modeltrail._adapter import (
+    Lifecycle,
+    attach_preprocessing,
+    close_all,
+    guarded,
+    has_preprocessing,
+    take_preprocessing,
+)
 
 _MISSING = object()
 #: The module whose import patches each framework.
@@ -105,6 +113,40 @@ def disable() -> None:
     with _lock:
         _enabled_depth = 0
         _uninstall()
+    record_preprocessing_left()
+
+
+def preprocessing_waits() -> None:
+    """A preprocessing fit now waits for a training: should the process end first, record it then.
+
+    Registered again at each wait so that it runs before the exit hooks of the Trackers made so far (atexit runs
+    the newest first), while their writers still write.
+    """
+    atexit.unregister(record_preprocessing_left)
+    atexit.register(record_preprocessing_left)
+
+
+def record_preprocessing_left() -> None:
+    """Preprocessing fits that no model's training followed become one training of their own, at the end.
+
+    Its model is ``--model`` / ``model=``, else the script's name (``prepare`` for ``prepare.py``), else
+    ``preprocessing``: never the transformer's class, which would turn each scaler into a model.
+    """
+    if not has_preprocessing():
+        return
+    with guarded("autolog: recording the preprocessing"):
+        script = settings.get("script") or (sys.argv[0] if sys.argv and sys.argv[0] not in ("", "-c") else None)
+        name = settings.get("model") or (os.path.splitext(os.path.basename(script))[0] if script else None)
+        steps = take_preprocessing()
+        life = Lifecycle(str(steps[0].get("framework") or "sklearn"), settings.get("tracker") or settings.get("uri"))
+        run = life.start(
+            str(name or "preprocessing"),
+            train_stage=False,
+            model_type="transformer",
+            model_class=steps[0]["class"] if len(steps) == 1 else None,
+        )
+        attach_preprocessing(run, steps)
+        life.end()
 
 
 def enabled() -> bool:

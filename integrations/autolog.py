@@ -152,18 +152,47 @@ def _patch_sklearn() -> None:
     def run(original: Callable[..., Any], self: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         X = args[0] if args else kwargs.get("X")
         y = args[1] if len(args) > 1 else kwargs.get("y")
+        fit = functools.partial(original, self, *args, **kwargs)
+        if adapter.is_preprocessing(self):  # a scaler's fit belongs to the training of the model that follows
+            result = adapter.record_preprocessing(self, fit, X)
+            with guarded("autolog: recording the preprocessing"):
+                _patching.preprocessing_waits()
+            return result
         model = _model_name(adapter.default_model_name(self))
-        return adapter.record_fit(self, lambda: original(self, *args, **kwargs), X, y, model=model, **_ledger())
+        params = _fit_keywords(original, self, args, kwargs)
+        return adapter.record_fit(self, fit, X, y, model=model, fit_params=params, **_ledger())
 
-    # An estimator often inherits fit (RandomForestClassifier from BaseForest): patch where it is defined.
+    # An estimator often inherits fit (RandomForestClassifier from BaseForest): patch where it is defined. A
+    # fit_transform of its own (PCA's, ColumnTransformer's) may not call fit: patched too.
     owners = {
-        klass
+        (klass, method)
         for _, cls in all_estimators()
         for klass in cls.__mro__
-        if "fit" in klass.__dict__ and issubclass(klass, BaseEstimator)
+        for method in ("fit", "fit_transform")
+        if method in klass.__dict__ and issubclass(klass, BaseEstimator)
     }
-    for owner in sorted(owners, key=lambda k: f"{k.__module__}.{k.__qualname__}"):
-        _patching.replace(owner, "fit", _recorded(run, lambda _self, _args: adapter.fit_in_progress()))
+    for owner, method in sorted(owners, key=lambda k: (f"{k[0].__module__}.{k[0].__qualname__}", k[1])):
+        _patching.replace(owner, method, _recorded(run, lambda _self, _args: adapter.fit_in_progress()))
+
+
+def _fit_keywords(
+    original: Callable[..., Any], self: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> dict[str, Any]:
+    """The fit's arguments after ``self``, ``X`` and ``y``, by name (``sample_weight`` given by position too)."""
+    try:
+        signature = inspect.signature(original)
+        bound = signature.bind_partial(self, *args, **kwargs).arguments
+    except (TypeError, ValueError):
+        return dict(kwargs)
+    first = list(signature.parameters)[:3]
+    out: dict[str, Any] = {}
+    for name, value in bound.items():
+        kind = signature.parameters[name].kind
+        if kind is inspect.Parameter.VAR_KEYWORD:
+            out.update(value)
+        elif name not in first and kind is not inspect.Parameter.VAR_POSITIONAL:
+            out[name] = value
+    return out
 
 
 def _patch_keras() -> None:

@@ -37,7 +37,7 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from modeltrail._adapter import Lifecycle, artifact_path, guarded, safe_name
+from modeltrail._adapter import Lifecycle, artifact_path, guarded, infer_model_type, safe_name
 from modeltrail._dataset import Dataset
 from modeltrail._training import Training, active_training
 
@@ -49,6 +49,7 @@ from ._keras_config import (
     keras,
     metric_params,
     model_params,
+    name_of,
     numbers,
     optimizer_params,
 )
@@ -228,7 +229,8 @@ class ModeltrailCallback(_Callback):
             name = self.model_name or model.name
             life.start(
                 name,
-                model_type=type(model).__name__,
+                model_type=model_type(model),  # the class name is the context's model_class
+                model_class=model,
                 description=self.description,
                 params=params,
                 dataset=self._dataset(fit, name) if self.log_dataset else None,
@@ -267,4 +269,23 @@ class ModeltrailCallback(_Callback):
         return None
 
 
-__all__ = ["ModeltrailCallback", "is_auto_name"]
+def model_type(model: Any) -> str | None:
+    """What the model is, where Keras tells unambiguously: every compiled loss names the same kind
+    (``binary_crossentropy``: classifier, ``mse``: regressor), or, with no loss that says, every output layer
+    is a softmax (classifier). A subclassed model with a custom loss says nothing: None."""
+    loss = name_of(getattr(model, "loss", None))
+    losses = list(loss.values()) if isinstance(loss, Mapping) else loss if isinstance(loss, list) else [loss]
+    kinds = {infer_model_type(name) for name in losses if name is not None}
+    if len(kinds) == 1 and None not in kinds:
+        return kinds.pop()
+    if kinds - {None}:
+        return None  # losses of different kinds (or one that says nothing beside one that does)
+    try:
+        layers = [t._keras_history.operation for t in model.outputs]
+    except (AttributeError, TypeError):  # a subclassed model has no symbolic outputs
+        return None
+    activations = {getattr(getattr(layer, "activation", None), "__name__", None) for layer in layers}
+    return "classifier" if activations == {"softmax"} else None
+
+
+__all__ = ["ModeltrailCallback", "is_auto_name", "model_type"]

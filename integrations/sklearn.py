@@ -19,12 +19,24 @@ records one training with the best params and the CV scores. Bookkeeping failure
 from __future__ import annotations
 
 import contextvars
+import copy
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from modeltrail._adapter import Lifecycle, artifact_path, find_in_callers, guarded, require, running, stage_block
+from modeltrail._adapter import (
+    Lifecycle,
+    artifact_path,
+    class_of,
+    describe,
+    find_in_callers,
+    guarded,
+    preprocessing_fitted,
+    require,
+    running,
+    stage_block,
+)
 
 require("sklearn", "sklearn")
 
@@ -38,7 +50,14 @@ if TYPE_CHECKING:
     from modeltrail._tracker import Tracker
     from modeltrail._training import Training
 
-__all__ = ["TrackedEstimator", "default_model_name", "fit_in_progress", "record_fit"]
+__all__ = [
+    "TrackedEstimator",
+    "default_model_name",
+    "fit_in_progress",
+    "is_preprocessing",
+    "record_fit",
+    "record_preprocessing",
+]
 
 #: True while a TrackedEstimator fit runs in this thread/task: fits nested inside it
 #: (a TrackedEstimator inside a Pipeline or a search that is itself tracked) record nothing,
@@ -62,8 +81,9 @@ class TrackedEstimator(Delegating):
         pickles as its URL.
     dataset_name : str, default=None
         Name of the training data's fingerprint; ``"<model>-train"`` when None.
-    validation_data : tuple (X_val, y_val), default=None
-        Scored after fit with the same metrics as the training data, prefixed ``val_``.
+    validation_data : tuple (X_val, y_val) or (X_val, y_val, sample_weight_val), default=None
+        Scored after fit with the same metrics as the training data, prefixed ``val_`` (weighted when
+        the third item is given, as the training scores are by ``fit``'s ``sample_weight``).
     artifact_dir : str or path, default=None
         Where the fitted model is saved with joblib; ``./artifacts/<model>/`` when None.
     log_every_fit : bool, default=False
@@ -99,7 +119,7 @@ class TrackedEstimator(Delegating):
         uri: str | None = None,
         tracker: Tracker | None = None,
         dataset_name: str | None = None,
-        validation_data: tuple[Any, Any] | None = None,
+        validation_data: tuple[Any, ...] | None = None,
         artifact_dir: str | os.PathLike[str] | None = None,
         log_every_fit: bool = False,
     ) -> None:
@@ -111,6 +131,17 @@ class TrackedEstimator(Delegating):
         self.validation_data = validation_data
         self.artifact_dir = artifact_dir
         self.log_every_fit = log_every_fit
+
+    def __repr__(self, N_CHAR_MAX: int = 700) -> str:
+        """scikit-learn's repr, with ``validation_data`` by type and shape: never the arrays themselves."""
+        if self.validation_data is None:
+            return super().__repr__(N_CHAR_MAX)
+        shown = copy.copy(self)
+        data = self.validation_data
+        parts = data if isinstance(data, (tuple, list)) else (data,)
+        text = ", ".join(str(describe(part)) for part in parts)
+        shown.validation_data = _Shown(f"({text})" if isinstance(data, (tuple, list)) else text)  # type: ignore[assignment]
+        return Delegating.__repr__(shown, N_CHAR_MAX)
 
     # ------------------------------------------------------------- fitting
     def fit(self, X: Any, y: Any = None, **fit_params: Any) -> TrackedEstimator:
@@ -149,14 +180,21 @@ class TrackedEstimator(Delegating):
     def _tracked_fit(self, method: str, X: Any, y: Any, fit_params: dict[str, Any]) -> Any:
         """Run ``estimator.<method>`` on a fresh clone inside a training; return its result."""
         if self.validation_data is not None and (
-            not isinstance(self.validation_data, (tuple, list)) or len(self.validation_data) != 2
+            not isinstance(self.validation_data, (tuple, list)) or len(self.validation_data) not in (2, 3)
         ):
             raise ValueError(
-                f"validation_data must be a pair (X_val, y_val), got {type(self.validation_data).__name__}"
+                "validation_data must be (X_val, y_val) or (X_val, y_val, sample_weight_val), "
+                f"got {type(self.validation_data).__name__}"
             )
         estimator = clone(self.estimator)
         params = self._route(method, fit_params)
-        result, run, version = self._record_around(estimator, lambda: getattr(estimator, method)(X, y, **params), X, y)
+        result, run, version = self._record_around(
+            estimator,
+            lambda: getattr(estimator, method)(X, y, **params),
+            X,
+            y,
+            sample_weight=values.sample_weight_of(estimator, fit_params),
+        )
         # Fitted state is set only once fit succeeded: a failed fit leaves nothing that looks fitted.
         self.estimator_ = estimator
         self.training_id_ = run.id if run is not None else None
@@ -165,7 +203,7 @@ class TrackedEstimator(Delegating):
         return result
 
     def _record_around(
-        self, estimator: Any, fit: Callable[[], Any], X: Any, y: Any
+        self, estimator: Any, fit: Callable[[], Any], X: Any, y: Any, *, sample_weight: Any = None
     ) -> tuple[Any, Training | None, int | None]:
         """Call ``fit`` (which fits ``estimator`` in place) inside a training: (result, training, version)."""
         life = Lifecycle("sklearn", self.tracker if self.tracker is not None else self.uri)
@@ -186,7 +224,7 @@ class TrackedEstimator(Delegating):
                     result = fit()
                     fit_time = time.perf_counter() - started
                 if run is not None:
-                    self._record(run, estimator, X, y, fit_time, stages=own)
+                    self._record(run, estimator, X, y, fit_time, sample_weight=sample_weight, stages=own)
         finally:
             _IN_FIT.reset(token)
         version = run.version if own and run is not None else None
@@ -203,6 +241,7 @@ class TrackedEstimator(Delegating):
                 self._model_name(),
                 train_stage=False,  # the fit is a "train" stage block, followed by an "evaluate" one
                 model_type=values.model_type(estimator),
+                model_class=estimator,
                 params=params,
                 dataset=dataset,
                 seeds={k: v for k, v in params.items() if k.split("__")[-1] == "random_state" and values.is_seed(v)},
@@ -215,19 +254,29 @@ class TrackedEstimator(Delegating):
             if dataset is not None:
                 run.set_dataset(dataset)
 
-    def _record(self, run: Training, fitted: Any, X: Any, y: Any, fit_time: float, *, stages: bool = False) -> None:
-        """Everything known after fit: metrics (in an "evaluate" stage of a training it owns), search results, the
-        saved model."""
+    def _record(
+        self, run: Training, fitted: Any, X: Any, y: Any, fit_time: float, *, sample_weight: Any, stages: bool
+    ) -> None:
+        """Everything known after fit: the model's own training curves, metrics (in an "evaluate" stage of a
+        training it owns; weighted as the fit was), search results, the saved model."""
+        with guarded("sklearn: training curves"):
+            for key, points in values.curves(fitted).items():
+                for step, value in enumerate(points):
+                    run.log_metric(key, value, step=step)
+            counts = values.iterations(fitted)
+            if counts:
+                run.log_metrics(counts)
         with stage_block(run if stages else None, "evaluate", "sklearn"):
             with guarded("sklearn: metrics"):
                 metrics: dict[str, float] = {"fit_time_s": fit_time}
                 if values.reusable(X):
-                    metrics.update(values.metrics(fitted, X, y))
+                    metrics.update(values.metrics(fitted, X, y, sample_weight))
                 run.log_metrics(metrics)
             if self.validation_data is not None:
                 with guarded("sklearn: validation metrics"):
-                    X_val, y_val = self.validation_data
-                    run.log_metrics({f"val_{k}": v for k, v in values.metrics(fitted, X_val, y_val).items()})
+                    X_val, y_val, *weights = self.validation_data
+                    scores = values.metrics(fitted, X_val, y_val, weights[0] if weights else None)
+                    run.log_metrics({f"val_{k}": v for k, v in scores.items()})
         if hasattr(fitted, "cv_results_"):
             with guarded("sklearn: search results"):
                 values.log_search(run, fitted)
@@ -269,13 +318,56 @@ def record_fit(
     model: str,
     uri: str | None,
     tracker: Tracker | None = None,
+    fit_params: Mapping[str, Any] | None = None,
 ) -> Any:
-    """Record ``fit()`` — a fit of ``estimator`` in place, as autolog patches it — like a TrackedEstimator would."""
+    """Record ``fit()`` — a fit of ``estimator`` in place, as autolog patches it — like a TrackedEstimator would
+    (``fit_params``: the keyword arguments of that fit, for its ``sample_weight``)."""
     wrapper = TrackedEstimator(estimator, model=model, uri=uri, tracker=tracker)
-    return wrapper._record_around(estimator, fit, X, y)[0]
+    weights = values.sample_weight_of(estimator, fit_params or {})
+    return wrapper._record_around(estimator, fit, X, y, sample_weight=weights)[0]
+
+
+def is_preprocessing(estimator: Any) -> bool:
+    """A data transformation (a scaler, an encoder, PCA, a Pipeline of those), not a model of its own."""
+    return values.model_type(estimator) == "transformer"
+
+
+def record_preprocessing(estimator: Any, fit: Callable[[], Any], X: Any) -> Any:
+    """Run ``fit()`` — a transformer's fit, as autolog patches it — and hand it to the next model's training.
+
+    Kept: the class, its params, the fit's time and the shape of X (see ``_adapter.preprocessing_fitted``).
+    """
+    started = time.perf_counter()
+    token = _IN_FIT.set(True)  # what the transformer fits inside is part of it
+    try:
+        result = fit()
+    finally:
+        _IN_FIT.reset(token)
+    took = time.perf_counter() - started
+    with guarded("sklearn: recording the preprocessing"):
+        params = values.estimator_params(estimator)
+        params.pop("estimator_class", None)
+        step: dict[str, Any] = {"framework": "sklearn", "class": class_of(estimator), "params": params}
+        shape = getattr(X, "shape", None)
+        if shape is not None and len(shape) >= 1:
+            step["n_rows"] = int(shape[0])
+            step["n_features"] = int(shape[1]) if len(shape) > 1 else 1
+        step["fit_time_s"] = took
+        preprocessing_fitted(step)
+    return result
 
 
 # ------------------------------------------------------------------ helpers
+class _Shown:
+    """A value that prints as the given text (the repr of validation data by type and shape)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
 #: scikit-learn's per-fold workers (searches, cross_validate, cross_val_predict, curves): a fit
 #: made by one of them trains a throwaway fold model, recorded only with ``log_every_fit=True``.
 _CV_FOLD_FUNCTIONS = frozenset(

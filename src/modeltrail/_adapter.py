@@ -10,6 +10,11 @@ Adapters (``modeltrail.integrations.*``) only translate a framework's hooks into
   when fit raises): such a training is recorded failed when its adapter is garbage-collected or at exit;
 * :func:`guarded` / :func:`guard` / :func:`warn_once`: logging must never crash a user's training, so an
   adapter's own failure warns once (a :class:`ModeltrailWarning`) and the fit goes on;
+* :data:`MODEL_TYPES` and :func:`infer_model_type`: one ``model_type`` vocabulary for every adapter, inferred
+  from what the framework tells (an estimator type, a loss, an objective, an architecture), with the class
+  itself kept in the training's context as ``model_class`` (:func:`class_of`);
+* :func:`preprocessing_fitted` / :func:`take_preprocessing`: a data transformation fitted on its own (a scaler
+  before a network) belongs to the training of the model that follows, not to a version of its own;
 * :func:`log_new_params`, :func:`safe_name`, :func:`artifact_path`, :func:`stage_block`, :func:`running`:
   the small policies every adapter needs alike; :func:`describe_arguments` and :func:`numbers_in` turn a
   plain training function's call and result into params and metrics (``@autolog``).
@@ -64,8 +69,38 @@ def warn_once(where: str, error: BaseException) -> None:
         warnings.warn(
             f"modeltrail: {where} failed ({type(error).__name__}: {error}); training continues without it",
             ModeltrailWarning,
-            stacklevel=3,
+            stacklevel=user_stacklevel(),
         )
+
+
+#: Top-level packages whose frames are not the user's line: modeltrail, the frameworks it adapts, and the
+#: standard library's plumbing between them (``contextlib`` for ``with guarded(...)``).
+_NOT_USER = frozenset(
+    {
+        "modeltrail", "contextlib", "functools", "threading", "importlib", "runpy", "sklearn", "joblib",
+        "keras", "lightning", "pytorch_lightning", "torch", "transformers", "accelerate", "xgboost",
+        "lightgbm", "optuna",
+    }
+)  # fmt: skip
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` that makes a ``warnings.warn`` in the calling function point at the user's line.
+
+    The first frame outside modeltrail, the frameworks and ``contextlib``: the user's ``clf.fit(X, y)``, not
+    ``contextlib.py:158``. A stack that is all internal (a background thread) points at the caller itself.
+    """
+    frame: FrameType | None = sys._getframe(1)
+    level = 1
+    try:
+        while frame is not None:
+            if str(frame.f_globals.get("__name__", "")).split(".")[0] not in _NOT_USER:
+                return level
+            frame = frame.f_back
+            level += 1
+        return 1
+    finally:
+        del frame
 
 
 @contextlib.contextmanager
@@ -159,6 +194,8 @@ class Lifecycle:
         self.training, self.owned = active, False
         if params:
             log_new_params(active, params)
+        with guarded(f"{self.framework}: recording the preprocessing"):
+            attach_preprocessing(active, take_preprocessing())
         return active
 
     def open(self, model: str, *, allowed: Callable[[], bool] | None = None, **options: Any) -> Training | None:
@@ -177,17 +214,28 @@ class Lifecycle:
             warn_once(f"{self.framework}: starting the training", e)
         return self.training
 
-    def tell_once(self, kind: str, message: str, *, stacklevel: int = 4) -> None:
-        """Say once per adapter and ``kind`` what it saw but does not record (a ModeltrailWarning)."""
+    def tell_once(self, kind: str, message: str, *, stacklevel: int | None = None) -> None:
+        """Say once per adapter and ``kind`` what it saw but does not record (a ModeltrailWarning), pointing at
+        the user's line unless ``stacklevel`` says otherwise."""
         if kind not in self._told:
             self._told.add(kind)
-            warnings.warn(f"modeltrail: {message}", ModeltrailWarning, stacklevel=stacklevel)
+            level = stacklevel if stacklevel is not None else user_stacklevel()
+            warnings.warn(f"modeltrail: {message}", ModeltrailWarning, stacklevel=level)
 
-    def start(self, model: str, *, train_stage: bool = True, **options: Any) -> Training:
-        """Start a training this adapter owns (``options`` as for ``Tracker.training``), its ``train`` stage open."""
+    def start(self, model: str, *, train_stage: bool = True, model_class: Any = None, **options: Any) -> Training:
+        """Start a training this adapter owns (``options`` as for ``Tracker.training``), its ``train`` stage open.
+
+        ``model_class`` (the framework's model object, or its class) goes into the training's context as
+        ``model_class``: the class is a fact about the run, the model's ``model_type`` is its kind.
+        """
         options.setdefault("framework", self.framework)
         self.training = self.tracker.training(model, **options)
         self.owned = True
+        with guarded(f"{self.framework}: recording the preprocessing"):
+            attach_preprocessing(self.training, take_preprocessing())
+        if model_class is not None:
+            with guarded(f"{self.framework}: recording the model class"):
+                self.training.add_context({"model_class": class_of(model_class)})
         if train_stage:
             with guarded(f"{self.framework}: starting the train stage"):
                 self.stage = self.training.begin_stage("train")
@@ -224,6 +272,61 @@ def close_all() -> None:
     from ._store import close_all as close_stores
 
     close_stores()
+
+
+# ------------------------------------------------------------ preprocessing
+_pending: list[dict[str, Any]] = []
+_pending_lock = threading.Lock()
+_summaries: weakref.WeakKeyDictionary[Training, list[dict[str, Any]]] = weakref.WeakKeyDictionary()
+
+
+def preprocessing_fitted(step: Mapping[str, Any]) -> None:
+    """A data transformation was fitted outside any recorded fit: it belongs to the next model's training.
+
+    ``step`` holds ``class`` (qualified), ``params`` and what else describes the fit (``fit_time_s``, ``n_rows``,
+    ``n_features``). Inside an active training (``with tracker.training(...)``, ``@autolog``) it is recorded there
+    at once; otherwise it waits for the next adapter training to start (:meth:`Lifecycle.start` / ``join``).
+    """
+    active = active_training()
+    if active is not None and active.status == "running":
+        attach_preprocessing(active, [dict(step)])
+        return
+    with _pending_lock:
+        _pending.append(dict(step))
+
+
+def has_preprocessing() -> bool:
+    """Whether preprocessing fits wait for a training."""
+    with _pending_lock:
+        return bool(_pending)
+
+
+def take_preprocessing() -> list[dict[str, Any]]:
+    """The preprocessing fits waiting for a training, oldest first; they are handed over once."""
+    with _pending_lock:
+        steps = list(_pending)
+        _pending.clear()
+    return steps
+
+
+def attach_preprocessing(run: Training, steps: Sequence[Mapping[str, Any]]) -> None:
+    """Record ``steps`` in ``run``: params ``preprocessing.<Class>.<param>`` (so that a changed scaler shows in the
+    version's param diff; a second step of the same class is ``<Class>_2``) and context ``preprocessing``, the
+    steps in fitting order with their class, fit time and data shape."""
+    if not steps:
+        return
+    summary = _summaries.setdefault(run, [])
+    taken = {key.split(".")[1] for key in run.params if key.startswith("preprocessing.") and key.count(".") >= 2}
+    for step in steps:
+        short = str(step["class"]).rsplit(".", 1)[-1]
+        name, n = short, 1
+        while name in taken:
+            n += 1
+            name = f"{short}_{n}"
+        taken.add(name)
+        log_new_params(run, {f"preprocessing.{name}.{k}": v for k, v in dict(step.get("params") or {}).items()})
+        summary.append({"name": name, **{k: v for k, v in step.items() if k != "params"}})
+    run.add_context({"preprocessing": list(summary)})
 
 
 def log_new_params(run: Training, params: Mapping[str, Any]) -> None:
@@ -336,6 +439,86 @@ def numbers_in(result: Any, prefix: str = "") -> dict[str, float]:
             except (TypeError, ValueError, OverflowError):
                 continue
     return out
+
+
+# ------------------------------------------------------------ model types
+#: The one ``model_type`` vocabulary of every adapter. ``transformer`` is scikit-learn's sense: a fitted data
+#: transformation (a scaler, an encoder, PCA), not the neural architecture.
+MODEL_TYPES = (
+    "classifier",
+    "regressor",
+    "clusterer",
+    "transformer",
+    "outlier-detector",
+    "density-estimator",
+    "ranker",
+    "language-model",
+    "object-detector",
+    "segmenter",
+)
+
+#: Words (after splitting ``CamelCase``, ``snake_case`` and ``a:b``) that tell a kind; a phrase is several words
+#: in a row. Scikit-learn's estimator types, Keras losses and activations, XGBoost / LightGBM objectives, Hugging
+#: Face architectures and pipeline tasks all speak in these words.
+_TYPE_WORDS: dict[str, tuple[str, ...]] = {
+    "classifier": (
+        "classifier", "classification", "classify", "binary", "multiclass", "multiclassova", "softmax",
+        "softprob", "crossentropy", "cross entropy", "logloss", "hinge", "squared hinge", "categorical",
+        "multilabel", "logistic", "focal", "bce", "nll",
+    ),
+    "regressor": (
+        "regressor", "regression", "reg", "squarederror", "squared error", "absolute error", "absoluteerror",
+        "squaredlogerror", "pseudohubererror", "mse", "mae", "rmse", "mape", "msle", "huber", "poisson",
+        "tweedie", "gamma", "quantile", "log cosh", "logcosh", "l 1", "l 2",
+    ),
+    "clusterer": ("clusterer", "clustering", "cluster"),
+    "outlier-detector": ("outlier", "outlier detector", "anomaly", "novelty"),
+    "density-estimator": ("density", "density estimator"),
+    "ranker": ("ranker", "ranking", "rank", "lambdarank", "ndcg", "pairwise", "xendcg"),
+    "language-model": (
+        "lm", "causal lm", "masked lm", "language model", "text generation", "fill mask",
+        "conditional generation", "text2text generation",
+    ),
+    "object-detector": ("object detection", "object detector"),
+    "segmenter": ("segmentation", "semantic segmentation", "image segmentation", "segmenter"),
+}  # fmt: skip
+_WORD = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
+
+
+def _words(hint: str) -> str:
+    """``"BertForSequenceClassification"``, ``"binary:logistic"`` -> ``" bert for sequence classification "``."""
+    return " " + " ".join(w.lower() for w in _WORD.findall(hint)) + " "
+
+
+def infer_model_type(*hints: object) -> str | None:
+    """The first hint that names exactly one kind of :data:`MODEL_TYPES`, or None when none does.
+
+    Hints are what a framework tells, most specific first: a scikit-learn ``estimator_type``, a loss or an
+    objective (``"sparse_categorical_crossentropy"``, ``"reg:squarederror"``), an architecture
+    (``"GPT2LMHeadModel"``), a task (``"text-classification"``). A hint that matches two kinds
+    (``"reg:logistic"``) or none (``"Net"``, ``"sigmoid"``) says nothing, and the next one is read. A vocabulary
+    word itself (``"outlier_detector"``) counts only as a whole hint for ``transformer``, which in a class name
+    (``"VisionTransformer"``) is an architecture, not a kind.
+    """
+    for hint in hints:
+        if not isinstance(hint, str) or not hint.strip():
+            continue
+        normal = hint.strip().lower().replace("_", "-")
+        if normal in MODEL_TYPES:
+            return normal
+        words = _words(hint)
+        kinds = {kind for kind, phrases in _TYPE_WORDS.items() if any(f" {p} " in words for p in phrases)}
+        if len(kinds) == 1:
+            return kinds.pop()
+    return None
+
+
+def class_of(obj: Any) -> str:
+    """The qualified class name of a model object or class: ``sklearn.ensemble._forest.RandomForestClassifier``
+    (a string is taken as that name already)."""
+    if isinstance(obj, str):
+        return obj
+    return qualified_name(obj if isinstance(obj, type) else type(obj))
 
 
 # ---------------------------------------------------------------- file names

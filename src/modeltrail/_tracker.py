@@ -113,8 +113,13 @@ class Tracker(LedgerViews):
         dataset: Dataset | None = None,
         seeds: Mapping[str, Any] | None = None,
         tags: Mapping[str, str] | None = None,
+        system_metrics: bool | float | None = None,
     ) -> Training:
-        """Start a training of ``model`` (created on first use). Use it as a context manager."""
+        """Start a training of ``model`` (created on first use). Use it as a context manager.
+
+        ``system_metrics``: sample CPU, memory, disk, network (and GPU) into ``system/...`` metrics: True, an
+        interval in seconds, or None for ``MODELTRAIL_SYSTEM_METRICS`` (see ``modeltrail._system``).
+        """
         return Training(
             self,
             model,
@@ -125,6 +130,7 @@ class Tracker(LedgerViews):
             dataset=dataset,
             seeds=seeds,
             tags=tags,
+            system_metrics=system_metrics,
         )
 
     def flush(self, timeout: float | None = None) -> None:

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
+from . import _system
 from ._context import capture
 from ._dataset import Dataset, dataset_row, path_digest
 from ._errors import StorageUnavailableError, ValidationError
@@ -97,6 +98,7 @@ class Training:
         dataset: Dataset | None = None,
         seeds: Mapping[str, Any] | None = None,
         tags: Mapping[str, str] | None = None,
+        system_metrics: bool | float | None = None,
     ) -> None:
         self.tracker: Any = tracker  # the Tracker; typed loosely because _training sits below _tracker
         self.model_name = check_model_name(model)
@@ -119,6 +121,8 @@ class Training:
             {k: REDACTED if is_secret_key(k) else mask_url_passwords(v) for k, v in check_tags(tags).items()}
         )
         context = _start_context(seeds)
+        system_interval = _system.plan(system_metrics)  # None: off (MODELTRAIL_SYSTEM_METRICS decides by default)
+        self._sampler: _system.Sampler | None = None
         self.store: Store = tracker.store
         self.uuid = str(uuid_mod.uuid4())
         self.id: int | None = None
@@ -158,6 +162,7 @@ class Training:
         self.id = self._now_or_spooled("start", op)
         if self.id is not None:
             writer.register(self.uuid, self.id)
+        self._sampler = _system.start(self.log_metric, system_interval)
 
     def __repr__(self) -> str:
         return f"Training(id={self.id}, model={self.model_name!r}, status={self.status!r})"
@@ -352,6 +357,8 @@ class Training:
             error = mask_url_passwords(
                 clean_text(str(error))
             )  # an exception's text: stored as it can be, never refused
+        if self._sampler is not None:
+            self._sampler.stop()  # its last sample is logged while the training still runs
         with self._lock:
             if self.status != "running":
                 return self.version

@@ -111,6 +111,9 @@ def test_fit_records_params_metrics_dataset_and_artifact(db_url_sqlite_mysql: st
     )  # fmt: skip
     assert p["callbacks"] == [] and p["keras.backend"] == "torch"
     assert "optimizer.name" not in p
+    # one model_type vocabulary: binary_crossentropy says classifier; the class is in the context
+    assert tracker.model("sentiment-lstm").model_type == "classifier"
+    assert run.context["model_class"] == "keras.src.models.sequential.Sequential"
     assert run.dataset is not None and run.dataset.n_rows == 48 and run.dataset.name == "sentiment-lstm-train"
 
     for key in ("loss", "val_loss", "accuracy", "val_accuracy"):
@@ -125,6 +128,27 @@ def test_fit_records_params_metrics_dataset_and_artifact(db_url_sqlite_mysql: st
     assert run.artifact_sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     loaded = keras.saving.load_model(path)
     np.testing.assert_allclose(loaded.predict(x[:8], verbose=0), model.predict(x[:8], verbose=0), rtol=1e-5)
+
+
+def test_model_type_from_losses_then_softmax_outputs() -> None:
+    from modeltrail.integrations.keras import model_type
+
+    def model(loss: Any, activation: str = "linear", outputs: int = 1) -> Any:
+        inputs = keras.layers.Input((4,))
+        heads = [keras.layers.Dense(2, activation=activation, name=f"out{i}")(inputs) for i in range(outputs)]
+        built = keras.Model(inputs, heads if outputs > 1 else heads[0])
+        if loss is not None:
+            built.compile(optimizer="sgd", loss=loss)
+        return built
+
+    assert model_type(model("mse")) == "regressor"
+    assert model_type(model(keras.losses.Huber())) == "regressor"
+    assert model_type(model("sparse_categorical_crossentropy")) == "classifier"
+    assert model_type(model(["mse", "mae"], outputs=2)) == "regressor"
+    assert model_type(model(["mse", "binary_crossentropy"], outputs=2)) is None  # two kinds: not guessed
+    assert model_type(model(None, activation="softmax")) == "classifier"  # no loss yet: the softmax head says
+    assert model_type(model(None, activation="sigmoid")) is None  # a sigmoid may regress a ratio
+    assert model_type(model(lambda y, p: (y - p) ** 2)) is None  # a custom loss says nothing
 
 
 def test_new_learning_rate_gives_version_2_with_param_diff(db_url_sqlite_mysql: str, tmp_path: Path) -> None:

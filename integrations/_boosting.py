@@ -9,7 +9,8 @@ both adapters record alike:
   framework prints for the eval set, a dash, the metric's own name, at step = the round's index (0-based), so
   that the history of a key equals the framework's list for that eval set and metric point by point;
 * params: the framework's params mapping as given to ``train``, plus ``num_boost_round``;
-* ``model_type`` from the objective (:func:`model_type_of`), the objective itself in the params;
+* ``model_type`` from the objective (:func:`model_type_of`), the objective itself in the params, the booster's
+  class as ``model_class`` in the context;
 * each metric's goal (``set_metric_goal``, once per model and metric; one you declared is kept), as the framework
   tells it: LightGBM's ``is_higher_better``, XGBoost's maximised metrics (``auc``, ``aucpr``, ``map``, ``ndcg``,
   ``pre``), so ``modeltrail leaderboard <model> --metric valid-l2`` needs no ``--mode``;
@@ -25,7 +26,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modeltrail._adapter import Lifecycle, artifact_path, guarded, log_new_params, safe_name
+from modeltrail._adapter import Lifecycle, artifact_path, guarded, infer_model_type, log_new_params, safe_name
 from modeltrail._values import check_model_name, check_tags, encode_params, to_jsonable
 
 if TYPE_CHECKING:
@@ -36,41 +37,14 @@ if TYPE_CHECKING:
 #: Feature importances kept per kind in the training's context: the features of most gain, then by name.
 TOP_FEATURES = 100
 
-#: Objective prefixes and names -> the model vocabulary (classifier, regressor, ranker).
-_KINDS: tuple[tuple[str, str], ...] = (
-    # XGBoost: "family:loss"
-    ("binary:", "classifier"),
-    ("multi:", "classifier"),
-    ("reg:", "regressor"),
-    ("count:", "regressor"),
-    ("survival:", "regressor"),
-    ("rank:", "ranker"),
-)
-_LIGHTGBM_KINDS = {
-    **dict.fromkeys(
-        ("binary", "multiclass", "softmax", "multiclassova", "multiclass_ova", "ova", "ovr", "cross_entropy",
-         "xentropy", "cross_entropy_lambda", "xentlambda"),
-        "classifier",
-    ),
-    **dict.fromkeys(("lambdarank", "rank_xendcg", "xendcg", "xe_ndcg", "xe_ndcg_mart", "xendcg_mart"), "ranker"),
-}  # fmt: skip
 
-
-def model_type_of(objective: Any, *, default: str = "regressor") -> str | None:
-    """The model's kind as the objective tells it: ``binary:logistic`` or ``multiclass`` -> classifier, ``reg:*``,
-    ``regression``, ``huber``, ``poisson`` ... -> regressor, ``rank:*`` or ``lambdarank`` -> ranker.
-
-    A custom (callable) objective says nothing: None. No objective is the framework's default (regression).
-    """
+def model_type_of(objective: Any, default_objective: str) -> str | None:
+    """The model's kind as the objective tells it, in the shared vocabulary (``_adapter.infer_model_type``):
+    ``binary:logistic``, ``multiclass`` -> classifier, ``reg:squarederror``, ``huber`` -> regressor,
+    ``rank:ndcg``, ``lambdarank`` -> ranker. No objective is the framework's default; a callable one says nothing."""
     if objective is None:
-        return default
-    if not isinstance(objective, str):
-        return None
-    name = objective.strip().lower()
-    for prefix, kind in _KINDS:
-        if name.startswith(prefix):
-            return kind
-    return _LIGHTGBM_KINDS.get(name, "regressor")
+        objective = default_objective
+    return infer_model_type(objective) if isinstance(objective, str) else None
 
 
 def importance_table(kinds: Mapping[str, Mapping[str, float]], rank_by: str) -> dict[str, dict[str, float]]:
@@ -150,7 +124,7 @@ class BoostingRecorder:
 
     # --------------------------------------------------------------- a train
     def begin(self, owner: object, default_model: str, params: Mapping[str, Any], *, model_type: str | None,
-              interrupted: str) -> Training | None:  # fmt: skip
+              model_class: Any, interrupted: str) -> Training | None:  # fmt: skip
         """A ``train`` starts: end what an earlier, interrupted one left open, then join or start its training."""
         self.abandon(interrupted)
         life = self.life
@@ -159,7 +133,11 @@ class BoostingRecorder:
         self.goals = {}
         merged = {**{str(k): to_jsonable(v) for k, v in params.items()}, **(self.params or {})}
         run = life.open(
-            self.model or default_model, model_type=model_type, description=self.description, tags=self.tags
+            self.model or default_model,
+            model_type=model_type,
+            model_class=model_class,
+            description=self.description,
+            tags=self.tags,
         )
         if run is not None:
             if life.owned:

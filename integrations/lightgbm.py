@@ -138,8 +138,8 @@ class ModeltrailCallback:
             return
         params = {str(k): v for k, v in (env.params or {}).items()}
         params["num_boost_round"] = env.end_iteration - env.begin_iteration
-        objective = params.get("objective", "regression")
-        run = self._rec.begin(self, FRAMEWORK, params, model_type=model_type_of(objective), interrupted=INTERRUPTED)
+        kind = model_type_of(params.get("objective"), "regression")
+        run = self._rec.begin(self, FRAMEWORK, params, model_type=kind, model_class=env.model, interrupted=INTERRUPTED)
         self._last_on_list = True
         if run is not None:
             self._watch_the_rest()

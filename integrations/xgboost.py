@@ -146,9 +146,8 @@ class ModeltrailCallback(_Base):
         if not call:
             params.pop("num_boost_round")
             self._rec.life.tell_once("params", "xgboost.train's params were not found; recording the callback's only")
-        self._rec.begin(
-            self, FRAMEWORK, params, model_type=model_type_of(params.get("objective")), interrupted=INTERRUPTED
-        )
+        kind = model_type_of(params.get("objective"), "reg:squarederror")
+        self._rec.begin(self, FRAMEWORK, params, model_type=kind, model_class=model, interrupted=INTERRUPTED)
 
     @guard("xgboost: finishing the training")
     def _after(self, model: Any) -> None:

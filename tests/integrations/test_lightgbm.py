@@ -70,6 +70,7 @@ def test_every_iteration_equals_record_evaluation_with_early_stopping(
     (run,) = tracker.trainings("cancer-lgb")
     assert len(recorded["valid"]["auc"]) < 300 and booster.best_iteration > 0  # early stopping ended it
     assert (run.status, run.version, cb.version and cb.version.number) == ("finished", 1, 1)
+    assert run.context["model_class"] == "lightgbm.basic.Booster"
     assert run.context["best_iteration"] == booster.best_iteration
     assert run.context["best_score"] == {
         f"{data}-{metric}": pytest.approx(value)

@@ -72,6 +72,7 @@ def test_every_round_equals_evals_result_with_early_stopping(db_url_sqlite_mysql
         "train-auc": "max",
         "validation_0-auc": "max",
     }
+    assert run.context["model_class"] == "xgboost.core.Booster"
     assert run.context["best_iteration"] == booster.best_iteration
     assert run.context["best_score"] == pytest.approx(booster.best_score)
     gain, weight = booster.get_score(importance_type="gain"), booster.get_score(importance_type="weight")

@@ -66,6 +66,29 @@ def declare_goals(tracker: Tracker, model: str, goals: Mapping[str, str]) -> Non
             tracker.set_metric_goal(model, metric, goal, set_by="modeltrail")
 
 
+class Recorded:
+    """What both callbacks show of their :class:`BoostingRecorder` (``self._rec``)."""
+
+    _rec: BoostingRecorder
+
+    def __repr__(self) -> str:
+        return f"ModeltrailCallback(model={self._rec.model!r}, training_id={self.training_id})"
+
+    @property
+    def training_id(self) -> int | None:
+        """The training the last ``train`` logged into (None while the database is away)."""
+        return self._rec.training_id
+
+    @property
+    def version(self) -> VersionRecord | None:
+        """The version the last ``train`` became (None when it logged into an enclosing training)."""
+        return self._rec.version
+
+    @property
+    def tracker(self) -> Tracker:
+        return self._rec.life.tracker
+
+
 class BoostingRecorder:
     """One callback's hold on the training of the ``train`` call it is in; settings are checked at the call.
 

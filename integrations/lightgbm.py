@@ -37,12 +37,11 @@ from modeltrail._adapter import find_in_callers, guard, guarded, require
 
 lightgbm = require("lightgbm", "lightgbm")
 
-from ._boosting import BoostingRecorder, importance_table, model_type_of  # noqa: E402
+from ._boosting import BoostingRecorder, Recorded, importance_table, model_type_of  # noqa: E402
 
 if TYPE_CHECKING:
     from types import FrameType
 
-    from modeltrail._records import VersionRecord
     from modeltrail._tracker import Tracker
 
 FRAMEWORK = "lightgbm"
@@ -51,7 +50,7 @@ _TRAIN_CODE = lightgbm.engine.train.__code__
 _EarlyStop: type[BaseException] = lightgbm.callback.EarlyStopException
 
 
-class ModeltrailCallback:
+class ModeltrailCallback(Recorded):
     """Record each ``lightgbm.train`` this callback is given to as a training of ``model`` (default ``"lightgbm"``).
 
     ``tracker`` is the :class:`~modeltrail.Tracker` to record into, or ``uri`` a database URL (default:
@@ -87,23 +86,6 @@ class ModeltrailCallback:
         )
         self._booster: Any = None  # the booster of the train in progress (its identity tells a new train)
         self._last_on_list = True  # no callback runs after this one: it ends the training itself
-
-    def __repr__(self) -> str:
-        return f"ModeltrailCallback(model={self._rec.model!r}, training_id={self.training_id})"
-
-    @property
-    def training_id(self) -> int | None:
-        """The training the last ``train`` logged into (None while the database is away)."""
-        return self._rec.training_id
-
-    @property
-    def version(self) -> VersionRecord | None:
-        """The version the last ``train`` became (None when it logged into an enclosing training)."""
-        return self._rec.version
-
-    @property
-    def tracker(self) -> Tracker:
-        return self._rec.life.tracker
 
     def __getstate__(self) -> dict[str, Any]:
         return {"rec": self._rec}

@@ -33,12 +33,11 @@ from modeltrail._adapter import find_in_callers, guard, require
 
 xgboost = require("xgboost", "xgboost")
 
-from ._boosting import BoostingRecorder, importance_table, model_type_of  # noqa: E402
+from ._boosting import BoostingRecorder, Recorded, importance_table, model_type_of  # noqa: E402
 
 if TYPE_CHECKING:
     from types import FrameType
 
-    from modeltrail._records import VersionRecord
     from modeltrail._tracker import Tracker
 
 FRAMEWORK = "xgboost"
@@ -48,7 +47,7 @@ _TRAIN_CODE = getattr(xgboost.training.train, "__wrapped__", xgboost.training.tr
 _Base: Any = xgboost.callback.TrainingCallback
 
 
-class ModeltrailCallback(_Base):
+class ModeltrailCallback(_Base, Recorded):
     """Record each ``xgboost.train`` this callback is given to as a training of ``model`` (default ``"xgboost"``).
 
     ``tracker`` is the :class:`~modeltrail.Tracker` to record into, or ``uri`` a database URL (default:
@@ -86,23 +85,6 @@ class ModeltrailCallback(_Base):
             tags=tags,
             params=params,
         )
-
-    def __repr__(self) -> str:
-        return f"ModeltrailCallback(model={self._rec.model!r}, training_id={self.training_id})"
-
-    @property
-    def training_id(self) -> int | None:
-        """The training the last ``train`` logged into (None while the database is away)."""
-        return self._rec.training_id
-
-    @property
-    def version(self) -> VersionRecord | None:
-        """The version the last ``train`` became (None when it logged into an enclosing training)."""
-        return self._rec.version
-
-    @property
-    def tracker(self) -> Tracker:
-        return self._rec.life.tracker
 
     def __getstate__(self) -> dict[str, Any]:
         return {"model_format": self.model_format, "rec": self._rec}

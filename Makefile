@@ -43,6 +43,7 @@ bench: $(BENCH_VENV)/.ready
 	$(BENCH_PY) benchmarks/bench_logging.py $(BENCH_ARGS) || status=1; \
 	$(BENCH_PY) benchmarks/bench_queries.py $(BENCH_QUERIES_ARGS) || status=1; \
 	$(BENCH_PY) benchmarks/bench_adapters.py $(BENCH_ADAPTERS_ARGS) || status=1; \
+	$(BENCH_PY) benchmarks/bench_cli.py $(BENCH_CLI_ARGS) || status=1; \
 	exit $$status
 
 clean:

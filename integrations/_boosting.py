@@ -30,7 +30,7 @@ from modeltrail._adapter import Lifecycle, artifact_path, guarded, infer_model_t
 from modeltrail._values import check_model_name, check_tags, encode_params, to_jsonable
 
 if TYPE_CHECKING:
-    from modeltrail._records import VersionRecord
+    from modeltrail._records import PendingVersion, VersionRecord
     from modeltrail._tracker import Tracker
     from modeltrail._training import Training
 
@@ -80,7 +80,7 @@ class Recorded:
         return self._rec.training_id
 
     @property
-    def version(self) -> VersionRecord | None:
+    def version(self) -> VersionRecord | PendingVersion | None:
         """The version the last ``train`` became (None when it logged into an enclosing training)."""
         return self._rec.version
 
@@ -124,7 +124,7 @@ class BoostingRecorder:
         self._declared: set[tuple[str, str]] = set()  # (model, metric) goals this recorder saw declared
         #: The training the last ``train`` logged into, and the version it became (None until it finished).
         self.training_id: int | None = None
-        self.version: VersionRecord | None = None
+        self.version: VersionRecord | PendingVersion | None = None
 
     @property
     def uri(self) -> str | None:
@@ -190,7 +190,7 @@ class BoostingRecorder:
         context: Mapping[str, Any],
         save: Callable[[Path], None] | None,
         suffix: str,
-    ) -> VersionRecord | None:
+    ) -> VersionRecord | PendingVersion | None:
         """``train`` is done: the context (best iteration, importances), the saved booster, then the version."""
         run = self.life.live
         if run is None:

@@ -55,7 +55,7 @@ from ._keras_config import (
 )
 
 if TYPE_CHECKING:
-    from modeltrail._records import VersionRecord
+    from modeltrail._records import PendingVersion, VersionRecord
     from modeltrail._tracker import Tracker
 
 _Callback: Any = keras.callbacks.Callback
@@ -116,7 +116,7 @@ class ModeltrailCallback(_Callback):
         self._lr: float | None = None
         #: The training the last fit logged into, and the version it became (None until it finished).
         self.training_id: int | None = None
-        self.version: VersionRecord | None = None
+        self.version: VersionRecord | PendingVersion | None = None
 
     def __repr__(self) -> str:
         return f"ModeltrailCallback(model={self.model_name!r}, training_id={self.training_id})"

@@ -42,7 +42,7 @@ from . import _lightning_trainer as lt  # noqa: E402
 from ._lightning_trainer import ENV_RUN_IDS, path_safe, shared_run_id, strategy_name, trainer_settings  # noqa: E402
 
 if TYPE_CHECKING:
-    from modeltrail._records import VersionRecord
+    from modeltrail._records import PendingVersion, VersionRecord
     from modeltrail._tracker import Tracker
     from modeltrail._training import Training
 
@@ -126,7 +126,7 @@ class ModeltrailLogger(Logger):
         return self._life.training
 
     @property
-    def model_version(self) -> VersionRecord | None:
+    def model_version(self) -> VersionRecord | PendingVersion | None:
         """The model version the finished fit became, if any."""
         return self.training.version if self.training is not None else None
 

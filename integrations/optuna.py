@@ -46,7 +46,7 @@ optuna = require("optuna", "optuna")
 if TYPE_CHECKING:
     import weakref
 
-    from modeltrail._records import VersionRecord
+    from modeltrail._records import PendingVersion, VersionRecord
     from modeltrail._tracker import Tracker
     from modeltrail._training import Training
 
@@ -104,7 +104,7 @@ class ModeltrailCallback:
         self._live: dict[tuple[str, int], _Live] = {}
         self._goals: set[str] = set()  # models whose metric goals this callback declared
         self.training_id: int | None = None
-        self.version: VersionRecord | None = None
+        self.version: VersionRecord | PendingVersion | None = None
 
     def __repr__(self) -> str:
         return f"ModeltrailCallback(model={self.model!r}, training_id={self.training_id})"

@@ -73,8 +73,9 @@ def test_interpreter_exit_flushes_everything(db_url: str, tmp_path) -> None:
     (record,) = tracker.trainings("m")
     assert record.metrics["x"].count == 50_000
     assert len(tracker.metric_history(record, "x")) == 50_000
-    # Never finished: it is not reported as finished and has no version.
-    assert record.status == "running" and record.version is None
+    # Never finished: it is not reported as finished and has no version; exit records it as abandoned.
+    assert record.status == "failed" and record.version is None
+    assert tracker.get_training(record.id).error == "abandoned: the process exited while the training was still running"
 
 
 def test_back_pressure_bounds_the_queue(sqlite_url: str) -> None:

@@ -42,12 +42,12 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._errors import ModeltrailWarning
+from ._errors import ModeltrailWarning, user_stacklevel
 from ._training import Stage, Training, active_training
 from ._values import qualified_name
 
 if TYPE_CHECKING:  # the Tracker (and SQLAlchemy) load when the first training starts, not with autolog
-    from ._records import VersionRecord
+    from ._records import PendingVersion, VersionRecord
     from ._tracker import Tracker
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -71,36 +71,6 @@ def warn_once(where: str, error: BaseException) -> None:
             ModeltrailWarning,
             stacklevel=user_stacklevel(),
         )
-
-
-#: Top-level packages whose frames are not the user's line: modeltrail, the frameworks it adapts, and the
-#: standard library's plumbing between them (``contextlib`` for ``with guarded(...)``).
-_NOT_USER = frozenset(
-    {
-        "modeltrail", "contextlib", "functools", "threading", "importlib", "runpy", "sklearn", "joblib",
-        "keras", "lightning", "pytorch_lightning", "torch", "transformers", "accelerate", "xgboost",
-        "lightgbm", "optuna",
-    }
-)  # fmt: skip
-
-
-def user_stacklevel() -> int:
-    """The ``stacklevel`` that makes a ``warnings.warn`` in the calling function point at the user's line.
-
-    The first frame outside modeltrail, the frameworks and ``contextlib``: the user's ``clf.fit(X, y)``, not
-    ``contextlib.py:158``. A stack that is all internal (a background thread) points at the caller itself.
-    """
-    frame: FrameType | None = sys._getframe(1)
-    level = 1
-    try:
-        while frame is not None:
-            if str(frame.f_globals.get("__name__", "")).split(".")[0] not in _NOT_USER:
-                return level
-            frame = frame.f_back
-            level += 1
-        return 1
-    finally:
-        del frame
 
 
 @contextlib.contextmanager
@@ -252,7 +222,7 @@ class Lifecycle:
         if self.owned and self.training is not None:
             self._finalizer = watch(owner, self.training, error, label=label, thread=f"modeltrail-{self.framework}")
 
-    def end(self, status: str = "finished", *, error: str | None = None) -> VersionRecord | None:
+    def end(self, status: str = "finished", *, error: str | None = None) -> VersionRecord | PendingVersion | None:
         """Finish or fail an owned training; one that is not the adapter's is only flushed (its owner ends it)."""
         run = self.live
         if run is None:
@@ -578,6 +548,7 @@ def watch(owner: object, run: Training, error: str, *, label: str, thread: str) 
     global _exit_hook
     finalizer = weakref.finalize(owner, _discarded, run, f"{error}; the {label} was discarded", thread)
     finalizer.atexit = False  # exit is handled by _at_exit, which can name the exception
+    run.abandon_at_exit = False  # this watchdog ends it at exit, naming the exception that ended the process
     with _open_lock:
         _open[id(run)] = (run, error)
         if not _exit_hook:

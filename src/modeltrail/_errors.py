@@ -19,6 +19,8 @@ Every error that is about a value the caller passed carries that value in
 
 from __future__ import annotations
 
+import sys
+from types import FrameType
 from typing import Any
 
 
@@ -90,6 +92,16 @@ EXTRAS = {
     "joblib": "sklearn",
     "lightning": "lightning",
     "keras": "keras",
+    "s3fs": "s3",
+    "gcsfs": "gcs",
+    "adlfs": "azure",
+    "skops": "skops",
+    "transformers": "transformers",
+    "xgboost": "xgboost",
+    "lightgbm": "lightgbm",
+    "optuna": "optuna",
+    "psutil": "system",
+    "pynvml": "gpu",
 }
 
 
@@ -102,3 +114,33 @@ def install_hint(error: BaseException | None) -> str | None:
                 return f'pip install "modeltrail[{extra}]"'
         error = error.__cause__ or error.__context__
     return None
+
+
+#: Top-level packages whose frames are not the user's line: modeltrail, the frameworks it adapts, and the
+#: standard library's plumbing between them (``contextlib`` for ``with guarded(...)``).
+_NOT_USER = frozenset(
+    {
+        "modeltrail", "contextlib", "functools", "threading", "importlib", "runpy", "sklearn", "joblib",
+        "keras", "lightning", "pytorch_lightning", "torch", "transformers", "accelerate", "xgboost",
+        "lightgbm", "optuna",
+    }
+)  # fmt: skip
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` that makes a ``warnings.warn`` in the calling function point at the user's line.
+
+    The first frame outside modeltrail, the frameworks and ``contextlib``: the user's ``clf.fit(X, y)``, not
+    ``contextlib.py:158``. A stack that is all internal (a background thread) points at the caller itself.
+    """
+    frame: FrameType | None = sys._getframe(1)
+    level = 1
+    try:
+        while frame is not None:
+            if str(frame.f_globals.get("__name__", "")).split(".")[0] not in _NOT_USER:
+                return level
+            frame = frame.f_back
+            level += 1
+        return 1
+    finally:
+        del frame

@@ -90,6 +90,29 @@ class VersionRecord:
 
 
 @dataclass(frozen=True)
+class PendingVersion:
+    """The version a finished training gets once its spooled end reaches the database (it was unreachable).
+
+    Falsy and without a number, so ``if run.version:`` still means "a version exists"; its text says
+    why there is none yet and how to get it: the next process that reaches the database, or
+    ``modeltrail sync``, replays the spool and makes the version.
+    """
+
+    model: str
+    training_uuid: str
+    number: None = None
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __str__(self) -> str:
+        return (
+            f"version of {self.model!r} pending: the database was unreachable, so the training's end is spooled; "
+            "`modeltrail sync` (or the next modeltrail process that reaches the database) makes the version"
+        )
+
+
+@dataclass(frozen=True)
 class StageRecord:
     name: str
     position: int

@@ -11,7 +11,7 @@ from typing import Any
 
 from ._config import database_of, mask_password, require_existing, resolve_uri
 from ._dataset import Dataset
-from ._errors import ConfigurationError, NotFoundError, install_hint
+from ._errors import ConfigurationError, NotFoundError, StorageUnavailableError, install_hint
 from ._operations import deployments as deployment_ops
 from ._operations import evaluations as evaluation_ops
 from ._read import audit as audit_reads
@@ -569,6 +569,15 @@ class Tracker(LedgerViews):
         resolved = resolve_uri(uri)
         before = cls.spooled(resolved)
         set_aside, damaged = spool.dead_letters(resolved), set(spool.quarantined(resolved))
+        try:  # a database still away is an error here, not a replay of nothing that "succeeds"
+            cls(resolved, spool=False).close()
+        except StorageUnavailableError as e:
+            where = ", ".join(str(d) for d in spool.spool_dirs_for(resolved)) or "the spool"
+            raise StorageUnavailableError(
+                f"{e}; nothing was replayed: {before} spooled {'entry waits' if before == 1 else 'entries wait'} in "
+                f"{where}. Run `modeltrail sync` again once the database is back.",
+                value=e.value,
+            ) from e
         tracker = cls(resolved, spool=True)
         try:
             waiting = tracker.sync(timeout=timeout)

@@ -9,12 +9,14 @@ everything else and go to the durable spool (see ``writer`` and ``spool``).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import contextvars
 import os
 import threading
 import time
 import uuid as uuid_mod
+import warnings
 from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
@@ -22,8 +24,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from . import _system
 from ._context import capture
 from ._dataset import Dataset, dataset_row, path_digest
-from ._errors import StorageUnavailableError, ValidationError
-from ._records import VersionRecord
+from ._errors import StorageUnavailableError, ValidationError, user_stacklevel
+from ._records import PendingVersion, VersionRecord
 from ._secrets import REDACTED, is_secret_key, mask_url_passwords, redact
 from ._values import (
     MAX_JSON_BYTES,
@@ -127,7 +129,8 @@ class Training:
         self.uuid = str(uuid_mod.uuid4())
         self.id: int | None = None
         self.status = "running"
-        self.version: VersionRecord | None = None
+        #: The version a finished training made; a :class:`PendingVersion` while its end waits in the spool.
+        self.version: VersionRecord | PendingVersion | None = None
         self.error: str | None = None
         self.params: dict[str, Any] = {k: v for k, (v, _) in stored.items()}
         self.artifact: dict[str, Any] | None = None
@@ -135,6 +138,8 @@ class Training:
         self._context_sizes = {"": json_size(context)}  # "" is the captured part; the rest by add_context key
         self._stages = 0
         self._open_stages: list[Stage] = []
+        #: Ended as abandoned at exit if still running; an adapter whose watchdog names the cause turns it off.
+        self.abandon_at_exit = True
         self.failed_stage: str | None = None
         self._last_step: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -162,6 +167,7 @@ class Training:
         self.id = self._now_or_spooled("start", op)
         if self.id is not None:
             writer.register(self.uuid, self.id)
+        _watch_unfinished(self)
         self._sampler = _system.start(self.log_metric, system_interval)
 
     def __repr__(self) -> str:
@@ -335,7 +341,7 @@ class Training:
 
     def finish(
         self, status: str = "finished", *, error: str | None = None, make_version: bool = True
-    ) -> VersionRecord | None:
+    ) -> VersionRecord | PendingVersion | None:
         """End the training. A finished training becomes the model's next version; a failed or pruned one does not.
 
         ``make_version=False`` ends a finished training without a version: one of many candidates (a tuner's
@@ -376,18 +382,56 @@ class Training:
             op["version"] = False
         try:
             self._writer.flush()
-            self.version = self._now_or_spooled("finish", op)
+            made = self._now_or_spooled("finish", op)
         except BaseException:
             self.status = "running"  # nothing recorded it as ended; the caller may retry
             raise
+        pending = made is None and status == "finished" and make_version
+        self.version = PendingVersion(self.model_name, self.uuid) if pending else made
         self.status = status
         self.error = error
+        with _unfinished_lock:
+            _unfinished.pop(self.uuid, None)
         self._writer.submit("forget", {"uuid": self.uuid})
         return self.version
 
     def _check_running(self, what: str) -> None:
         if self.status != "running":
             raise ValidationError(f"training {self.id} is {self.status}; cannot {what}", value=self.status)
+
+
+# ------------------------------------------- trainings nobody finished by exit
+_unfinished: dict[str, Training] = {}
+_unfinished_lock = threading.Lock()
+
+
+def _watch_unfinished(run: Training) -> None:
+    """Keep ``run`` until it ends, and (re)register the exit hook so it runs before every writer's close.
+
+    ``atexit`` runs the last registered first; registering again after each new writer keeps this hook
+    ahead of all of them, so an abandoned training's end is still written (or spooled).
+    """
+    with _unfinished_lock:
+        _unfinished[run.uuid] = run
+    atexit.unregister(_end_unfinished)
+    atexit.register(_end_unfinished)
+
+
+def _end_unfinished() -> None:
+    """At exit, a training never finished (made without ``with``, ``finish()`` never called) ends as abandoned."""
+    with _unfinished_lock:
+        runs = [run for run in _unfinished.values() if run.status == "running" and run.abandon_at_exit]
+        _unfinished.clear()
+    for run in runs:
+        warnings.warn(
+            f"modeltrail: training {run.id if run.id is not None else run.uuid} of {run.model_name!r} was still "
+            "running when the process exited (it was never finished: use `with tracker.training(...)` or call "
+            "`finish()`); it is recorded as failed, abandoned",
+            RuntimeWarning,
+            stacklevel=user_stacklevel(),
+        )
+        with contextlib.suppress(Exception):
+            run.finish("failed", error="abandoned: the process exited while the training was still running")
 
 
 class Stage:

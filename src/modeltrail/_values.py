@@ -381,11 +381,19 @@ def param_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]
     added = {k: new[k] for k in sorted(new.keys() - old.keys())}
     removed = {k: old[k] for k in sorted(old.keys() - new.keys())}
     changed = {
-        k: {"old": old[k], "new": new[k]}
-        for k in sorted(old.keys() & new.keys())
-        if _json_key(old[k]) != _json_key(new[k])
+        k: {"old": old[k], "new": new[k]} for k in sorted(old.keys() & new.keys()) if not _same_param(old[k], new[k])
     }
     return {"added": added, "removed": removed, "changed": changed}
+
+
+#: Floats this close are the same param: ``0.1 + 0.2`` against ``0.3`` prints equal and is no change.
+PARAM_REL_TOL = 1e-9
+
+
+def _same_param(a: Any, b: Any) -> bool:
+    if type(a) is float and type(b) is float and math.isfinite(a) and math.isfinite(b):
+        return math.isclose(a, b, rel_tol=PARAM_REL_TOL, abs_tol=0.0)
+    return _json_key(a) == _json_key(b)
 
 
 def _json_key(value: Any) -> str:

@@ -53,8 +53,9 @@ from ._errors import (
     SchemaError,
     StorageError,
     StorageUnavailableError,
+    user_stacklevel,
 )
-from ._operations.apply import Applier, MetricRow
+from ._operations.apply import Applier, MetricRow, noting_refusals
 from ._spool import Spool, dead_letter, describe, orphans, quarantine, training_of
 
 if TYPE_CHECKING:
@@ -318,7 +319,13 @@ class Writer:
         return None
 
     def _to_spool(self, kind: str, payload: dict[str, Any]) -> None:
-        """Spool one entry; when the spool folder cannot be written, hold it in memory instead (bounded)."""
+        """Spool one entry; when the spool folder cannot be written, hold it in memory instead (bounded).
+
+        A finish carries what of its training was refused: the list is forgotten with the training,
+        before the spool is replayed.
+        """
+        if kind == "finish":
+            payload = noting_refusals(payload, self._failed.get(payload["uuid"]))
         if self._spool_broken is None:
             try:
                 if self.spool is None:
@@ -359,12 +366,18 @@ class Writer:
                 self._spool_unwritable(e)
         if not self._warned_offline:
             self._warned_offline = True
-            where = f"the local spool {self.spool.path}" if self.spool is not None else "memory"
+            if self.spool is not None:
+                where = (
+                    f"spooled to {self.spool.path}; the next modeltrail process that reaches the database replays "
+                    f"it, or run `modeltrail sync` (MODELTRAIL_URI={self.store.display_uri}) once it is back"
+                )
+            else:
+                where = "kept in memory until the database is back (the spool folder cannot be written)"
             warnings.warn(
-                f"modeltrail: the database is unreachable ({error}); training continues and everything logged "
-                f"is kept in {where} until it can be written",
+                f"modeltrail: the database is unreachable ({error}); training continues and everything logged is "
+                f"{where}. Versions of trainings that finish meanwhile are pending until then.",
                 RuntimeWarning,
-                stacklevel=2,
+                stacklevel=user_stacklevel(),
             )
 
     def _points_split(self, payload: dict[str, Any], *, on_refused: Any) -> None:

@@ -68,9 +68,7 @@ class Applier:
         if kind == "stage":
             return store.run(lambda s: operations.add_stage(s, self.training_id(s, payload["uuid"]), payload["stage"]))
         if kind == "finish":
-            if not_recorded:  # the ledger says, with the training, what of it was not recorded
-                context = {**(payload.get("context") or {}), "modeltrail_not_recorded": not_recorded}
-                payload = {**payload, "context": context}
+            payload = noting_refusals(payload, not_recorded)
             return store.run(
                 lambda s: operations.finish_training(s, store, self.training_id(s, payload["uuid"]), payload)
             )
@@ -123,3 +121,10 @@ class Applier:
         metrics.insert_points(s, out)
         metrics.save_summaries(s, touched, time.time())
         return touched
+
+
+def noting_refusals(finish: dict[str, Any], not_recorded: list[str] | None) -> dict[str, Any]:
+    """A training's finish whose context says what of the training the database refused (the ledger keeps it)."""
+    if not not_recorded:
+        return finish
+    return {**finish, "context": {**(finish.get("context") or {}), "modeltrail_not_recorded": list(not_recorded)}}

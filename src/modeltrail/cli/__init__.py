@@ -14,6 +14,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from .. import __version__
 from .._config import mask_password
 from .._errors import ModeltrailError, install_hint
 from . import admin, deployments, exchange, lineage, models, trainings
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--uri", default=None, help=URI_HELP)
     parser.add_argument("--json", action="store_true", default=False, help="print JSON for scripts")
+    parser.add_argument("--version", action="version", version=f"modeltrail {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
     commands = Commands(sub, common)

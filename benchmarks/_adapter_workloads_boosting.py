@@ -1,10 +1,9 @@
 #!/usr/bin/env python3
 """XGBoost, LightGBM and Optuna cases for ``bench_adapters.py``: no logging, modeltrail's callback, MLflow's.
 
-:data:`CASES` lists the variants (``bench_adapters.py`` wires them next to its Lightning and Keras ones); the child
-side is :func:`child` (``python _adapter_workloads_boosting.py SPEC_JSON``: one measurement in a fresh process,
-figures emitted with ``_common.emit_result``). Run without arguments it is its own small driver, so the cases can
-be measured before they are wired::
+:data:`FRAMEWORKS`, :func:`variants` and :func:`child` plug it into ``bench_adapters.py`` (a workload module found
+by name, see ``_adapter_workloads.py``); :data:`CASES` lists the same variants flat. Run without arguments it is
+also its own small driver::
 
     python benchmarks/_adapter_workloads_boosting.py --repeats 5 --backends sqlite,mysql
 
@@ -43,12 +42,26 @@ ROUNDS, SAMPLES, FEATURES = 100, 2_000, 32
 TRIALS, REPORTS = 40, 10
 EXPERIMENT = "bench-boosting"
 
+FRAMEWORKS = ("xgboost", "lightgbm", "optuna")
+_LOGS = {
+    "modeltrail": "ModeltrailCallback: params, every round / trial, best iteration, importances, model, version",
+    "mlflow": "MLflow: xgboost/lightgbm autolog defaults; for optuna one run per trial by hand",
+}
 #: (framework, variant, compare_to): the MLflow variant each modeltrail one is measured against.
 CASES: list[dict[str, Any]] = [
     {"framework": fw, "variant": v, "compare_to": "mlflow" if v == "modeltrail" else None}
-    for fw in ("xgboost", "lightgbm", "optuna")
+    for fw in FRAMEWORKS
     for v in ("none", "modeltrail", "mlflow")
 ]
+
+
+def variants(framework: str, backends: list[str]) -> list[dict[str, Any]]:
+    """``bench_adapters.py``'s variants: no logging, then modeltrail against MLflow on each backend."""
+    out: list[dict[str, Any]] = [{"name": "none", "backend": "-", "logs": f"{framework}: no callback"}]
+    for backend in backends:
+        out.append({"name": "modeltrail", "backend": backend, "logs": _LOGS["modeltrail"], "compare_to": "mlflow"})
+        out.append({"name": "mlflow", "backend": backend, "logs": _LOGS["mlflow"]})
+    return out
 
 
 # --------------------------------------------------------------- workloads
@@ -150,9 +163,11 @@ RUNNERS = {"xgboost": run_xgboost, "lightgbm": run_lightgbm, "optuna": run_optun
 
 # ------------------------------------------------------------------- child
 def child(spec: dict[str, Any]) -> dict[str, Any]:
-    """One measurement: the wall time of the timed region and whether the store holds every point."""
+    """One measurement (``spec["uri"]``: the store of a ``modeltrail`` or ``mlflow`` variant), or the setup."""
+    from _adapter_workloads import HookTimer, timed_fit
+
     os.chdir(spec["workdir"])
-    framework, variant = spec["framework"], spec["variant"]
+    framework, variant, uri = spec["framework"], spec["variant"], spec.get("uri")
     import mlflow  # imported outside the timed region by every variant alike
 
     import modeltrail
@@ -165,18 +180,20 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
             mlflow.create_experiment(EXPERIMENT, artifact_location=f"file://{spec['workdir']}/mlflow-artifacts")
         return {}
     if variant == "mlflow":
-        mlflow.set_tracking_uri(spec["mlflow_uri"])
+        mlflow.set_tracking_uri(uri)
         mlflow.set_experiment(EXPERIMENT)
     __import__(framework)
-    t0 = RUNNERS[framework](variant, spec.get("mt_uri"))
-    if variant == "modeltrail":
-        close_all()  # every queued point written, the writer stopped (the trainings' ends flushed already)
-    elif variant == "mlflow":
-        mlflow.flush_async_logging()
-        if mlflow.active_run() is not None:
-            mlflow.end_run()
-    fit_s = time.perf_counter() - t0
-    return {"fit_s": fit_s}
+    result: dict[str, Any] = {}
+    with timed_fit(spec, result, HookTimer()):
+        RUNNERS[framework](variant, uri if variant == "modeltrail" else None)
+        if variant == "modeltrail":
+            close_all()  # every queued point written, the writer stopped (the trainings' ends flushed already)
+        elif variant == "mlflow":
+            mlflow.flush_async_logging()
+            if mlflow.active_run() is not None:
+                mlflow.end_run()
+    result["steps"] = TRIALS if framework == "optuna" else ROUNDS
+    return result
 
 
 # ------------------------------------------------------------------ driver
@@ -186,7 +203,8 @@ def measure(me: str, base: dict[str, Any], backend: str, framework: str, repeats
     for r in range(repeats):
         order = list(times)[r % 3 :] + list(times)[: r % 3]  # rotated: drift in the machine's load hits all alike
         for variant in order:
-            spec = {**base, "kind": "run", "framework": framework, "variant": variant}
+            uri = {"modeltrail": base["mt_uri"], "mlflow": base["mlflow_uri"]}.get(variant)
+            spec = {**base, "kind": "run", "framework": framework, "variant": variant, "uri": uri}
             times[variant].append(run_child([me, json.dumps(spec)], what=f"{framework} {variant}")["fit_s"])
             step(f"{backend} {framework} {variant}: {times[variant][-1]:.3f} s")
     none = statistics.median(times["none"])

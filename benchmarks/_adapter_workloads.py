@@ -5,6 +5,20 @@
 reads back the figures it emits: wall time of the timed region (logger built, fit, final flush), process and
 training-thread CPU, time in the logger's hooks on the training thread, and whether every point reached
 the store. ``kind: setup`` creates both stores' schemas and experiments first, so no timed run pays for them.
+
+More workloads plug in as modules beside this one, ``_adapter_workloads_<name>.py`` (found by
+:func:`workload_modules`, no list to edit). Each declares:
+
+* ``FRAMEWORKS``: the framework names it measures (``--frameworks`` values), e.g. ``("xgboost",)``;
+* ``variants(framework, backends) -> list[dict]``: the variants, as :class:`bench_adapters.Variant` fields
+  (``name``, ``backend``, ``logs``; optionally ``compare_to``, ``shipped``, ``target``: the % overhead allowed).
+  One is named ``none`` with backend ``-`` (the baseline); ``null`` (a do-nothing logger) is optional. A variant
+  whose name starts with ``modeltrail`` or ``mlflow`` gets that store's ``uri`` in its spec;
+* ``child(spec) -> dict``: runs one measurement in this process and returns the figures, made with
+  :func:`timed_fit` and :class:`HookTimer` like :func:`child_keras` (``fit_s``, ``steps`` and
+  ``timer.summary()``; ``points_ok`` / ``points`` when it checked the store). It imports its framework inside.
+  ``overhead_pct`` replaces the wall-time comparison with ``none`` when the workload measures its cost itself,
+  and ``note`` is printed with the run.
 """
 
 from __future__ import annotations
@@ -359,6 +373,22 @@ def child_keras(spec: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def workload_modules() -> dict[str, Any]:
+    """The plugged-in workload modules (``_adapter_workloads_<name>.py`` beside this file), by framework name."""
+    import importlib
+    import pathlib
+
+    here = pathlib.Path(__file__).resolve().parent
+    if str(here) not in sys.path:
+        sys.path.insert(0, str(here))
+    found: dict[str, Any] = {}
+    for path in sorted(here.glob("_adapter_workloads_*.py")):
+        module = importlib.import_module(path.stem)
+        for framework in module.FRAMEWORKS:
+            found[framework] = module
+    return found
+
+
 def child_setup(spec: dict[str, Any]) -> dict[str, Any]:
     """Create both stores' schemas and experiments, so that no measured run pays for a migration."""
     import mlflow
@@ -390,8 +420,10 @@ def child_main(raw: str) -> None:
             result = child_setup(spec)
         elif spec["framework"] == "lightning":
             result = child_lightning(spec)
-        else:
+        elif spec["framework"] == "keras":
             result = child_keras(spec)
+        else:
+            result = workload_modules()[spec["framework"]].child(spec)
     result["warnings"] = sorted({str(w.message) for w in caught})
     emit_result(result)
 

@@ -3,7 +3,9 @@
     python examples/lightning_mnist.py                      # ./modeltrail.db
     MODELTRAIL_URI=mysql+pymysql://user:pw@host/db python examples/lightning_mnist.py
 
-It trains twice with a different learning rate and prints both versions and what changed between them.
+It trains twice with a different learning rate, tests each fit (``trainer.test`` after ``fit`` is recorded as an
+evaluation of the version the fit made, on a fingerprint of the test data), and prints both versions, their test
+scores and what changed between them.
 """
 
 from __future__ import annotations
@@ -40,10 +42,16 @@ class TinyCNN(L.LightningModule):
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._score(batch, "val")
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._score(batch, "test")
+
+    def _score(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> None:
         x, y = batch
         logits = self(x)
-        self.log("val_loss", F.cross_entropy(logits, y), sync_dist=True)
-        self.log("val_acc", (logits.argmax(1) == y).float().mean(), sync_dist=True)
+        self.log(f"{stage}_loss", F.cross_entropy(logits, y), sync_dist=True)
+        self.log(f"{stage}_acc", (logits.argmax(1) == y).float().mean(), sync_dist=True)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         momentum = (self.hparams.optimizer or {}).get("momentum", 0.0)
@@ -83,6 +91,8 @@ def train(*, lr: float, uri: str | None = None, max_epochs: int = 2) -> Modeltra
     )
     train_loader, val_loader = loaders()
     trainer.fit(TinyCNN(lr=lr, optimizer={"momentum": 0.9}), train_loader, val_loader)
+    test_loader = DataLoader(synthetic_digits(32, seed=2), batch_size=16)
+    trainer.test(dataloaders=test_loader, verbose=False)  # the best checkpoint: an evaluation of the new version
     return logger
 
 
@@ -98,6 +108,11 @@ def main() -> None:
         print(
             f"training {record.id}: v{record.version} {record.status} {record.duration_s:.1f}s "
             f"val_loss={record.metrics['val_loss'].last:.3f} best={best}"
+        )
+    for evaluation in tracker.evaluations(MODEL)[-2:]:
+        print(
+            f"version {evaluation.version} on {evaluation.dataset} ({(evaluation.dataset_digest or '')[:12]}): "
+            f"test_acc={evaluation.metrics['test_acc']:.3f} test_loss={evaluation.metrics['test_loss']:.3f}"
         )
     changed = tracker.versions(MODEL)[-1].param_diff["changed"]
     print("v2 changed:", changed)

@@ -13,6 +13,7 @@ import os
 import runpy
 import sys
 import threading
+import traceback
 from collections.abc import Callable, Iterator, Mapping
 from types import ModuleType
 from typing import Any
@@ -135,7 +136,7 @@ def record_preprocessing_left() -> None:
     if not has_preprocessing():
         return
     with guarded("autolog: recording the preprocessing"):
-        script = settings.get("script") or (sys.argv[0] if sys.argv and sys.argv[0] not in ("", "-c") else None)
+        script = sys.argv[0] if sys.argv and sys.argv[0] not in ("", "-c") else None  # run_script sets it too
         name = settings.get("model") or (os.path.splitext(os.path.basename(script))[0] if script else None)
         steps = take_preprocessing()
         life = Lifecycle(str(steps[0].get("framework") or "sklearn"), settings.get("tracker") or settings.get("uri"))
@@ -222,6 +223,12 @@ def run_script(path: str, argv: list[str], *, uri: str | None = None, model: str
     except SystemExit as e:
         code = e.code
         return code if isinstance(code, int) else (0 if code is None else 1)
+    except Exception as e:  # as ``python script.py`` would: the script's traceback (not modeltrail's), status 1
+        script, tb = os.path.abspath(path), e.__traceback__
+        while tb is not None and os.path.abspath(tb.tb_frame.f_code.co_filename) != script:
+            tb = tb.tb_next
+        traceback.print_exception(type(e), e, tb or e.__traceback__)
+        return 1
     finally:
         disable()
         sys.argv, sys.path[:] = saved_argv, saved_path

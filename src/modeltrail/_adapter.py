@@ -121,6 +121,7 @@ class Lifecycle:
     def __init__(self, framework: str, tracker: Tracker | str | None = None) -> None:
         self.framework = framework
         self._tracker = None if tracker is None or isinstance(tracker, str) else tracker
+        self._given = self._tracker is not None  # a Tracker handed over is its owner's to close
         self.uri: str | None = tracker if tracker is None or isinstance(tracker, str) else tracker.uri
         self.disabled = False  # the ledger could not be opened: :meth:`open` stops trying in this process
         self._told: set[str] = set()  # kinds of :meth:`tell_once` already said
@@ -149,6 +150,12 @@ class Lifecycle:
 
             self._tracker = Tracker(self.uri)
         return self._tracker
+
+    def close(self) -> None:
+        """Close the Tracker this lifecycle built from its URL (never one it was given): the database's writer stops
+        once no other Tracker holds it. The next use builds a new one. Call it only with no owned training open."""
+        if self._tracker is not None and not self._given:
+            self._tracker.close()
 
     @property
     def live(self) -> Training | None:

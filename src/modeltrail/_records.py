@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 R = TypeVar("R")
 
@@ -102,7 +102,7 @@ class PendingVersion:
     training_uuid: str
     number: None = None
 
-    def __bool__(self) -> bool:
+    def __bool__(self) -> Literal[False]:  # Literal: type checkers narrow ``if run.version:`` to a VersionRecord
         return False
 
     def __str__(self) -> str:

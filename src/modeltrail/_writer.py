@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import logging
 import os
 import sqlite3
@@ -121,6 +122,9 @@ class Writer:
             # The store opened while the server was away: spool from the start until it answers.
             self._go_offline(store.unavailable)
         self._thread = threading.Thread(target=self._run, name="modeltrail-writer", daemon=True)
+        # ``thread.stop()`` flushes and stops it, as harnesses that hunt leftover daemon threads expect (Lightning's
+        # tests call it); the next writer_for(store) starts a new writer.
+        self._thread.stop = functools.partial(close_writer, store)  # type: ignore[attr-defined]
         self._thread.start()
         atexit.register(self.close)
 

@@ -167,6 +167,9 @@ def test_modeltrail_run_records_an_unmodified_script(db_url_sqlite_mysql: str, t
     assert record.metrics["accuracy"].last > 0.5 and Path(record.artifact_path or "").exists()
     assert record.dataset is not None and record.dataset.n_rows == 300
     assert record.context["command"][-2:] == ["--depth", "6"]
+    # the script's scaler is the forest's preprocessing, not a model of its own
+    assert [m.name for m in modeltrail.Tracker(db_url_sqlite_mysql).models()] == ["RandomForestClassifier"]
+    assert record.params["preprocessing.StandardScaler.with_mean"] is True
 
 
 def test_decorator_example_leaves_two_versions(db_url_sqlite_mysql: str, tmp_path: Path) -> None:

@@ -188,3 +188,21 @@ def test_enable_autolog_without_disable_records_leftover_preprocessing_at_exit(s
     assert done.returncode == 0, done.stderr
     (record,) = modeltrail.Tracker(sqlite_url).trainings("scaling")
     assert record.status == "finished" and record.params["preprocessing.StandardScaler.with_std"] is True
+
+
+def test_run_script_that_raises_shows_the_scripts_traceback_and_records_the_failure(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    script = tmp_path / "bad_fit.py"
+    script.write_text(
+        "import numpy as np\n"
+        "from sklearn.linear_model import LogisticRegression\n"
+        "LogisticRegression().fit(np.zeros((4, 2)), [0, 0, 0, 0])\n"
+    )
+    done = _run([sys.executable, "-m", "modeltrail.cli", "run", str(script)], sqlite_url, tmp_path)
+    assert done.returncode == 1
+    lines = done.stderr.splitlines()
+    assert lines[0] == "Traceback (most recent call last):" and "bad_fit.py" in lines[1]  # not runpy, not the CLI
+    assert lines[-1].startswith("ValueError: This solver needs samples of at least 2 classes")
+    (record,) = modeltrail.Tracker(sqlite_url).trainings("LogisticRegression")
+    assert record.status == "failed" and "at least 2 classes" in (record.error or "")

@@ -426,13 +426,17 @@ def test_example_script_records_two_versions(scripts: dict[str, tuple[subprocess
     code, out, err, url = finished(scripts["test_example_script_records_two_versions"])
     assert code == 0, err
     tracker = modeltrail.Tracker(url)
-    v1, v2 = tracker.versions("sentiment-lstm")
+    v1, v2 = tracker.versions("sentiment")
     assert v2.param_diff["changed"] == {"optimizer.learning_rate": {"old": 0.001, "new": 0.005}}
     for version in (v1, v2):
         run = tracker.get_training(version.training_id)
         assert run.status == "finished" and run.params["epochs"] == 3 and run.dataset is not None
         assert run.metrics["val_accuracy"].count == 3
         assert run.artifact_path is not None and Path(run.artifact_path).is_file()
+    assert tracker.model("sentiment").model_type == "classifier"
+    # the example learns: validation accuracy rises from the first epoch and ends well above chance
+    first = [p.value for p in tracker.metric_history(v1.training_id, "val_accuracy")]
+    assert first[-1] > first[0] and first[-1] > 0.8, first
     assert "version 2 changed" in out
 
 

@@ -74,7 +74,7 @@ def data() -> DataLoader:
     return DataLoader(TensorDataset(x, (x[:, 0] > 0).long()), batch_size=8)
 
 
-def make_trainer(logger: ModeltrailLogger, **options: Any) -> L.Trainer:
+def make_trainer(logger: ModeltrailLogger | list[Any], **options: Any) -> L.Trainer:
     settings: dict[str, Any] = {
         "max_epochs": 2,
         "accelerator": "cpu",
@@ -189,7 +189,7 @@ def test_fit_inside_an_active_training_logs_into_it_and_leaves_it_open(sqlite_ur
     assert record.artifact_path == record.context["checkpoint"]["best_path"]
 
 
-def test_only_the_fit_is_recorded_not_validate_or_test_around_it(sqlite_url: str) -> None:
+def test_validate_before_the_fit_is_not_recorded_test_after_it_is_an_evaluation(sqlite_url: str) -> None:
     module = TinyNet()
     logger = ModeltrailLogger(MODEL, uri=sqlite_url, save_dir="runs")
     trainer = make_trainer(logger)
@@ -197,13 +197,14 @@ def test_only_the_fit_is_recorded_not_validate_or_test_around_it(sqlite_url: str
         trainer.validate(module, data())
     trainer.fit(module, data(), data())
     assert logger.training is not None and logger.training.status == "finished"
-    with pytest.warns(_adapter.ModeltrailWarning, match="has ended; metrics logged after the fit"):
-        trainer.test(module, data())
+    [tested] = trainer.test(module, data())
     tracker = modeltrail.Tracker(sqlite_url)
     [record] = tracker.trainings(MODEL)
     assert record.status == "finished" and [v.number for v in tracker.versions(MODEL)] == [1]
     assert [p.step for p in tracker.metric_history(record.id, "val_loss")] == [STEPS // 2 - 1, STEPS - 1]
     assert "test_loss" not in record.metrics
+    [evaluation] = tracker.evaluations(MODEL)
+    assert (evaluation.version, evaluation.metrics) == (1, tested)
 
 
 def test_unreachable_server_warns_once_and_training_completes(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -215,7 +216,8 @@ def test_unreachable_server_warns_once_and_training_completes(monkeypatch: pytes
         ours = [str(w.message) for w in caught if "modeltrail" in str(w.message)]
         store_mod.close_all()  # the spooled rows wait for a later process; do not leak this store
     assert trainer.state.finished and trainer.global_step == STEPS
-    assert len(ours) == 1 and "unreachable" in ours[0], ours
+    # the outage, once; then, as the fit ends and the logger closes its Tracker, where the rows wait
+    assert len(ours) == 2 and "unreachable" in ours[0] and "wait in the spool" in ours[1], ours
     # the core spooled the training locally: it ended, with its version made once the server is back
     assert logger.training is not None and logger.training.status == "finished"
     assert isinstance(logger.model_version, modeltrail.PendingVersion)  # made when the server is back

@@ -128,7 +128,16 @@ def register(commands: Commands) -> None:
     p.add_argument("--port", type=int, default=8765)
     p.add_argument("--token", default=None, help="required for non-local binding (or $MODELTRAIL_UI_TOKEN)")
 
-    p = commands.add("run", cmd_run, "run a Python script with autologging into the ledger")
-    p.add_argument("--model", help="model name for every fit (default: each estimator's or module's class name)")
+    p = commands.add(
+        "run",
+        cmd_run,
+        "run a Python script with autologging into the ledger (preprocessing fits, such as a scaler, are recorded "
+        "with the model fitted after them)",
+    )
+    p.add_argument(
+        "--model",
+        help="model name for every fit (default: each estimator's or module's class name; a script that fits only "
+        "transformers: the script's name)",
+    )
     p.add_argument("script")
     p.add_argument("args", nargs=argparse.REMAINDER)

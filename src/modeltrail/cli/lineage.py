@@ -97,6 +97,11 @@ def cmd_lineage(args: argparse.Namespace, out: Output) -> int:
         lines.append(f"     python   {fmt(env.get('python'))} on {fmt(env.get('platform'))}")
         lines.append(f"     packages {packages}")
         lines.append(f"     params   {pairs(t.params)}")
+        resumed = (t.context or {}).get("resumed_from")
+        if isinstance(resumed, dict):  # a fit resumed from a checkpoint (Lightning's fit(ckpt_path=...))
+            origin = f", training {resumed['training']}" if resumed.get("training") is not None else ""
+            origin += f" (version {resumed['version']})" if resumed.get("version") is not None else ""
+            lines.append(f"     resumed  {fmt(resumed.get('path'))} sha256 {fmt(resumed.get('sha256'))}{origin}")
         parent = f" (parent {v.parent_number})" if v.parent_number is not None else ""
         lines.append(f"  -> version {v.number}{parent} created {fmt(v.created_at)}, artifact {fmt(v.artifact_path)}")
         if chain.evaluations:

@@ -251,8 +251,10 @@ def test_the_core_statuses_a_tuner_needs(db_url: str, capsys: pytest.CaptureFixt
     assert kept.finish("finished", make_version=False) is None
     pruned = tracker.training("m")
     assert pruned.finish("pruned") is None
+    refused = tracker.training("m")
     with pytest.raises(ValidationError, match="status"):
-        tracker.training("m").finish("aborted")
+        refused.finish("aborted")
+    assert refused.status == "running" and refused.finish("failed", error="refused status") is None
     assert [v.number for v in tracker.versions("m")] == [1]
     assert {r.id: (r.status, r.version) for r in tracker.trainings("m") if r.id in (kept.id, pruned.id)} == {
         kept.id: ("finished", None),

@@ -79,7 +79,7 @@ def active_training() -> Training | None:
     return _active.get()
 
 
-STATUSES = ("finished", "failed")
+STATUSES = ("finished", "failed", "pruned")  # pruned: stopped early on purpose (a tuner), no version
 #: The artifact that is a version's model.
 MODEL = "model"
 #: How a model artifact can be loaded back (``Tracker.load_model``).
@@ -384,9 +384,13 @@ class Training:
             return
         self.finish("failed", error=f"{exc_type.__name__ if exc_type else 'Error'}: {exc}")
 
-    def finish(self, status: str = "finished", *, error: str | None = None) -> VersionRecord | PendingVersion | None:
-        """End the training. A finished training becomes the model's next version; a failed one does not.
+    def finish(
+        self, status: str = "finished", *, error: str | None = None, make_version: bool = True
+    ) -> VersionRecord | PendingVersion | None:
+        """End the training. A finished training becomes the model's next version; a failed or pruned one does not.
 
+        ``make_version=False`` ends a finished training without a version: one of many candidates (a tuner's
+        trial that is not the best) is kept and searchable without crowding the registry.
         With the database away, the end is spooled and the version is made when it is
         back; ``version`` stays None here.
         """
@@ -419,13 +423,16 @@ class Training:
             "artifact": None,  # the model artifact's row, written before this, gives the training its fields
             "context": dict(self._extra_context),
         }
+        if not make_version:
+            op["version"] = False
         try:
             self._writer.flush()
             made = self._now_or_spooled("finish", op)
         except BaseException:
             self.status = "running"  # nothing recorded it as ended; the caller may retry
             raise
-        self.version = PendingVersion(self.model_name, self.uuid) if made is None and status == "finished" else made
+        pending = made is None and status == "finished" and make_version
+        self.version = PendingVersion(self.model_name, self.uuid) if pending else made
         self.status = status
         self.error = error
         with _unfinished_lock:

@@ -115,7 +115,8 @@ def finish_training(s: Session, store: Store, training_id: int, op: Mapping[str,
         .with_for_update()
     ).one()
     model_id, current = row
-    model = lock_model(s, model_id) if status == "finished" else None
+    versioned = status == "finished" and op.get("version", True)  # a tuner's non-best trial: finished, no version
+    model = lock_model(s, model_id) if versioned else None
     if current != "running":  # applied before (a replay): report what exists
         version = s.execute(select(schema.VersionRow).where(schema.VersionRow.training_id == training_id)).scalar()
         return version_record(s, version) if version is not None else None

@@ -34,7 +34,7 @@ from . import history
 from .deployments import active_environments, deployments
 
 #: What a training's status can be.
-TRAINING_STATUSES = ("running", "finished", "failed")
+TRAINING_STATUSES = ("running", "finished", "failed", "pruned")
 
 
 # ------------------------------------------------------------------ lookups

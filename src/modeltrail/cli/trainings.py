@@ -41,7 +41,7 @@ def register(commands: Commands) -> None:
         "trainings", cmd_trainings, "trainings of a model or of all, failed, running and unversioned ones included"
     )
     p.add_argument("model", nargs="?", help="only this model's trainings (default: every model's)")
-    p.add_argument("--status", help="finished, failed or running")
+    p.add_argument("--status", help="finished, failed, pruned or running")
     p.add_argument(
         "--where",
         help="a filter like MLflow's search_runs: \"params.max_depth >= 8 and metrics.val_auc > 0.9 and "

@@ -209,7 +209,7 @@ class BoostingRecorder:
                 finally:
                     if partial.exists():
                         partial.unlink()
-                run.log_artifact(path)
+                run.log_artifact(path, name="model", flavor=self.framework)  # load_model gives the booster back
         wanted = {k: v for k, v in self.goals.items() if (run.model_name, k) not in self._declared}
         if wanted:
             with guarded(f"{self.framework}: declaring metric goals"):

@@ -48,6 +48,16 @@ def load(path: Path, flavor: str | None, info: Mapping[str, Any] | None, *, labe
             import torch
 
             return torch.load(path, map_location="cpu", weights_only=False)
+        if kind == "xgboost":
+            import xgboost
+
+            booster = xgboost.Booster()
+            booster.load_model(_named(path, name or ".json"))  # XGBoost tells JSON from UBJ by the file name
+            return booster
+        if kind == "lightgbm":
+            import lightgbm
+
+            return lightgbm.Booster(model_file=str(path))
     except ImportError as e:
         hint = install_hint(e) or f"install {e.name}"
         raise ConfigurationError(f"loading {label} (flavor {kind}) needs {e.name}: {hint}", value=kind) from e
@@ -69,3 +79,14 @@ def _lightning_class(info: Mapping[str, Any] | None, label: str) -> Any:
         raise ConfigurationError(
             f"{label} needs the LightningModule {path}, which cannot be imported here: {e}", value=path
         ) from e
+
+
+def _named(path: Path, name: str) -> str:
+    """``path`` under a name ending like ``name`` (the cache names files by digest; some loaders read the suffix)."""
+    suffix = Path(name).suffix or path.suffix
+    if path.suffix == suffix:
+        return str(path)
+    named = path.with_name(f"{path.name}{suffix}")
+    if not named.exists():
+        named.symlink_to(path.name)
+    return str(named)

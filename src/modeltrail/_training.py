@@ -83,7 +83,7 @@ STATUSES = ("finished", "failed", "pruned")  # pruned: stopped early on purpose 
 #: The artifact that is a version's model.
 MODEL = "model"
 #: How a model artifact can be loaded back (``Tracker.load_model``).
-FLAVORS = ("sklearn", "skops", "keras", "lightning", "pytorch", "file")
+FLAVORS = ("sklearn", "skops", "keras", "lightning", "pytorch", "xgboost", "lightgbm", "file")
 
 
 class Training:

@@ -94,6 +94,9 @@ def test_every_iteration_equals_record_evaluation_with_early_stopping(
     assert loaded.num_trees() == booster.best_iteration
     X = load_breast_cancer(return_X_y=True)[0][400:]
     assert np.array_equal(loaded.predict(X), booster.predict(X))
+    # The registry hands the same booster back by version, sha256-checked (flavor lightgbm).
+    from_registry = tracker.load_model("cancer-lgb", version=1)
+    assert isinstance(from_registry, lgb.Booster) and np.array_equal(from_registry.predict(X), booster.predict(X))
 
 
 def test_without_early_stopping_the_last_iteration_ends_it(sqlite_url: str) -> None:

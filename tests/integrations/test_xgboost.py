@@ -85,6 +85,11 @@ def test_every_round_equals_evals_result_with_early_stopping(db_url_sqlite_mysql
     loaded = xgb.Booster(model_file=run.artifact_path)
     assert np.array_equal(loaded.predict(dval), booster.predict(dval))
     assert tracker.versions("cancer-xgb")[0].artifact_path == run.artifact_path
+    # ... and the registry hands it back by version, sha256-checked, as a Booster (flavor xgboost).
+    assert tracker.model_artifact("cancer-xgb", version=1).flavor == "xgboost"
+    from_registry = tracker.load_model("cancer-xgb", version=1)
+    assert isinstance(from_registry, xgb.Booster)
+    assert np.array_equal(from_registry.predict(dval), booster.predict(dval))
 
 
 def test_regressor_saved_as_ubj_and_a_second_train_is_the_next_version(sqlite_url: str, tmp_path: Path) -> None:
@@ -102,6 +107,7 @@ def test_regressor_saved_as_ubj_and_a_second_train_is_the_next_version(sqlite_ur
     assert v1.artifact_path is not None and Path(v1.artifact_path).parent == tmp_path / "models"
     assert v1.artifact_path.endswith(".ubj")
     assert np.array_equal(xgb.Booster(model_file=v1.artifact_path).predict(dtrain), booster.predict(dtrain))
+    assert np.array_equal(tracker.load_model("diabetes", version=1).predict(dtrain), booster.predict(dtrain))  # UBJ
     assert "best_iteration" not in tracker.trainings("diabetes")[0].context  # no early stopping
 
 

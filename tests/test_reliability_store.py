@@ -420,7 +420,8 @@ def test_item8_frozen_server_bounds_finish_and_the_work_replays_after(
     assert isinstance(run, modeltrail.Training), run
     # About two bounds in practice (~4 s: the write, then a reconnect); ten leave room for a loaded machine.
     assert ended[1] - ended[0] < 20, ended
-    assert run.status == "finished" and run.version is None  # made when the server answers again
+    # The version is made when the server answers again.
+    assert run.status == "finished" and isinstance(run.version, modeltrail.PendingVersion)
     assert spool_mod.pending(url) > 0
 
     started = time.monotonic()

@@ -72,7 +72,11 @@ class LossNet(TinyNet):
         self.loss = nn.CrossEntropyLoss()
 
 
-def test_lr_find_then_fit_is_one_training_with_the_suggestion(db_url_sqlite_mysql: str) -> None:
+def test_lr_find_then_fit_is_one_training_with_the_suggestion(
+    db_url_sqlite_mysql: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A server ledger with an artifact store: no "configure a store" notice among the warnings checked below.
+    monkeypatch.setenv("MODELTRAIL_ARTIFACTS", str(tmp_path / "store"))
     logger = ModeltrailLogger(MODEL, uri=db_url_sqlite_mysql, save_dir="runs")
     trainer = make_trainer(logger)
     module = TinyNet()

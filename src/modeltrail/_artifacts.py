@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+from ._config import local_dir
 from ._dataset import path_digest
 from ._errors import (
     ArtifactIntegrityError,
@@ -437,14 +438,7 @@ class Staging:
 # ----------------------------------------------------------------- reading back
 def cache_root(directory: str | os.PathLike[str] | None = None) -> Path:
     """The local cache of downloaded artifacts: the argument, ``MODELTRAIL_CACHE_DIR``, or the user's cache."""
-    if directory is not None:
-        return Path(directory)
-    env = os.environ.get(ENV_CACHE)
-    if env:
-        return Path(env)
-    from platformdirs import user_cache_path
-
-    return user_cache_path("modeltrail", appauthor=False) / "artifacts"
+    return local_dir(directory, ENV_CACHE, "artifacts")
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ file in the working directory, so a first run needs no server.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from ._errors import ConfigurationError
 from ._secrets import mask_url_passwords
@@ -72,3 +73,15 @@ def require_existing(uri: str, *, hint: str) -> None:
         return
     if not os.path.exists(os.path.expanduser(database)):
         raise ConfigurationError(f"no modeltrail database at {database!r}: {hint}", value=database)
+
+
+def local_dir(directory: str | os.PathLike[str] | None, env: str, name: str) -> Path:
+    """A folder of modeltrail's on this machine: the argument, else ``$env``, else ``name`` in the user's cache."""
+    if directory is not None:
+        return Path(directory)
+    value = os.environ.get(env)
+    if value:
+        return Path(value)
+    from platformdirs import user_cache_path  # here: only a process that spools or fetches needs it
+
+    return user_cache_path("modeltrail", appauthor=False) / name

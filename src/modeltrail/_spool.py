@@ -45,7 +45,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from ._config import mask_password
+from ._config import local_dir, mask_password
 from ._errors import ModeltrailWarning
 
 ENV_SPOOL_DIR = "MODELTRAIL_SPOOL_DIR"
@@ -59,14 +59,7 @@ _DIR_MODE = 0o700
 
 def spool_root(directory: str | os.PathLike[str] | None = None) -> Path:
     """Where spools live: the argument, ``MODELTRAIL_SPOOL_DIR``, or the user's cache directory."""
-    if directory is not None:
-        return Path(directory)
-    env = os.environ.get(ENV_SPOOL_DIR)
-    if env:
-        return Path(env)
-    from platformdirs import user_cache_path
-
-    return user_cache_path("modeltrail", appauthor=False) / "spool"
+    return local_dir(directory, ENV_SPOOL_DIR, "spool")
 
 
 def database_identity(uri: str) -> str:

@@ -2,12 +2,14 @@
 """Registry queries at scale: modeltrail against MLflow on the same ledger in MariaDB.
 
 Builds one model with 1,000 versions and 1,000,000 metric points (two metrics, 500
-steps each per version) in MariaDB, through modeltrail's own API (``Tracker.training``,
-``log_metric`` through the background writer, ``finish``: the path users take, not a
-bulk insert), with deployments to ``staging`` and ``production`` along the way. The
-same data goes into an MLflow SQL tracking store and model registry in a second
-MariaDB database through ``MlflowClient`` (``create_run``, ``log_batch``,
-``create_model_version``, aliases for the deployments).
+steps each per version; ``--scale 10m``: 10,000 versions, 10,000,000 points) in MariaDB,
+through modeltrail's own API (``Tracker.training``, ``log_metric`` through the background
+writer, ``finish``: the path users take, not a bulk insert) from ``--workers`` processes at
+once, then deployments to ``staging`` and ``production``. The same data goes into an MLflow
+SQL tracking store and model registry in a second MariaDB database through ``MlflowClient``
+(``create_run``, ``log_batch``, ``create_model_version``, aliases for the deployments); above
+two million points MLflow's points go into its tables by ``executemany`` instead of
+``log_batch`` (``--mlflow-metrics``), which would take most of an hour at 10M.
 
 Then it times, median of ``--repeat`` calls after a warm-up, each question both ways:
 
@@ -37,6 +39,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import multiprocessing
 import os
 import random
 import statistics
@@ -45,7 +48,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
 
 from _common import MLFLOW_BATCH, drop_mysql_database, fresh_mysql_database, mysql_admin, mysql_url
@@ -132,28 +135,52 @@ class Plan:
         return out
 
 
-def build_modeltrail(url: str, versions: int, steps: int, plan: Plan) -> dict[str, Any]:
+def _build_share(url: str, seeds: list[int], steps: int) -> None:
+    """One builder process: a training per seed, each logging its curve through ``log_metric``."""
     import modeltrail
 
-    tracker = modeltrail.Tracker(url)
+    with modeltrail.Tracker(url) as tracker:
+        for i, v in enumerate(seeds, 1):
+            with tracker.training(MODEL, framework="sklearn", model_type="classifier", params=params_of(v)) as run:
+                log = run.log_metric
+                for s, auc, loss in curve(v, steps):
+                    log("val_auc", auc, s)
+                    log("val_loss", loss, s)
+            if not run.version:
+                raise RuntimeError(f"training {run.id} made no version")
+            if i % max(len(seeds) // 4, 1) == 0:
+                step(f"  modeltrail builder {os.getpid()}: {i:,} of {len(seeds):,} trainings")
+
+
+def build_modeltrail(url: str, versions: int, steps: int, plan: Plan, workers: int) -> dict[str, Any]:
+    """``versions`` trainings of ``MODEL`` from ``workers`` processes at once, as a team's trainers would.
+
+    Versions are numbered in the order trainings finish, so version N holds the curve of the seed
+    its ``seed`` param names (``seeds_of``). The deployments follow once every version exists.
+    """
+    import modeltrail
+
     t0 = time.perf_counter()
-    for v in range(1, versions + 1):
-        with tracker.training(MODEL, framework="sklearn", model_type="classifier", params=params_of(v)) as run:
-            log = run.log_metric
-            for s, auc, loss in curve(v, steps):
-                log("val_auc", auc, s)
-                log("val_loss", loss, s)
-        assert run.version is not None and run.version.number == v
-        for action, env in plan.actions(v):
-            if action == "deploy":
-                tracker.deploy(MODEL, v, env, reason=f"bench v{v}")
-            else:
-                tracker.rollback(MODEL, env, reason="bench rollback")
-        if v % max(versions // 10, 1) == 0:
-            step(f"  modeltrail: {v} versions, {v * steps * 2:,} points, {time.perf_counter() - t0:.0f}s")
-    seconds = time.perf_counter() - t0
-    tracker.close()
-    return {"seconds": seconds}
+    _build_share(url, [1], steps)  # creates the schema and the model before the builders race
+    shares = [list(range(2 + w, versions + 1, workers)) for w in range(workers)]
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        list(pool.map(_build_share, [url] * workers, shares, [steps] * workers))
+    with modeltrail.Tracker(url) as tracker:
+        numbers = [v.number for v in tracker.versions(MODEL)]
+        if numbers != list(range(1, versions + 1)):
+            raise RuntimeError(f"versions are not 1..{versions}: {len(numbers)} versions, last {numbers[-1:]}")
+        for v in range(1, versions + 1):
+            for action, env in plan.actions(v):
+                if action == "deploy":
+                    tracker.deploy(MODEL, v, env, reason=f"bench v{v}")
+                else:
+                    tracker.rollback(MODEL, env, reason="bench rollback")
+    return {"seconds": time.perf_counter() - t0}
+
+
+def seeds_of(tracker: Any) -> dict[int, int]:
+    """Version number -> the seed whose curve and params it holds (MLflow's version N gets the same)."""
+    return {t.version: int(t.params["seed"]) for t in tracker.trainings(MODEL) if t.version is not None}
 
 
 def long_curve(points: int) -> Iterator[tuple[int, float]]:
@@ -178,53 +205,93 @@ def build_long_history(url: str, points: int) -> dict[str, Any]:
     return {"seconds": seconds}
 
 
-def build_mlflow(url: str, versions: int, steps: int, plan: Plan, workers: int, artifacts: str) -> dict[str, Any]:
+def mlflow_bulk_metrics(url: str, rows: Iterator[tuple[str, str, float, int, int]]) -> None:
+    """(run id, key, value, ms, step) rows into MLflow's ``metrics`` table by its own SQLAlchemy models.
+
+    What ``log_batch`` stores, at the driver's ``executemany`` speed: at 10,000,000 points
+    ``log_batch`` (about 4,000 points/s here) would take most of an hour. ``latest_metrics``
+    gets each run's last step per key, as ``log_batch`` keeps it.
+    """
+    from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric
+    from sqlalchemy import create_engine
+
+    engine = create_engine(url)
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    chunk: list[dict[str, Any]] = []
+    with engine.begin() as conn:
+        for run_id, key, value, ts, s in rows:
+            row = {"run_uuid": run_id, "key": key, "value": value, "timestamp": ts, "step": s, "is_nan": False}
+            chunk.append(row)
+            if (run_id, key) not in latest or s >= latest[run_id, key]["step"]:
+                latest[run_id, key] = row
+            if len(chunk) == 20_000:
+                conn.execute(SqlMetric.__table__.insert(), chunk)
+                chunk = []
+        if chunk:
+            conn.execute(SqlMetric.__table__.insert(), chunk)
+        conn.execute(SqlLatestMetric.__table__.insert(), list(latest.values()))
+    engine.dispose()
+
+
+def build_mlflow(
+    url: str, steps: int, plan: Plan, workers: int, artifacts: str, seeds: dict[int, int], *, bulk: bool
+) -> dict[str, Any]:
+    """One run per seed (``create_run``, params and metrics by ``log_batch``, or metrics in bulk), then
+    MLflow's version N from the run of modeltrail's version N's seed, and aliases for the deployments."""
     from mlflow import MlflowClient
     from mlflow.entities import Metric, Param
 
     client = MlflowClient(tracking_uri=url, registry_uri=url)
     experiment = client.create_experiment(MODEL, artifact_location=f"file://{artifacts}")
     client.create_registered_model(MODEL)
+    versions = len(seeds)
     run_ids: dict[int, str] = {}
     lock = threading.Lock()
+    ts = int(time.time() * 1000)
     t0 = time.perf_counter()
 
     def one_run(v: int) -> None:
-        ts = int(time.time() * 1000)
         run = client.create_run(experiment, run_name=f"{MODEL}-v{v}")
         rid = run.info.run_id
         client.log_batch(rid, params=[Param(k, str(val)) for k, val in params_of(v).items()])
-        metrics = []
-        for s, auc, loss in curve(v, steps):
-            metrics.append(Metric("val_auc", auc, ts, s))
-            metrics.append(Metric("val_loss", loss, ts, s))
-        for start in range(0, len(metrics), MLFLOW_BATCH):
-            client.log_batch(rid, metrics=metrics[start : start + MLFLOW_BATCH])
+        if not bulk:
+            metrics = []
+            for s, auc, loss in curve(v, steps):
+                metrics.append(Metric("val_auc", auc, ts, s))
+                metrics.append(Metric("val_loss", loss, ts, s))
+            for start in range(0, len(metrics), MLFLOW_BATCH):
+                client.log_batch(rid, metrics=metrics[start : start + MLFLOW_BATCH])
         client.set_terminated(rid)
         with lock:
             run_ids[v] = rid
             if len(run_ids) % max(versions // 10, 1) == 0:
-                step(f"  mlflow: {len(run_ids)} runs, {time.perf_counter() - t0:.0f}s")
+                step(f"  mlflow: {len(run_ids):,} runs, {time.perf_counter() - t0:.0f}s")
 
     with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(one_run, range(1, versions + 1)))
-    # Model versions in order, so MLflow's version N is modeltrail's version N.
+        list(pool.map(one_run, sorted(seeds.values())))
+    if bulk:
+        step(f"  mlflow: {versions * steps * 2:,} metric rows in bulk")
+        mlflow_bulk_metrics(
+            url,
+            ((run_ids[v], key, value, ts, s) for v in sorted(run_ids) for s, auc, loss in curve(v, steps)
+             for key, value in (("val_auc", auc), ("val_loss", loss))),
+        )  # fmt: skip
     production: list[int] = []
-    for v in range(1, versions + 1):
-        mv = client.create_model_version(MODEL, source=f"file://{artifacts}/v{v}", run_id=run_ids[v])
-        assert int(mv.version) == v
-        for action, env in plan.actions(v):
+    for n in range(1, versions + 1):
+        mv = client.create_model_version(MODEL, source=f"file://{artifacts}/v{n}", run_id=run_ids[seeds[n]])
+        assert int(mv.version) == n
+        for action, env in plan.actions(n):
             if action == "deploy":
-                client.set_registered_model_alias(MODEL, env, str(v))
+                client.set_registered_model_alias(MODEL, env, str(n))
                 if env == "production":
-                    production.append(v)
+                    production.append(n)
             else:
                 production.pop()
                 client.set_registered_model_alias(MODEL, env, str(production[-1]))
     return {"seconds": time.perf_counter() - t0, "experiment": experiment, "run_ids": run_ids}
 
 
-def build_mlflow_history(url: str, points: int) -> dict[str, Any]:
+def build_mlflow_history(url: str, points: int, *, bulk: bool) -> dict[str, Any]:
     """The same long history as one MLflow run of its own experiment."""
     from mlflow import MlflowClient
     from mlflow.entities import Metric
@@ -232,16 +299,20 @@ def build_mlflow_history(url: str, points: int) -> dict[str, Any]:
     client = MlflowClient(tracking_uri=url, registry_uri=url)
     t0 = time.perf_counter()
     run = client.create_run(client.create_experiment(LONG_MODEL))
+    rid = run.info.run_id
     ts = int(time.time() * 1000)
-    batch: list[Any] = []
-    for s, value in long_curve(points):
-        batch.append(Metric(LONG_METRIC, value, ts, s))
-        if len(batch) == MLFLOW_BATCH:
-            client.log_batch(run.info.run_id, metrics=batch)
-            batch = []
-    if batch:
-        client.log_batch(run.info.run_id, metrics=batch)
-    client.set_terminated(run.info.run_id)
+    if bulk:
+        mlflow_bulk_metrics(url, ((rid, LONG_METRIC, value, ts, s) for s, value in long_curve(points)))
+    else:
+        batch: list[Any] = []
+        for s, value in long_curve(points):
+            batch.append(Metric(LONG_METRIC, value, ts, s))
+            if len(batch) == MLFLOW_BATCH:
+                client.log_batch(rid, metrics=batch)
+                batch = []
+        if batch:
+            client.log_batch(rid, metrics=batch)
+    client.set_terminated(rid)
     return {"seconds": time.perf_counter() - t0}
 
 
@@ -328,6 +399,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=21, help="timed calls per question (median reported)")
     p.add_argument("--no-mlflow", action="store_true", help="modeltrail only")
     p.add_argument("--mlflow-workers", type=int, default=4, help="threads loading MLflow runs (default 4)")
+    p.add_argument(
+        "--mlflow-metrics",
+        choices=("api", "bulk"),
+        help="MLflow's points by log_batch, or by executemany into its tables (default: api up to 1M points)",
+    )
+    p.add_argument("--workers", type=int, default=4, help="processes building the modeltrail ledger (default 4)")
     p.add_argument("--reuse", action="store_true", help="time databases a --keep run left, if they match")
     p.add_argument("--keep", action="store_true", help="keep the databases afterwards")
     return p.parse_args(argv)
@@ -365,7 +442,7 @@ def main(argv: list[str]) -> int:
             modeltrail.Tracker(ledger_url).store.upgrade()  # a kept ledger from an older schema
     else:
         step(f"building modeltrail ledger: {args.versions:,} versions x {steps * 2} points = {points:,} points")
-        built = build_modeltrail(fresh_mysql_database(LEDGER_DB), args.versions, steps, plan)
+        built = build_modeltrail(fresh_mysql_database(LEDGER_DB), args.versions, steps, plan, args.workers)
         step(f"  done in {built['seconds']:.0f}s ({points / built['seconds']:,.0f} points/s end to end)")
     long_points = args.history_points
     if long_points and count(LEDGER_DB, "SELECT COUNT(*) FROM {db}.models WHERE name = 'long-run'") != 1:
@@ -379,6 +456,8 @@ def main(argv: list[str]) -> int:
 
     tracker = modeltrail.Tracker(ledger_url)
     engine = tracker.store.engine
+    seeds = seeds_of(tracker)
+    bulk = (args.mlflow_metrics or ("api" if points + args.history_points <= 2_000_000 else "bulk")) == "bulk"
     timeline = tracker.deployments(MODEL, environment="production")
     middle = timeline[len(timeline) // 2].deployed_at + dt.timedelta(milliseconds=1)
     a, b, top = args.versions // 2, args.versions, 10
@@ -439,14 +518,16 @@ def main(argv: list[str]) -> int:
         if reuse_mlflow:
             step(f"reusing MLflow store {MLFLOW_DB}")
         else:
-            step(f"loading the same data into MLflow ({MLFLOW_DB}) with {args.mlflow_workers} threads")
+            how = "points in bulk" if bulk else "log_batch"
+            step(f"loading the same data into MLflow ({MLFLOW_DB}) with {args.mlflow_workers} threads, {how}")
             loaded = build_mlflow(
-                fresh_mysql_database(MLFLOW_DB), args.versions, steps, plan, args.mlflow_workers, artifacts
+                fresh_mysql_database(MLFLOW_DB), steps, plan, args.mlflow_workers, artifacts, seeds, bulk=bulk
             )
             step(f"  done in {loaded['seconds']:.0f}s")
             if long_points:
-                step(f"loading the {long_points:,}-point history into MLflow (log_batch of {MLFLOW_BATCH})")
-                loaded = build_mlflow_history(mlflow_url, long_points)
+                how = "in bulk" if bulk else f"log_batch of {MLFLOW_BATCH}"
+                step(f"loading the {long_points:,}-point history into MLflow ({how})")
+                loaded = build_mlflow_history(mlflow_url, long_points, bulk=bulk)
                 step(f"  done in {loaded['seconds']:.0f}s")
         client = MlflowClient(tracking_uri=mlflow_url, registry_uri=mlflow_url)
         experiment = client.get_experiment_by_name(MODEL).experiment_id
@@ -512,7 +593,10 @@ def main(argv: list[str]) -> int:
         print(f"{title:<40}{mine:>20}{theirs}   {calls[key]}{mark}")
     print(f"\nin production now: version {serving.version}; no plan reads a big table whole: {plans_ok}")
     if built:
-        print(f"ledger built through Tracker.training / log_metric / finish (not bulk SQL) in {built['seconds']:.0f}s")
+        print(f"ledger built through Tracker.training / log_metric / finish (not bulk SQL) by {args.workers} "
+              f"processes in {built['seconds']:.0f}s ({points / built['seconds']:,.0f} points/s)")  # fmt: skip
+    if ml:
+        print("MLflow's points loaded by " + ("executemany into its metrics tables" if bulk else "log_batch"))
     return 1 if missed or not plans_ok else 0
 
 

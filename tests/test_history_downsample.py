@@ -80,6 +80,42 @@ def test_downsampled_curve_keeps_ends_and_extremes(db_url: str) -> None:
     assert list(tracker.metric_history(training_id, "nothing", max_points=10)) == []
 
 
+def _bucket_extremes(url: str, per: int) -> set[tuple[int, float]]:
+    """Each bucket of ``per`` points (logging order)'s first lowest and first highest point, NaN never."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT seq, step, value FROM metric_points ORDER BY seq")).all()
+    finally:
+        engine.dispose()
+    low: dict[int, tuple[int, float]] = {}
+    high: dict[int, tuple[int, float]] = {}
+    for seq, step, value in rows:
+        if value is None:
+            continue
+        bucket = seq // per
+        if bucket not in low or value < low[bucket][1]:
+            low[bucket] = (step, value)
+        if bucket not in high or value > high[bucket][1]:
+            high[bucket] = (step, value)
+    return set(low.values()) | set(high.values())
+
+
+@pytest.mark.parametrize(
+    ("max_points", "per"),
+    [(50, 256), (1000, 13), (400, 31)],  # 50: one block a bucket; 1000 and 400: from the points
+)
+def test_downsampled_points_are_each_buckets_extremes(db_url: str, max_points: int, per: int) -> None:
+    tracker = modeltrail.Tracker(db_url)
+    training_id = _log(tracker)
+    full = tracker.metric_history(training_id, "loss")
+    curve = [(p.step, p.value) for p in tracker.metric_history(training_id, "loss", max_points=max_points)]
+    ends = {(full[0].step, full[0].value), (full[-1].step, full[-1].value)}
+    assert len(curve) == len(set(curve)) <= max_points
+    assert set(curve) == _bucket_extremes(db_url, per) | ends
+    assert curve == sorted(curve, key=lambda p: p[0])
+
+
 def test_pages_give_back_the_whole_series(db_url: str) -> None:
     tracker = modeltrail.Tracker(db_url)
     training_id = _log(tracker)

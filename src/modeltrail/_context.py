@@ -45,25 +45,37 @@ def package_versions() -> dict[str, str]:
 
 
 def git_state(cwd: str | None = None) -> dict[str, Any] | None:
-    """Commit, branch and dirty flag of the repository around ``cwd``, or None outside one."""
+    """Commit, branch and dirty flag of the repository around ``cwd``, or None outside one.
 
-    def git(*args: str) -> str | None:
+    Two ``git`` processes, run side by side: every training start pays for them.
+    """
+
+    def start(*args: str) -> subprocess.Popen[str] | None:
         try:
-            out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=5, check=False)
-        except (OSError, subprocess.SubprocessError):
+            return subprocess.Popen(
+                ["git", *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+            )
+        except OSError:
             return None
-        return out.stdout.strip() if out.returncode == 0 else None
 
-    commit = git("rev-parse", "HEAD")
-    if not commit:
+    def lines(process: subprocess.Popen[str] | None) -> list[str] | None:
+        if process is None:
+            return None
+        try:
+            out, _ = process.communicate(timeout=5)
+        except subprocess.SubprocessError:
+            process.kill()
+            process.communicate()
+            return None
+        return out.splitlines() if process.returncode == 0 else None
+
+    status = start("status", "--porcelain", "--untracked-files=no")
+    found = lines(start("rev-parse", "HEAD", "--show-toplevel", "--abbrev-ref", "HEAD"))
+    dirty = lines(status)
+    if not found or len(found) != 3:
         return None
-    status = git("status", "--porcelain", "--untracked-files=no")
-    return {
-        "commit": commit,
-        "branch": git("rev-parse", "--abbrev-ref", "HEAD"),
-        "dirty": bool(status),
-        "root": git("rev-parse", "--show-toplevel"),
-    }
+    commit, root, branch = found
+    return {"commit": commit, "branch": branch, "dirty": bool(dirty), "root": root}
 
 
 def capture(*, seeds: dict[str, Any] | None = None) -> dict[str, Any]:

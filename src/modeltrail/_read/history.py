@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from .. import _schema as schema
@@ -50,16 +50,6 @@ def _buckets(max_points: int) -> int:
     return max(1, (max_points - 2) // 2)
 
 
-def _extremes(bucket: Sequence[Point]) -> list[Point]:
-    """A bucket's lowest and highest point, in step order (NaN never wins; an all-NaN bucket gives its first)."""
-    finite = [p for p in bucket if p[1] == p[1]]
-    if not finite:
-        return [bucket[0]]
-    low = min(finite, key=lambda p: p[1])
-    high = max(finite, key=lambda p: p[1])
-    return [low] if low is high else sorted((low, high), key=lambda p: p[0])
-
-
 def _with_ends(first: Point | None, middle: list[Point], last: Point | None) -> list[Point]:
     out = [first] if first is not None else []
     out += [p for p in middle if p != first and p != last]
@@ -80,11 +70,19 @@ def _end(s: Session, training_id: int, key_id: int, *, last: bool) -> Point | No
     return _decoded([row])[0] if row is not None else None
 
 
+def _rank(value: Any, bucket: Any, tiebreak: Any, *, high: bool) -> Any:
+    """Window rank of ``value`` in its bucket, ``lo`` (lowest first) or ``hi``; NULL (NaN) never wins."""
+    order = (value.is_(None), value.desc() if high else value, tiebreak)
+    return func.row_number().over(partition_by=bucket, order_by=order).label("hi" if high else "lo")
+
+
 def downsample(s: Session, training_id: int, key_id: int, count: int, max_points: int) -> tuple[int, list[Point]]:
     """At most ``max_points`` points of a ``count``-point history, and about how many points each stands for.
 
-    Whole when it fits; else bucket extremes: from the points when there are fewer than a bucket's worth
-    of blocks per bucket, from ``metric_blocks`` otherwise.
+    Whole when it fits. Else each bucket's lowest and highest point, picked in the database so only
+    about ``max_points`` rows cross the wire (decoding rows is most of a client's cost): from
+    ``metric_blocks`` (a few thousand rows for a million points) once its blocks give at least half
+    the buckets asked for, from the points themselves, bucketed by their ordinal ``seq``, before that.
     """
     mp = schema.MetricPointRow
     where = (mp.training_id == training_id, mp.key_id == key_id)
@@ -93,35 +91,49 @@ def downsample(s: Session, training_id: int, key_id: int, count: int, max_points
         return 1, _decoded(rows)
     buckets = _buckets(max_points)
     per = math.ceil(count / buckets)
-    if per < 2 * schema.BLOCK_POINTS:
-        rows = s.execute(select(mp.step, mp.value, mp.kind, mp.ts).where(*where).order_by(mp.step, mp.seq))
-        points = _decoded(rows)
-        per = math.ceil(len(points) / buckets) if points else 1
-        spread = [p for i in range(0, len(points), per) for p in _extremes(points[i : i + per])]
-        return per, _with_ends(points[0], spread, points[-1]) if points else []
-    # Each bucket's lowest and highest block extreme, picked in the database (a few thousand block rows
-    # in, two rows a bucket out); blocks of NaNs have NULL extremes and never win.
-    b = schema.MetricBlockRow
-    per_bucket = max(1, math.ceil(math.ceil(count / schema.BLOCK_POINTS) / buckets))
-    bucket = (b.block / per_bucket) if s.get_bind().dialect.name == "sqlite" else func.floor(b.block / per_bucket)
-    ranked = (
-        select(
-            b.min_step, b.min_value, b.min_kind, b.min_ts, b.max_step, b.max_value, b.max_kind, b.max_ts,
-            func.row_number().over(partition_by=bucket, order_by=(b.min_value.is_(None), b.min_value)).label("lo"),
-            func.row_number().over(partition_by=bucket, order_by=(b.max_value.is_(None), b.max_value.desc()))
-            .label("hi"),
-        )
-        .where(b.training_id == training_id, b.key_id == key_id)
-        .subquery()
-    )  # fmt: skip
     middle: list[Point] = []
-    for row in s.execute(select(ranked).where(or_(ranked.c.lo == 1, ranked.c.hi == 1))):
-        if row.lo == 1 and row.min_step is not None:
-            middle.append((row.min_step, decode_float(row.min_value, row.min_kind), float(row.min_ts or 0.0)))
-        if row.hi == 1 and row.max_step is not None:
-            middle.append((row.max_step, decode_float(row.max_value, row.max_kind), float(row.max_ts or 0.0)))
+    blocks = math.ceil(count / schema.BLOCK_POINTS)
+    if 2 * blocks < buckets:
+        # Too few blocks for half the resolution asked: the points' extremes per bucket of ``seq``
+        # (one grouped pass), then the points holding them (a second pass); ties keep the first logged.
+        bucket = mp.seq // per
+        extremes = (
+            select(bucket.label("b"), func.min(mp.value).label("lo"), func.max(mp.value).label("hi"))
+            .where(*where)
+            .group_by(bucket)
+            .subquery()
+        )
+        rows = s.execute(
+            select(mp.seq, mp.step, mp.value, mp.kind, mp.ts)
+            .join(extremes, and_(extremes.c.b == bucket, or_(mp.value == extremes.c.lo, mp.value == extremes.c.hi)))
+            .where(*where)
+            .order_by(mp.seq)
+        )
+        kept: dict[tuple[int, float], Point] = {}
+        for seq, step, value, kind, ts in rows:
+            kept.setdefault((seq // per, value), (step, decode_float(value, kind), ts))
+        middle = list(kept.values())
+    else:
+        # Each bucket's lowest block minimum and highest block maximum; blocks of NaNs have NULL extremes.
+        b = schema.MetricBlockRow
+        per = max(1, math.ceil(math.ceil(count / schema.BLOCK_POINTS) / buckets))
+        bucket = b.block // per
+        sub = (
+            select(b.min_step, b.min_value, b.min_kind, b.min_ts, b.max_step, b.max_value, b.max_kind, b.max_ts,
+                   _rank(b.min_value, bucket, b.block, high=False), _rank(b.max_value, bucket, b.block, high=True))
+            .where(b.training_id == training_id, b.key_id == key_id)
+            .subquery()
+        )  # fmt: skip
+        lows = select(sub.c.min_step, sub.c.min_value, sub.c.min_kind, sub.c.min_ts).where(
+            sub.c.lo == 1, sub.c.min_step.is_not(None)
+        )
+        highs = select(sub.c.max_step, sub.c.max_value, sub.c.max_kind, sub.c.max_ts).where(
+            sub.c.hi == 1, sub.c.max_step.is_not(None)
+        )
+        middle = [(step, value, float(ts or 0.0)) for step, value, ts in _decoded(s.execute(union_all(lows, highs)))]
+        per *= schema.BLOCK_POINTS
     first, last = _end(s, training_id, key_id, last=False), _end(s, training_id, key_id, last=True)
-    return per_bucket * schema.BLOCK_POINTS, _with_ends(first, sorted(middle, key=lambda p: p[0]), last)
+    return per, _with_ends(first, sorted(set(middle), key=lambda p: (p[0], p[2])), last)
 
 
 def page(s: Session, training_id: int, key_id: int, *, after_step: int | None, limit: int | None) -> list[Point]:

@@ -103,14 +103,14 @@ def downsample(s: Session, training_id: int, key_id: int, count: int, max_points
             .group_by(bucket)
             .subquery()
         )
-        rows = s.execute(
+        found = s.execute(
             select(mp.seq, mp.step, mp.value, mp.kind, mp.ts)
             .join(extremes, and_(extremes.c.b == bucket, or_(mp.value == extremes.c.lo, mp.value == extremes.c.hi)))
             .where(*where)
             .order_by(mp.seq)
         )
         kept: dict[tuple[int, float], Point] = {}
-        for seq, step, value, kind, ts in rows:
+        for seq, step, value, kind, ts in found:
             kept.setdefault((seq // per, value), (step, decode_float(value, kind), ts))
         middle = list(kept.values())
     else:

@@ -109,7 +109,7 @@ def downsample(s: Session, training_id: int, key_id: int, count: int, max_points
             .where(*where)
             .order_by(mp.seq)
         )
-        kept: dict[tuple[int, float], Point] = {}
+        kept: dict[tuple[int, float | None], Point] = {}
         for seq, step, value, kind, ts in found:
             kept.setdefault((seq // per, value), (step, decode_float(value, kind), ts))
         middle = list(kept.values())

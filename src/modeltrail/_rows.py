@@ -74,7 +74,8 @@ def resolve_version(s: Session, model: schema.ModelRow, number: int | None = Non
 
 
 # ------------------------------------------------------------------ records
-def version_record(model_name: str, row: schema.VersionRow, parent_number: int | None) -> VersionRecord:
+def version_record(model_name: str, row: Any, parent_number: int | None) -> VersionRecord:
+    """A ``VersionRow``, or a result row with its columns, as the record users get."""
     return VersionRecord(
         id=row.id,
         model=model_name,

@@ -278,9 +278,9 @@ def from_jsonable(value: Any) -> Any:
             return float(value[_FLOAT_TAG])
         if len(value) == 1 and _INT_TAG in value:
             return int(value[_INT_TAG])
-        return {k: from_jsonable(v) for k, v in value.items()}
+        return {k: from_jsonable(v) if isinstance(v, (dict, list)) else v for k, v in value.items()}
     if isinstance(value, list):
-        return [from_jsonable(v) for v in value]
+        return [from_jsonable(v) if isinstance(v, (dict, list)) else v for v in value]
     return value
 
 

@@ -322,14 +322,14 @@ def trainings_by_id(s: Session, training_ids: Sequence[int]) -> dict[int, Traini
 
 
 def versions(s: Session, model_ref: Any) -> RecordList[VersionRecord]:
+    """Every version of a model, by number; read as plain rows, not ORM objects (10,000 versions is common)."""
     model = resolve_model(s, model_ref)
-    rows = list(
-        s.execute(
-            select(schema.VersionRow).where(schema.VersionRow.model_id == model.id).order_by(schema.VersionRow.number)
-        )
-        .scalars()
-        .all()
-    )
+    v = schema.VersionRow
+    rows = s.execute(
+        select(v.id, v.number, v.training_id, v.parent_id, v.artifact_path, v.param_diff, v.created_at)
+        .where(v.model_id == model.id)
+        .order_by(v.number)
+    ).all()
     number_of = {r.id: r.number for r in rows}
     return RecordList(version_record(model.name, r, number_of.get(r.parent_id) if r.parent_id else None) for r in rows)
 

@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import json
 import multiprocessing
 import os
 import random
@@ -406,12 +407,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument("--workers", type=int, default=4, help="processes building the modeltrail ledger (default 4)")
     p.add_argument("--reuse", action="store_true", help="time databases a --keep run left, if they match")
+    p.add_argument("--save", metavar="FILE", help="write the timings as JSON, for --table")
+    p.add_argument("--table", nargs=2, metavar=("SMALL", "LARGE"), help="print two --save files side by side")
     p.add_argument("--keep", action="store_true", help="keep the databases afterwards")
     return p.parse_args(argv)
 
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    if args.table:
+        return table(*args.table)
     versions, points = SCALES[args.scale or "1m"]
     args.versions = args.versions or versions
     args.points = args.points or points
@@ -597,7 +602,67 @@ def main(argv: list[str]) -> int:
               f"processes in {built['seconds']:.0f}s ({points / built['seconds']:,.0f} points/s)")  # fmt: skip
     if ml:
         print("MLflow's points loaded by " + ("executemany into its metrics tables" if bulk else "log_batch"))
+    if args.save:
+        scale = {"versions": args.versions, "points": points, "load": load, "mlflow_bulk": bulk}
+        rows = {key: {"title": title, "modeltrail": mt[key]["median"], "cpu": mt[key]["cpu"],
+                      "mlflow": ml[key]["median"] if key in ml else None} for title, _, key in questions}  # fmt: skip
+        with open(args.save, "w") as f:
+            json.dump({"scale": scale, "questions": rows}, f, indent=1)
     return 1 if missed or not plans_ok else 0
+
+
+#: Questions answered by index lookups and range scans: the same cost whatever the ledger's size.
+#: The others read every version (a whole leaderboard, all versions) or examine each (a search).
+INDEX_BACKED = ("lb10", "lb10_last", "compare", "prod", "asof", "history", "page")
+#: Slower than this ratio at the larger scale counts as growing; below it is this machine's noise.
+NOISE = 1.5
+
+
+def table(small_file: str, large_file: str) -> int:
+    """Two ``--save`` results side by side; exit 1 when an index-backed question grew beyond noise."""
+    runs = []
+    for name in (small_file, large_file):
+        with open(name) as f:
+            runs.append(json.load(f))
+    small, large = runs
+    scales = [f"{r['scale']['versions']:,} v, {r['scale']['points'] / 1e6:g}M pts" for r in runs]
+    print(f"{'question':<42}{scales[0]:>20}{scales[1]:>20}{'ratio':>7}{'MLflow':>12}{'MLflow':>12}")
+    grew = []
+    for key, row in small["questions"].items():
+        other = large["questions"].get(key)
+        if other is None:
+            continue
+        ratio = other["modeltrail"] / row["modeltrail"]
+        flag = ""
+        if key in INDEX_BACKED:
+            flag = "  same" if ratio < NOISE else "  GREW"
+            if ratio >= NOISE:
+                grew.append(TITLES[key])
+        theirs = "".join(f"{x['mlflow']:>9.1f} ms" if x["mlflow"] is not None else f"{'-':>12}" for x in (row, other))
+        print(
+            f"{TITLES[key]:<42}{row['modeltrail']:>17.1f} ms{other['modeltrail']:>17.1f} ms{ratio:>7.2f}{theirs}{flag}"
+        )
+    loads = " and ".join(f"{r['scale']['load']:.1f}" for r in runs)
+    print(f"load average while timing: {loads}; index-backed questions slower by x{NOISE} or more: "
+          f"{', '.join(grew) or 'none'}")  # fmt: skip
+    return 1 if grew else 0
+
+
+#: Row titles of ``--table``, the same at every scale.
+TITLES = {
+    "lb10": "leaderboard top 10, best-ever value",
+    "lb10_last": "leaderboard top 10, last value",
+    "lb": "leaderboard of all versions, best-ever",
+    "lb_last": "leaderboard of all versions, last value",
+    "compare": "compare two versions",
+    "prod": "what is in production",
+    "asof": "what was in production at T",
+    "versions": "all versions of the model",
+    "search": "search: params and metric, best 20",
+    "history": "long history, downsampled to 1,000",
+    "page": "long history, one page of 1,000",
+    "history_all": "long history, whole",
+}
 
 
 def server_version() -> str:

@@ -361,3 +361,14 @@ def test_sync_replays_a_spool_left_by_an_ended_process(sqlite_url: str, tmp_path
     assert spool.pending(sqlite_url) == 0
     (record,) = modeltrail.Tracker(sqlite_url).trainings("spooled")
     assert record.params == {"lr": 0.1} and record.status == "running"
+
+
+@pytest.mark.parametrize("bad", ["-1", "0", "soon", "inf"])
+def test_serve_refuses_a_bad_interval_from_the_environment(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], bad: str
+) -> None:
+    monkeypatch.setenv("MODELTRAIL_SERVE_HEARTBEAT", bad)
+    assert main(["serve", "churn", "--env", "staging", "--uri", sqlite_url]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("modeltrail: error: MODELTRAIL_SERVE_HEARTBEAT must be a number of seconds above 0")
+    assert repr(bad) in err

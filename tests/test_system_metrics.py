@@ -14,7 +14,7 @@ import pytest
 
 import modeltrail
 from modeltrail import _system
-from modeltrail._errors import ModeltrailWarning, ValidationError
+from modeltrail._errors import ConfigurationError, ModeltrailWarning, ValidationError
 
 pytest.importorskip("psutil")
 
@@ -80,22 +80,28 @@ def test_environment_switch_and_interval(sqlite_url: str, monkeypatch: pytest.Mo
 
 
 @pytest.mark.parametrize(
-    ("env", "option", "message"),
+    ("env", "option", "error", "message"),
     [
-        ({}, 0.0, "system_metrics must be True, False or an interval"),
-        ({}, "yes", "system_metrics must be True, False or an interval"),
-        ({"MODELTRAIL_SYSTEM_METRICS": "maybe"}, None, "MODELTRAIL_SYSTEM_METRICS must be 1 or 0, got 'maybe'"),
-        ({"MODELTRAIL_SYSTEM_METRICS_INTERVAL": "soon"}, True, "MODELTRAIL_SYSTEM_METRICS_INTERVAL must be"),
-        ({"MODELTRAIL_SYSTEM_METRICS_INTERVAL": "nan"}, True, "MODELTRAIL_SYSTEM_METRICS_INTERVAL must be"),
+        ({}, 0.0, ValidationError, "system_metrics must be True, False or an interval"),
+        ({}, "yes", ValidationError, "system_metrics must be True, False or an interval"),
+        ({"MODELTRAIL_SYSTEM_METRICS": "maybe"}, None, ConfigurationError, "METRICS must be 1 or 0, got 'maybe'"),
+        ({"MODELTRAIL_SYSTEM_METRICS_INTERVAL": "soon"}, True, ConfigurationError, "_INTERVAL must be a number"),
+        ({"MODELTRAIL_SYSTEM_METRICS_INTERVAL": "nan"}, True, ConfigurationError, "_INTERVAL must be a number"),
+        ({"MODELTRAIL_SYSTEM_METRICS_INTERVAL": "0.01"}, True, ConfigurationError, r"seconds >= 0\.05, got '0\.01'"),
     ],
 )
 def test_bad_settings_are_refused_at_the_call_and_record_nothing(
-    sqlite_url: str, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], option: Any, message: str
+    sqlite_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    env: dict[str, str],
+    option: Any,
+    error: type[Exception],
+    message: str,
 ) -> None:
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     tracker = modeltrail.Tracker(sqlite_url)
-    with pytest.raises(ValidationError, match=message):
+    with pytest.raises(error, match=message):
         tracker.training("bad", system_metrics=option)
     assert tracker.trainings() == [] and not sampler_threads()
 

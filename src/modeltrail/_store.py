@@ -24,7 +24,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.orm import Session
 
-from ._config import mask_password
+from ._config import env_seconds, mask_password
 from ._errors import (
     ConfigurationError,
     ModeltrailError,
@@ -588,16 +588,7 @@ def _looks_unreachable(message: str) -> bool:
 
 def db_timeout() -> float:
     """``MODELTRAIL_DB_TIMEOUT`` in seconds (default 30): the longest any one call to a server may take."""
-    raw = os.environ.get(ENV_TIMEOUT, "").strip()
-    if not raw:
-        return DEFAULT_TIMEOUT
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not (0 < value < math.inf):
-        raise ConfigurationError(f"{ENV_TIMEOUT} must be a positive number of seconds, got {raw!r}", value=raw)
-    return value
+    return env_seconds(ENV_TIMEOUT, DEFAULT_TIMEOUT)
 
 
 @lru_cache(maxsize=1)

@@ -28,7 +28,8 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from ._errors import ModeltrailWarning, ValidationError
+from ._config import env_seconds
+from ._errors import ConfigurationError, ModeltrailWarning, ValidationError
 
 ENV = "MODELTRAIL_SYSTEM_METRICS"
 ENV_INTERVAL = "MODELTRAIL_SYSTEM_METRICS_INTERVAL"
@@ -44,14 +45,15 @@ def requested(option: bool | float | None) -> float | None:
     """The sampling interval in seconds, or None when system metrics are off for this training.
 
     ``option`` is the training's own choice (True, False, or an interval); None defers to ``MODELTRAIL_SYSTEM_METRICS``.
-    A bad value is a :class:`ValidationError` naming it, raised when the training is started.
+    A bad option is a :class:`ValidationError`, a bad environment variable a :class:`ConfigurationError`,
+    each naming the value and raised when the training is started.
     """
     if option is None:
         flag = os.environ.get(ENV, "").strip().lower()
         if flag in ("", "0", "false", "no", "off"):
             return None
         if flag not in ("1", "true", "yes", "on"):
-            raise ValidationError(f"{ENV} must be 1 or 0, got {flag!r}", value=flag)
+            raise ConfigurationError(f"{ENV} must be 1 or 0, got {flag!r}", value=flag)
         return _env_interval()
     if option is False:
         return None
@@ -66,16 +68,7 @@ def requested(option: bool | float | None) -> float | None:
 
 
 def _env_interval() -> float:
-    raw = os.environ.get(ENV_INTERVAL, "").strip()
-    if not raw:
-        return DEFAULT_INTERVAL
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value >= MIN_INTERVAL or value == float("inf"):
-        raise ValidationError(f"{ENV_INTERVAL} must be a number of seconds >= {MIN_INTERVAL}, got {raw!r}", value=raw)
-    return value
+    return env_seconds(ENV_INTERVAL, DEFAULT_INTERVAL, minimum=MIN_INTERVAL)
 
 
 def load_psutil() -> Any:

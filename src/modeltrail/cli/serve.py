@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 
-from .._errors import ConfigurationError, ValidationError
+from .._config import env_seconds
+from .._errors import ConfigurationError
 from .options import Commands, open_ledger
 from .output import Output
 
@@ -16,15 +16,7 @@ ENV_METRICS_INTERVAL = "MODELTRAIL_SERVE_METRICS_INTERVAL"
 
 
 def _seconds(given: float | None, env: str, default: float) -> float:
-    if given is not None:
-        return given
-    text = os.environ.get(env)
-    if not text:
-        return default
-    try:
-        return float(text)
-    except ValueError:
-        raise ValidationError(f"{env} must be a number of seconds, got {text!r}", value=text) from None
+    return given if given is not None else env_seconds(env, default)
 
 
 def cmd_serve(args: argparse.Namespace, out: Output) -> int:
@@ -33,6 +25,8 @@ def cmd_serve(args: argparse.Namespace, out: Output) -> int:
     except ImportError as e:
         hint = 'pip install "modeltrail[serve]"'
         raise ConfigurationError(f"`modeltrail serve` needs the serve extra: {hint} ({e})") from e
+    heartbeat_s = _seconds(args.heartbeat, ENV_HEARTBEAT, runner.DEFAULT_HEARTBEAT_S)
+    metrics_interval_s = _seconds(args.metrics_interval, ENV_METRICS_INTERVAL, runner.DEFAULT_METRICS_INTERVAL_S)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("modeltrail serve: %(message)s"))
     logger = logging.getLogger("modeltrail.serve")
@@ -44,8 +38,8 @@ def cmd_serve(args: argparse.Namespace, out: Output) -> int:
         args.env,
         host=args.host,
         port=args.port,
-        heartbeat_s=_seconds(args.heartbeat, ENV_HEARTBEAT, runner.DEFAULT_HEARTBEAT_S),
-        metrics_interval_s=_seconds(args.metrics_interval, ENV_METRICS_INTERVAL, runner.DEFAULT_METRICS_INTERVAL_S),
+        heartbeat_s=heartbeat_s,
+        metrics_interval_s=metrics_interval_s,
         access_log=args.access_log,
     )
     served = server.prepare()

@@ -492,3 +492,27 @@ def test_db_upgrade_against_a_newer_database_is_a_one_line_error(
     assert err.startswith("modeltrail: error: ") and err.count("\n") == 1, err
     assert "0099_from_the_future" in err and "upgrade the modeltrail package" in err
     assert "Traceback" not in err and "CommandError" not in err and out == ""
+
+
+def test_schema_lock_held_elsewhere_gives_up_at_its_own_timeout(server_url: str) -> None:
+    """Another process holding the schema lock: the wait ends at the lock's timeout with a StorageError
+    naming the lock, the connection stays usable, and the lock is taken once it is free."""
+    store = Store(server_url, check=False)
+    holder = create_engine(server_url, poolclass=NullPool)
+    try:
+        with holder.connect() as conn:
+            if store.dialect == "mysql":
+                assert conn.execute(text("SELECT GET_LOCK('modeltrail_schema', 0)")).scalar() == 1
+            else:
+                assert conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": 0x6D74_7363}).scalar()
+            conn.commit()
+            with (
+                pytest.raises(StorageError, match="timed out waiting for the schema lock"),
+                store.schema_lock(timeout=1),
+            ):
+                pass
+        with store.schema_lock(timeout=5):  # the holder's session ended: the lock is free
+            assert store.dialect in ("mysql", "postgresql")
+    finally:
+        holder.dispose()
+        store.close()

@@ -437,7 +437,15 @@ class Store:
                     raise StorageError(f"timed out waiting for the schema lock on {self.display_uri}")
                 release = text("SELECT RELEASE_LOCK(:n)"), {"n": _SCHEMA_LOCK}
             elif self.dialect == "postgresql":
-                conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _SCHEMA_LOCK_KEY})
+                # pg_advisory_lock would wait until the call's own bound ends it as a lost connection;
+                # polling the try-variant gives up at ``timeout`` like GET_LOCK, with the same error.
+                deadline = time.monotonic() + timeout
+                try_lock = text("SELECT pg_try_advisory_lock(:k)"), {"k": _SCHEMA_LOCK_KEY}
+                while not conn.execute(*try_lock).scalar():
+                    conn.commit()
+                    if time.monotonic() >= deadline:
+                        raise StorageError(f"timed out waiting for the schema lock on {self.display_uri}")
+                    time.sleep(min(0.05 + random.random() * 0.2, max(0.0, deadline - time.monotonic())))
                 release = text("SELECT pg_advisory_unlock(:k)"), {"k": _SCHEMA_LOCK_KEY}
             conn.commit()
             try:

@@ -58,7 +58,7 @@ _PG_GONE = {"57P01", "57P02", "57P03"}
 #: Seconds any one call to a database server may take before the work goes to the spool.
 ENV_TIMEOUT = "MODELTRAIL_DB_TIMEOUT"
 DEFAULT_TIMEOUT = 30.0
-_SCHEMA_LOCK = "modeltrail_schema"
+_SCHEMA_LOCK = "modeltrail_schema"  # MySQL: + "." + the database's hash (GET_LOCK names are server-wide)
 _SCHEMA_LOCK_KEY = 0x6D74_7363  # "mtsc": PostgreSQL advisory lock key
 
 
@@ -432,10 +432,12 @@ class Store:
             timeout = max(1, min(timeout, math.floor(self._timeout_now) - 1))
         with self.engine.connect() as conn:
             if self.dialect == "mysql":
-                got = conn.execute(text("SELECT GET_LOCK(:n, :t)"), {"n": _SCHEMA_LOCK, "t": timeout}).scalar()
+                # GET_LOCK names are server-wide: one per database, or ledgers on one server wait on each other.
+                name = conn.execute(text(f"SELECT CONCAT('{_SCHEMA_LOCK}.', LEFT(MD5(DATABASE()), 24))")).scalar()
+                got = conn.execute(text("SELECT GET_LOCK(:n, :t)"), {"n": name, "t": timeout}).scalar()
                 if got != 1:
                     raise StorageError(f"timed out waiting for the schema lock on {self.display_uri}")
-                release = text("SELECT RELEASE_LOCK(:n)"), {"n": _SCHEMA_LOCK}
+                release = text("SELECT RELEASE_LOCK(:n)"), {"n": name}
             elif self.dialect == "postgresql":
                 # pg_advisory_lock would wait until the call's own bound ends it as a lost connection;
                 # polling the try-variant gives up at ``timeout`` like GET_LOCK, with the same error.

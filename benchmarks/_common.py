@@ -42,7 +42,7 @@ def mysql_admin(sql: str) -> tuple[Any, ...]:
     """Run one statement on the server outside any database; its rows, if it returns any."""
     import pymysql
 
-    db = pymysql.connect(host=MYSQL_HOST, port=MYSQL_PORT, user=MYSQL_USER, password=MYSQL_PASSWORD)
+    db = pymysql.connect(host=MYSQL_HOST, port=MYSQL_PORT, user=MYSQL_USER, password=MYSQL_PASSWORD, autocommit=True)
     try:
         with db.cursor() as cur:
             cur.execute(sql)

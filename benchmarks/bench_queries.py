@@ -206,31 +206,32 @@ def build_long_history(url: str, points: int) -> dict[str, Any]:
     return {"seconds": seconds}
 
 
-def mlflow_bulk_metrics(url: str, rows: Iterator[tuple[str, str, float, int, int]]) -> None:
+def mlflow_bulk_metrics(url: str, rows: list[tuple[str, str, float, int, int]]) -> None:
     """(run id, key, value, ms, step) rows into MLflow's ``metrics`` table by its own SQLAlchemy models.
 
     What ``log_batch`` stores, at the driver's ``executemany`` speed: at 10,000,000 points
-    ``log_batch`` (about 4,000 points/s here) would take most of an hour. ``latest_metrics``
-    gets each run's last step per key, as ``log_batch`` keeps it.
+    ``log_batch`` (about 4,000 points/s here) would take most of an hour. Rows go in the table's
+    primary-key order, committed every 50,000; ``latest_metrics`` gets each run's last step per
+    key, as ``log_batch`` keeps it.
     """
     from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric
     from sqlalchemy import create_engine
 
-    engine = create_engine(url)
+    rows.sort(key=lambda r: (r[1], r[3], r[4], r[0], r[2]))  # (key, timestamp, step, run_uuid, value)
     latest: dict[tuple[str, str], dict[str, Any]] = {}
-    chunk: list[dict[str, Any]] = []
-    with engine.begin() as conn:
-        for run_id, key, value, ts, s in rows:
-            row = {"run_uuid": run_id, "key": key, "value": value, "timestamp": ts, "step": s, "is_nan": False}
-            chunk.append(row)
-            if (run_id, key) not in latest or s >= latest[run_id, key]["step"]:
-                latest[run_id, key] = row
-            if len(chunk) == 20_000:
-                conn.execute(SqlMetric.__table__.insert(), chunk)
-                chunk = []
-        if chunk:
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        for start in range(0, len(rows), 50_000):
+            chunk = []
+            for run_id, key, value, ts, s in rows[start : start + 50_000]:
+                row = {"run_uuid": run_id, "key": key, "value": value, "timestamp": ts, "step": s, "is_nan": False}
+                chunk.append(row)
+                if (run_id, key) not in latest or s >= latest[run_id, key]["step"]:
+                    latest[run_id, key] = row
             conn.execute(SqlMetric.__table__.insert(), chunk)
+            conn.commit()
         conn.execute(SqlLatestMetric.__table__.insert(), list(latest.values()))
+        conn.commit()
     engine.dispose()
 
 
@@ -243,10 +244,17 @@ def build_mlflow(
     from mlflow.entities import Metric, Param
 
     client = MlflowClient(tracking_uri=url, registry_uri=url)
-    experiment = client.create_experiment(MODEL, artifact_location=f"file://{artifacts}")
-    client.create_registered_model(MODEL)
+    found = client.get_experiment_by_name(MODEL)
     versions = len(seeds)
     run_ids: dict[int, str] = {}
+    if found is None:
+        experiment = client.create_experiment(MODEL, artifact_location=f"file://{artifacts}")
+        client.create_registered_model(MODEL)
+    else:  # an interrupted load: its finished runs stay, the rest is made now
+        experiment = found.experiment_id
+        for r in client.search_runs([experiment], "attributes.status = 'FINISHED'", max_results=50_000):
+            run_ids[int(r.info.run_name.rsplit("-v", 1)[1])] = r.info.run_id
+        step(f"  mlflow: resuming with {len(run_ids):,} finished runs")
     lock = threading.Lock()
     ts = int(time.time() * 1000)
     t0 = time.perf_counter()
@@ -269,13 +277,13 @@ def build_mlflow(
                 step(f"  mlflow: {len(run_ids):,} runs, {time.perf_counter() - t0:.0f}s")
 
     with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(one_run, sorted(seeds.values())))
+        list(pool.map(one_run, sorted(set(seeds.values()) - set(run_ids))))
     if bulk:
         step(f"  mlflow: {versions * steps * 2:,} metric rows in bulk")
         mlflow_bulk_metrics(
             url,
-            ((run_ids[v], key, value, ts, s) for v in sorted(run_ids) for s, auc, loss in curve(v, steps)
-             for key, value in (("val_auc", auc), ("val_loss", loss))),
+            [(run_ids[v], key, value, ts, s) for v in sorted(run_ids) for s, auc, loss in curve(v, steps)
+             for key, value in (("val_auc", auc), ("val_loss", loss))],
         )  # fmt: skip
     production: list[int] = []
     for n in range(1, versions + 1):
@@ -303,7 +311,7 @@ def build_mlflow_history(url: str, points: int, *, bulk: bool) -> dict[str, Any]
     rid = run.info.run_id
     ts = int(time.time() * 1000)
     if bulk:
-        mlflow_bulk_metrics(url, ((rid, LONG_METRIC, value, ts, s) for s, value in long_curve(points)))
+        mlflow_bulk_metrics(url, [(rid, LONG_METRIC, value, ts, s) for s, value in long_curve(points)])
     else:
         batch: list[Any] = []
         for s, value in long_curve(points):
@@ -525,9 +533,15 @@ def main(argv: list[str]) -> int:
         else:
             how = "points in bulk" if bulk else "log_batch"
             step(f"loading the same data into MLflow ({MLFLOW_DB}) with {args.mlflow_workers} threads, {how}")
-            loaded = build_mlflow(
-                fresh_mysql_database(MLFLOW_DB), steps, plan, args.mlflow_workers, artifacts, seeds, bulk=bulk
-            )
+            resume = args.reuse and count(MLFLOW_DB, "SELECT COUNT(*) FROM {db}.model_versions") == 0
+            if resume and count(MLFLOW_DB, "SELECT COUNT(*) FROM {db}.runs") > 0:
+                step("  resuming an interrupted load: its points are loaded afresh, unfinished runs deleted")
+                mysql_admin(f"DELETE FROM `{MLFLOW_DB}`.metrics")
+                mysql_admin(f"DELETE FROM `{MLFLOW_DB}`.latest_metrics")
+                mysql_admin(f"UPDATE `{MLFLOW_DB}`.runs SET lifecycle_stage = 'deleted' WHERE status <> 'FINISHED'")
+            else:
+                fresh_mysql_database(MLFLOW_DB)
+            loaded = build_mlflow(mlflow_url, steps, plan, args.mlflow_workers, artifacts, seeds, bulk=bulk)
             step(f"  done in {loaded['seconds']:.0f}s")
             if long_points:
                 how = "in bulk" if bulk else f"log_batch of {MLFLOW_BATCH}"

@@ -439,15 +439,17 @@ def main(argv: list[str]) -> int:
 
     import modeltrail
 
+    # The long history's model has a version too: count the benchmarked model's only.
+    of_model = "{db}.versions v JOIN {db}.models m ON m.id = v.model_id AND m.name = '" + MODEL + "'"
+    summaries = " JOIN {db}.metric_summaries s ON s.training_id = v.training_id"
     reuse_ledger = (
         args.reuse
-        and count(LEDGER_DB, "SELECT COUNT(*) FROM {db}.versions") == args.versions
-        and count(
-            LEDGER_DB,
-            "SELECT SUM(s.count) FROM {db}.metric_summaries s JOIN {db}.versions v ON v.training_id = s.training_id",
-        )
-        == points
+        and count(LEDGER_DB, "SELECT COUNT(*) FROM " + of_model) == args.versions
+        and count(LEDGER_DB, "SELECT SUM(s.count) FROM " + of_model + summaries) == points
     )
+    if args.reuse and not reuse_ledger and count(LEDGER_DB, "SELECT COUNT(*) FROM {db}.versions") > 0:
+        print(f"--reuse: {LEDGER_DB} does not hold this scale; drop it by hand to rebuild", file=sys.stderr)
+        return 2
     built: dict[str, Any] = {}
     if reuse_ledger:
         step(f"reusing modeltrail ledger {LEDGER_DB}")

@@ -21,6 +21,8 @@ class Proxy:
         self._flowing.set()
         #: Cut every connection once the clients have sent this many more chunks (see ``cut_after``).
         self._sends_left: int | None = None
+        #: Connections the clients opened through the proxy so far.
+        self.accepted = 0
         self.restore()
 
     def restore(self) -> None:
@@ -79,6 +81,7 @@ class Proxy:
                 client, _ = listener.accept()
             except OSError:
                 return
+            self.accepted += 1
             try:
                 upstream = socket.create_connection(self.target)
             except OSError:

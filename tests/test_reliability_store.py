@@ -385,6 +385,31 @@ def test_item3_sqlite_has_no_connection_to_lose(sqlite_url: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- item 8
+def test_item8_first_write_after_an_unreachable_open_goes_straight_to_the_spool(
+    proxied: tuple[str, Proxy], server_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Opening found the server frozen: the training's start and finish wait on it no more (no new
+    connection through the proxy); both are spooled and land once it answers."""
+    monkeypatch.setenv("MODELTRAIL_DB_TIMEOUT", "2")
+    url, proxy = proxied
+    modeltrail.Tracker(server_url).close()  # the ledger exists
+    proxy.freeze()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        tracker = modeltrail.Tracker(url)  # the one attempt that learns the server is away
+        opened = proxy.accepted
+        run = tracker.training("spooled", params={"lr": 0.1})
+        assert proxy.accepted == opened, "the training's start waited on the frozen server again"
+        with run:
+            run.log_metric("loss", 0.5, step=0)
+    assert run.status == "finished" and isinstance(run.version, modeltrail.PendingVersion)
+    assert spool_mod.pending(url) > 0
+    proxy.thaw()
+    assert main(["sync", "--uri", url]) == 0
+    (record,) = modeltrail.Tracker(server_url).trainings("spooled")
+    assert (record.status, record.version, record.params) == ("finished", 1, {"lr": 0.1})
+
+
 def test_item8_frozen_server_bounds_finish_and_the_work_replays_after(
     proxied: tuple[str, Proxy], server_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

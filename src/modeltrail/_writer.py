@@ -119,6 +119,8 @@ class Writer:
         self._stop = False
         self._warned_offline = False
         self._next_attempt = 0.0
+        #: Until then the database is taken as down (it failed moments ago): nobody waits on it again.
+        self._down_until = 0.0
         #: The artifact store of the last artifact logged through this writer: staged uploads go there.
         self.artifact_store: ArtifactStore | None = None
         self._next_upload = 0.0
@@ -136,8 +138,16 @@ class Writer:
     # ------------------------------------------------------------- caller side
     @property
     def offline(self) -> bool:
-        """True while anything waits in the spool or in memory: new work must queue behind it."""
-        return bool(self.held) or self._spool_broken is not None or (self.spool is not None and len(self.spool) > 0)
+        """True while anything waits in the spool or in memory (new work must queue behind it), or the
+        database failed to answer less than a retry interval ago (a trainer would wait a connect
+        timeout again just to learn what the writer knows: the first write after an unreachable
+        open goes straight to the spool)."""
+        return (
+            bool(self.held)
+            or self._spool_broken is not None
+            or (self.spool is not None and len(self.spool) > 0)
+            or time.monotonic() < self._down_until
+        )
 
     @property
     def written(self) -> int:
@@ -439,7 +449,7 @@ class Writer:
 
     def _go_offline(self, error: BaseException) -> None:
         self._applier.outcome_unknown()
-        self._next_attempt = time.monotonic() + self.retry_interval
+        self._next_attempt = self._down_until = time.monotonic() + self.retry_interval
         if self.spool is None and self._spool_broken is None:
             try:
                 self.spool = Spool.create(self.store.uri, self.store.spool_dir)

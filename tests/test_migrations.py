@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, inspect, text
 
 import modeltrail
 from modeltrail import _migrations as migrations
@@ -20,8 +20,10 @@ SEED = [
     " '2026-01-01 00:00:00', '2026-01-01 00:01:00', 60.0, '{}')",
     "INSERT INTO params (training_id, key, value, display) VALUES (1, 'max_depth', '8', '8')",
     "INSERT INTO metric_keys (id, name) VALUES (1, 'val_auc')",
-    "INSERT INTO metric_points (training_id, key_id, step, value, kind, ts) VALUES (1, 1, 0, 0.8, 0, 1767225600.0)",
-    "INSERT INTO metric_points (training_id, key_id, step, value, kind, ts) VALUES (1, 1, 1, 0.9, 0, 1767225601.0)",
+    "INSERT INTO metric_points (training_id, key_id, step, {seq}value, kind, ts)"
+    " VALUES (1, 1, 0, {seq_0}0.8, 0, 1767225600.0)",
+    "INSERT INTO metric_points (training_id, key_id, step, {seq}value, kind, ts)"
+    " VALUES (1, 1, 1, {seq_1}0.9, 0, 1767225601.0)",
     "INSERT INTO metric_summaries (training_id, key_id, count, last_step, last_value, last_kind, min_step, min_value,"
     " min_kind, max_step, max_value, max_kind, updated_ts)"
     " VALUES (1, 1, 2, 1, 0.9, 0, 0, 0.8, 0, 1, 0.9, 0, 1767225601.0)",
@@ -29,14 +31,22 @@ SEED = [
     ' VALUES (1, 1, 1, 1, \'{"added": {"max_depth": 8}, "removed": {}, "changed": {}}\', \'2026-01-01 00:01:00\')',
 ]
 
+SEQ = ("seq", "seq_0", "seq_1")
+
 
 @pytest.mark.parametrize("revision", migrations.REVISIONS[:-1])
 def test_every_earlier_revision_upgrades_with_data(db_url: str, revision: str) -> None:
     old = Store(db_url, check=False)
     old.upgrade(revision)
     with old.engine.begin() as conn:
+        # From 0009 on, a point also has its ordinal in logging order.
+        clustered = "seq" in {c["name"] for c in inspect(conn).get_columns("metric_points")}
         for statement in SEED:
-            conn.execute(text(statement.replace("params (training_id, key,", _params_columns(db_url))))
+            statement = statement.replace("params (training_id, key,", _params_columns(db_url))
+            if "{seq}" in statement:
+                seq = {"seq": "seq, ", "seq_0": "0, ", "seq_1": "1, "} if clustered else dict.fromkeys(SEQ, "")
+                statement = statement.format_map(seq)
+            conn.execute(text(statement))
     old.close()
 
     with pytest.raises(SchemaOutdatedError, match="modeltrail db upgrade"):

@@ -288,11 +288,21 @@ SUMMARY_VALUE_COLUMNS = (
 
 
 class MetricSummaryRow(Base):
+    """Last/min/max of one metric of one training, and the model of the version it became (NULL until then).
+
+    ``model_id`` puts a model's versions side by side in the three (model, key, value) indexes, so the
+    top of a leaderboard is a few index entries read in value order, however many versions the model
+    has. The (key, value) indexes serve searches by a metric's range across all trainings.
+    """
+
     __tablename__ = "metric_summaries"
     __table_args__ = (
         UniqueConstraint("training_id", "key_id"),
         Index(None, "key_id", "max_value"),
         Index(None, "key_id", "min_value"),
+        Index(None, "model_id", "key_id", "max_value"),
+        Index(None, "model_id", "key_id", "min_value"),
+        Index(None, "model_id", "key_id", "last_value"),
         MYSQL_TABLE_ARGS,
     )
 
@@ -310,6 +320,8 @@ class MetricSummaryRow(Base):
     max_value: Mapped[float | None] = mapped_column(Double)
     max_kind: Mapped[int] = mapped_column(SmallInteger)
     updated_ts: Mapped[float] = mapped_column(Double)
+    #: Set in the transaction that makes the training a version (or at insert, when it already is one).
+    model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id"))
 
 
 class VersionRow(Base):

@@ -98,10 +98,13 @@ class Summary:
     """Running last/min/max of one metric of one training (NaN never wins min or max).
 
     It also keeps the open block of the history (``metric_blocks``) and which blocks changed since
-    it was copied, so the writer upserts those few rows with the summary.
+    it was copied, so the writer upserts those few rows with the summary; and whether its row
+    exists, so only a new row looks up the model of the version its training became.
     """
 
-    __slots__ = ("block", "changed", "count", "last", "last_step", "max", "max_step", "min", "min_step")
+    __slots__ = (
+        "block", "changed", "count", "last", "last_step", "max", "max_step", "min", "min_step", "model_id", "stored",
+    )  # fmt: skip
 
     def __init__(self) -> None:
         self.count = 0
@@ -115,6 +118,11 @@ class Summary:
         self.block: Block | None = None
         #: Block number -> block, those changed since this copy was made.
         self.changed: dict[int, Block] = {}
+        #: The model of the version the training became, written when the row is inserted (never updated here:
+        #: making the version sets it on rows that exist).
+        self.model_id: int | None = None
+        #: Whether the row exists: read from it, or saved by :func:`save_summaries`.
+        self.stored = False
 
     def copy(self) -> Summary:
         other = Summary()
@@ -149,7 +157,7 @@ class Summary:
             "last_step": self.last_step, "last_value": last_value, "last_kind": last_kind,
             "min_step": self.min_step, "min_value": min_value, "min_kind": min_kind,
             "max_step": self.max_step, "max_value": max_value, "max_kind": max_kind,
-            "updated_ts": now,
+            "updated_ts": now, "model_id": self.model_id,
         }  # fmt: skip
 
     @classmethod
@@ -161,6 +169,7 @@ class Summary:
             s.min, s.min_step = decode_float(row.min_value, row.min_kind), row.min_step
         if row.max_step is not None:
             s.max, s.max_step = decode_float(row.max_value, row.max_kind), row.max_step
+        s.model_id, s.stored = row.model_id, True
         return s
 
 
@@ -251,10 +260,19 @@ def save_summaries(
 ) -> None:
     """Upsert the summaries of (training id, key id) pairs, in key order (a stable lock order).
 
-    ``now`` stamps them all, or each pair its own time (an import keeps its last point's).
+    ``now`` stamps them all, or each pair its own time (an import keeps its last point's). A new
+    row takes ``model_id`` from its training's version, if it already is one (points that arrive
+    after the finish, an import that makes the version first); an update never changes it.
     """
     stamps = now if isinstance(now, Mapping) else dict.fromkeys(summaries, now)
     ordered = sorted(summaries.items())
+    new = sorted({p[0] for p, summary in ordered if not summary.stored})
+    if new:
+        v = schema.VersionRow
+        model_of = {t: m for t, m in s.execute(select(v.training_id, v.model_id).where(v.training_id.in_(new)))}
+        for p, summary in ordered:
+            if not summary.stored:
+                summary.model_id = model_of.get(p[0])
     upsert(
         s,
         schema.MetricSummaryRow.__table__,
@@ -262,6 +280,8 @@ def save_summaries(
         keys=["training_id", "key_id"],
         update=SUMMARY_COLUMNS,
     )
+    for summary in summaries.values():
+        summary.stored = True
     blocks = [b.row(p[0], p[1], n) for p, summary in ordered for n, b in sorted(summary.changed.items())]
     for start in range(0, len(blocks), _CHUNK):
         upsert(s, _BLOCKS, blocks[start : start + _CHUNK], keys=_BLOCK_KEYS, update=_BLOCK_COLUMNS)

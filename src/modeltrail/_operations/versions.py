@@ -9,9 +9,11 @@ number N, and the unique ``(model_id, number)`` makes the second commit fail cer
 deadlock error), retried whole the same way; its reads are causal (``wsrep_sync_wait``), so the
 retry sees the winner's version and takes N + 1. Numbers stay gapless either way. Every version gets
 its parent, its param diff against the parent and a ``version.create`` audit event in the
-transaction that makes it. Numbers follow the order in which versions reach the ledger (a
-training spooled during an outage is numbered when it is replayed); ``created_at`` is the time
-the caller gives: a training's own finish time, an imported document's time.
+transaction that makes it, which also marks its training's metric summaries with the model
+(``metric_summaries.model_id``, what the leaderboard indexes rank by). Numbers follow the order
+in which versions reach the ledger (a training spooled during an outage is numbered when it is
+replayed); ``created_at`` is the time the caller gives: a training's own finish time, an
+imported document's time.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any, Final
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from .. import _rows as rows
@@ -81,6 +83,14 @@ def create_version(
     )
     s.add(row)
     s.flush()
+    # Summaries saved later take it from the version row (see ``metrics.save_summaries``).
+    ms = schema.MetricSummaryRow
+    s.execute(
+        update(ms)
+        .where(ms.training_id == training_id)
+        .values(model_id=model.id)
+        .execution_options(synchronize_session=False)
+    )
     record_event(
         s, store, action="version.create", entity="version", entity_id=row.id,
         after={"model": model.name, "number": number, "training_id": training_id, "param_diff": diff},

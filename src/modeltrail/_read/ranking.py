@@ -39,6 +39,8 @@ MODES = ("max", "min")
 #: The mode a comparison shows for a metric whose better direction nobody knows.
 UNKNOWN = "unknown"
 RANK_BY = ("best", "last")
+#: The largest LIMIT the databases take (a signed 64-bit integer).
+LIMIT_MAX = 2**63 - 1
 
 
 #: Whole name segments that say lower is better (losses, errors, distances, times) ...
@@ -225,26 +227,71 @@ def compare(s: Session, model_ref: Any, a: int, b: int, *, modes: Mapping[str, s
 # ------------------------------------------------------------ leaderboards
 
 
-def leaderboard_query(model_id: int, metric: str, *, mode: str, by: str) -> Select:
-    """One model's versions ranked by one metric's summary, NaN (NULL) last on every backend.
-
-    Columns: number, training_id, version id, then the ranked (value, kind, step) and the other
-    figure's (value, kind): the last value when ranking by best, the best when ranking by last.
-    Only what a leaderboard shows is fetched: with 1,000 versions the driver's row decoding is
-    most of the cost. Versions are found by (model_id, number), summaries by (training_id, key_id).
+def _columns(mode: str, by: str) -> tuple[Any, ...]:
+    """What a leaderboard row holds: number, training_id, version id, then the ranked (value, kind, step)
+    and the other figure's (value, kind): the last value when ranking by best, the best when ranking by last.
     """
-    v, ms, mk = schema.VersionRow, schema.MetricSummaryRow, schema.MetricKeyRow
+    v, ms = schema.VersionRow, schema.MetricSummaryRow
     best = (ms.max_value, ms.max_kind, ms.max_step) if mode == "max" else (ms.min_value, ms.min_kind, ms.min_step)
     last = (ms.last_value, ms.last_kind, ms.last_step)
     ranked, other = (last, best) if by == "last" else (best, last)
-    column = ranked[0]
+    return (v.number, v.training_id, v.id, *ranked, *other[:2])
+
+
+def leaderboard_query(model_id: int, metric: str, *, mode: str, by: str) -> Select:
+    """One model's versions ranked by one metric's summary, NaN (NULL) last on every backend.
+
+    Columns: see :func:`_columns`. Only what a leaderboard shows is fetched: with 1,000 versions the
+    driver's row decoding is most of the cost. Versions are found by (model_id, number), summaries by
+    (training_id, key_id). Ties go to the lower version number.
+    """
+    v, ms, mk = schema.VersionRow, schema.MetricSummaryRow, schema.MetricKeyRow
+    columns = _columns(mode, by)
+    column = columns[3]
     return (
-        select(v.number, v.training_id, v.id, *ranked, *other[:2])
+        select(*columns)
         .join(ms, ms.training_id == v.training_id)
         .join(mk, and_(mk.id == ms.key_id, mk.name == metric))
         .where(v.model_id == model_id)
         .order_by(column.is_(None), column.desc() if mode == "max" else column.asc(), v.number)
     )
+
+
+def leaderboard_top(s: Session, model_id: int, metric: str, *, mode: str, by: str, limit: int) -> list[Any]:
+    """The first ``limit`` rows of :func:`leaderboard_query`, the same rows in the same order, read by index.
+
+    ``metric_summaries`` carries each version's model, and (model, key, value) indexes hold a model's
+    versions in value order: the best ``limit + 1`` are a few index entries, whatever the model's size.
+    The index does not know version numbers, the tiebreak, so when equal values straddle the cut all
+    the rows of that value are read (a second lookup of one value) and ordered by number here. NaN
+    (NULL) rows come after, by number, read only when fewer than ``limit`` versions have a value.
+    """
+    key_id = metric_key_id(s, metric)
+    if key_id is None:
+        return []
+    v, ms = schema.VersionRow, schema.MetricSummaryRow
+    columns = _columns(mode, by)
+    column = columns[3]
+    query = select(*columns).select_from(ms).join(v, v.training_id == ms.training_id)
+    query = query.where(ms.key_id == key_id, ms.model_id == model_id)
+    conn = s.connection()  # Core rows, as for the whole leaderboard
+    rows = list(
+        conn.execute(
+            query.where(column.is_not(None))
+            .order_by(column.desc() if mode == "max" else column.asc())
+            .limit(min(limit, LIMIT_MAX - 1) + 1)  # one more: does a tie straddle the cut?
+        ).all()
+    )
+    if len(rows) > limit and rows[limit][3] == rows[limit - 1][3]:
+        cut = rows[limit - 1][3]
+        rows = [r for r in rows if r[3] != cut] + list(conn.execute(query.where(column == cut)).all())
+    # The stored values order as the SQL does (+/-inf are +/-DBL_MAX there, tied with them; -0.0 is 0.0).
+    sign = -1.0 if mode == "max" else 1.0
+    rows.sort(key=lambda r: (sign * r[3], r[0]))
+    del rows[limit:]
+    if len(rows) < limit:
+        rows += conn.execute(query.where(column.is_(None)).order_by(v.number).limit(limit - len(rows))).all()
+    return rows
 
 
 def leaderboard(
@@ -274,16 +321,15 @@ def leaderboard(
     mode = resolve_mode(s, model, metric, mode)
     if dataset is not None:
         return _evaluation_leaderboard(s, model, metric, check_dataset_name(dataset), mode=mode, limit=limit)
-    query = leaderboard_query(model.id, metric, mode=mode, by=by)
-    if limit is not None:
-        query = query.limit(limit)
+    if limit is None:
+        rows = s.connection().execute(leaderboard_query(model.id, metric, mode=mode, by=by)).all()
+    else:
+        rows = leaderboard_top(s, model.id, metric, mode=mode, by=by, limit=limit)
     serving = active_environments(s, model.id)
     out: RecordList[LeaderboardEntry] = RecordList()
     rank, previous = 0, None
     name = model.name
-    for i, (number, training_id, version_id, value, kind, step, other, other_kind) in enumerate(
-        s.connection().execute(query).all()
-    ):
+    for i, (number, training_id, version_id, value, kind, step, other, other_kind) in enumerate(rows):
         ranked = decode_float(value, kind)
         if by == "best":
             best = None if step is None else ranked

@@ -204,6 +204,7 @@ def _ids(admin_url: str) -> dict[str, Any]:
             "ended": one("SELECT MIN(id) FROM deployments WHERE status <> 'active'"),
             "active": one("SELECT id FROM deployments WHERE status = 'active'"),
             "key": one("SELECT MIN(id) FROM metric_keys"),
+            "failed": one("SELECT COALESCE(MAX(id), 0) FROM trainings WHERE status = 'failed'"),
         }
     engine.dispose()
     return ids
@@ -229,6 +230,9 @@ def test_item14_every_rewrite_the_issue_names_is_refused(role_urls: dict[str, st
         with writer.training("churn", framework="sklearn", params={"lr": lr}, dataset=data) as run:
             run.log_metrics({"auc": 0.9})
             run.log_artifact(artifact)
+    with pytest.raises(RuntimeError), writer.training("churn") as run:  # failed: not a version
+        run.log_metrics({"auc": 0.95})
+        raise RuntimeError("diverged")
     writer.close()
     operator = modeltrail.Tracker(role_urls["operator"], spool=False)
     operator.deploy("churn", version=1, environment="production", reason="first")
@@ -255,6 +259,9 @@ def test_item14_every_rewrite_the_issue_names_is_refused(role_urls: dict[str, st
         "UPDATE models SET name = 'renamed' WHERE id = :model",
         "UPDATE models SET framework = 'evil' WHERE id = :model",
         "UPDATE metric_summaries SET max_value = 99, last_value = 99 WHERE training_id = :t1",
+        # The model of a version is set once, by making it: a training that is none stays off the leaderboard.
+        "UPDATE metric_summaries SET model_id = NULL WHERE training_id = :t1",
+        "UPDATE metric_summaries SET model_id = :model WHERE training_id = :failed",
         "UPDATE params SET value = '0.9', display = '0.9' WHERE training_id = :t1",
         "UPDATE params SET training_id = :t2 WHERE training_id = :t1",
         "UPDATE metric_keys SET name = 'renamed' WHERE id = :key",

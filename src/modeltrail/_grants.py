@@ -3,7 +3,8 @@
 * ``writer`` — training jobs: read everything; insert trainings and what they produce (params,
   metrics, stages, datasets, versions, evaluations); update only what a running training owns:
   its status columns at finish, its metric summaries, the model tags it sets, the model fields
-  nobody filled yet, and marks its artifacts stored. No deployments, no deletes.
+  nobody filled yet, and marks its artifacts stored; and, once, the model of the version a
+  training became on that training's summaries. No deployments, no deletes.
 * ``operator`` — deploys, rolls back and retires: reads, inserts deployments and production
   metrics, changes only ``status``/``ended_at`` of the active deployment; sets and removes
   version aliases and tags, writes version notes; records its ``modeltrail serve`` instances.
@@ -84,7 +85,8 @@ _WRITER = {
     "params": Access(),
     "metric_keys": Access(),
     "metric_points": Access(),
-    "metric_summaries": Access(update=_SUMMARY),
+    # Making a version marks its training's summaries with the model (the leaderboard indexes), once.
+    "metric_summaries": Access(update=(*_SUMMARY, "model_id")),
     "metric_blocks": Access(update=_BLOCK),
     "ingested_batches": Access(),
     "versions": Access(),
@@ -117,9 +119,15 @@ Same = Callable[[str], str]
 _GUARDS: dict[str, tuple[tuple[str, ...], Callable[[Same], str], str]] = {
     "trainings": (_TRAINING_END, lambda _: "OLD.status = 'running'", "only a running training may change"),
     "metric_summaries": (
-        _SUMMARY,
-        lambda _: "(SELECT t.status FROM trainings t WHERE t.id = OLD.training_id) = 'running'",
-        "only summaries of a running training may change",
+        (*_SUMMARY, "model_id"),
+        lambda same: (
+            f"((SELECT t.status FROM trainings t WHERE t.id = OLD.training_id) = 'running' AND {same('model_id')})"
+            " OR (OLD.model_id IS NULL"
+            " AND COALESCE(NEW.model_id = (SELECT v.model_id FROM versions v WHERE v.training_id = OLD.training_id),"
+            " FALSE)"
+            f" AND {' AND '.join(same(c) for c in _SUMMARY)})"
+        ),
+        "only summaries of a running training may change; the model of its version is set once",
     ),
     "metric_blocks": (
         _BLOCK,

@@ -55,12 +55,17 @@ def foreign_tables(conn: Connection, tables: Iterable[sa.Table]) -> list[str]:
     ]
 
 
+_SUMMARY_0001 = {
+    "id", "training_id", "key_id", "count", "last_step", "last_value", "last_kind", "min_step", "min_value", "min_kind",
+    "max_step", "max_value", "max_kind", "updated_ts",
+}  # fmt: skip
 #: Every set of columns a table of ours has had across revisions: a creation cut at any of them is ours.
 LAYOUTS = {
     "metric_points": [
         {"id", "training_id", "key_id", "step", "value", "kind", "ts"},  # 0001-0006
         {"training_id", "key_id", "step", "seq", "value", "kind", "ts"},  # 0009
-    ]
+    ],
+    "metric_summaries": [_SUMMARY_0001, _SUMMARY_0001 | {"model_id"}],  # 0001-0009, 0010
 }
 
 

@@ -514,7 +514,9 @@ def main(argv: list[str]) -> int:
         assert len(curve_points) <= 1000 and spike > 5.0, "the downsampled curve lost the spike"
         assert len(mt["history_all"]["result"]) == long_points
 
-    plans_ok = explain(engine, "leaderboard (best-ever value, all versions)", questions[2][1])
+    plans_ok = explain(engine, f"leaderboard top {top} (best-ever value)", questions[0][1])
+    plans_ok &= explain(engine, f"leaderboard top {top} (last value)", questions[1][1])
+    plans_ok &= explain(engine, "leaderboard (best-ever value, all versions)", questions[2][1])
     plans_ok &= explain(engine, f"compare v{a} with v{b}", questions[4][1])
     plans_ok &= explain(engine, "what is in production", questions[5][1])
     plans_ok &= explain(engine, "what was in production at T", questions[6][1])

@@ -326,13 +326,14 @@ def build_mlflow_history(url: str, points: int, *, bulk: bool) -> dict[str, Any]
 
 
 # ----------------------------------------------------------------- timing
-def timed(fn: Callable[[], Any], repeat: int) -> dict[str, Any]:
-    """Wall-clock ms (median, min) and this process's CPU ms (median) of ``repeat`` calls after two warm-ups.
+def timed(fn: Callable[[], Any], repeat: int, *, warmups: int = 2) -> dict[str, Any]:
+    """Wall-clock ms (median, min) and this process's CPU ms (median) of ``repeat`` calls after ``warmups`` calls.
 
     On a busy machine wall time includes waiting for a core; CPU time is the client's own work.
     """
-    result = fn()
-    fn()  # warm caches and pools on both sides alike
+    result = fn()  # the first of ``warmups`` calls: warm caches and pools on both sides alike
+    for _ in range(warmups - 1):
+        fn()
     times, cpu = [], []
     for _ in range(repeat):
         c0, t0 = time.process_time(), time.perf_counter()
@@ -504,7 +505,7 @@ def main(argv: list[str]) -> int:
     load = os.getloadavg()[0]
     step(f"timing modeltrail, median of {args.repeat} (load average {load:.1f} on {os.cpu_count()} CPUs)")
     for title, fn, key in questions:
-        mt[key] = timed(fn, min(args.repeat, 3) if key == "history_all" else args.repeat)
+        mt[key] = timed(fn, 1, warmups=1) if key == "history_all" else timed(fn, args.repeat)
         print(f"  {title:<38} {mt[key]['median']:8.2f} ms")
     assert len(mt["lb"]["result"]) == args.versions
     serving = mt["prod"]["result"]
@@ -570,7 +571,7 @@ def main(argv: list[str]) -> int:
             ml_questions.append(("history_all", lambda: client.get_metric_history(long_id, LONG_METRIC)))
         step(f"timing MLflow, median of {args.repeat} (load average {os.getloadavg()[0]:.1f})")
         for key, fn in ml_questions:
-            ml[key] = timed(fn, min(args.repeat, 3) if key == "history_all" else args.repeat)
+            ml[key] = timed(fn, 1, warmups=1) if key == "history_all" else timed(fn, args.repeat)
             print(f"  {key:<38} {ml[key]['median']:8.2f} ms")
         their_top = ml["lb10_last"]["result"][0].info.run_id
         assert their_top == run_of[mt["lb10_last"]["result"][0].version], "MLflow and modeltrail disagree on the top"

@@ -200,6 +200,20 @@ def proxy_targets(connections: int) -> set[str]:
             conn.close()
 
 
+def proxy_avoids(node: str) -> bool:
+    """Whether new connections through the proxy stay off ``node`` (a ``wsrep_node_name``).
+
+    False while the proxy is still marking it down: a probe that landed there may be cut mid-query
+    (``on-marked-down shutdown-sessions``), which says the proxy is only now acting on it.
+    """
+    import pymysql
+
+    try:
+        return node not in proxy_targets(6)
+    except pymysql.err.MySQLError:
+        return False
+
+
 # ---------------------------------------------------------------- trainers
 def train(
     url: str,

@@ -113,7 +113,7 @@ def cluster_database() -> Iterator[ClusterDB]:
 
 
 def control(*args: str) -> str:
-    """Run `.ci/cluster ARGS` (kill a node, restart it, cut or restore the proxy); its output."""
+    """Run `.ci/cluster ARGS` (kill, restart, isolate or rejoin a node, cut or restore the proxy); its output."""
     done = subprocess.run([SCRIPT, *args], capture_output=True, text=True, timeout=WAIT, check=False)
     if done.returncode != 0:
         raise AssertionError(f".ci/cluster {' '.join(args)} failed: {done.stdout}{done.stderr}")
@@ -121,9 +121,10 @@ def control(*args: str) -> str:
 
 
 def restore() -> None:
-    """Bring back whatever a fault test took down: every node Synced, the proxy up."""
+    """Bring back whatever a fault test took down or cut off: every node Synced in the cluster, the proxy up."""
     for n in ("1", "2", "3"):
         control("start-node", n)
+        control("rejoin", n)  # a no-op for a node that was never isolated
     control("start-proxy")
 
 
@@ -136,6 +137,81 @@ def node_state(index: int) -> tuple[str, int]:
         return str(status["wsrep_local_state_comment"]), int(status["wsrep_cluster_size"])
     finally:
         engine.dispose()
+
+
+def component(index: int) -> str:
+    """``wsrep_cluster_status`` of node ``index`` (0-based): Primary, or non-Primary while it is cut off.
+
+    A bare driver connection: SHOW works on a node outside the primary component, where most other
+    statements (even the ROLLBACK an SQLAlchemy engine sends on its first connect) get error 1047.
+    """
+    import pymysql
+
+    url = make_url(NODE_URLS[index])
+    conn = pymysql.connect(host=url.host, port=url.port or 3306, user=url.username, password=url.password or "")
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SHOW STATUS LIKE 'wsrep_cluster_status'")
+            return str(cur.fetchone()[1])
+    finally:
+        conn.close()
+
+
+def refusal(url: str, sql: str) -> int | None:
+    """The MySQL error code with which the server at ``url`` refuses ``sql`` (a plain read); None if it answers."""
+    import pymysql
+
+    parts = make_url(url)
+    conn = pymysql.connect(host=parts.host, port=parts.port or 3306, user=parts.username,
+                           password=parts.password or "", database=parts.database)  # fmt: skip
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+            cur.fetchall()
+        return None
+    except pymysql.err.MySQLError as e:
+        return int(e.args[0])
+    finally:
+        conn.close()
+
+
+def proxy_targets(connections: int) -> set[str]:
+    """The nodes that ``connections`` new connections through the proxy, all open at once, reach.
+
+    With ``balance leastconn`` connections held open together spread over every server the proxy
+    deems up, so a node missing from the answer is one it does not send clients to.
+    """
+    import pymysql
+
+    url = make_url(PROXY_URL)
+    conns = [
+        pymysql.connect(host=url.host, port=url.port or 3306, user=url.username, password=url.password or "")
+        for _ in range(connections)
+    ]
+    try:
+        names = set()
+        for conn in conns:
+            with conn.cursor() as cur:
+                cur.execute("SELECT @@wsrep_node_name")
+                names.add(str(cur.fetchone()[0]))
+        return names
+    finally:
+        for conn in conns:
+            conn.close()
+
+
+def proxy_avoids(node: str) -> bool:
+    """Whether new connections through the proxy stay off ``node`` (a ``wsrep_node_name``).
+
+    False while the proxy is still marking it down: a probe that landed there may be cut mid-query
+    (``on-marked-down shutdown-sessions``), which says the proxy is only now acting on it.
+    """
+    import pymysql
+
+    try:
+        return node not in proxy_targets(6)
+    except pymysql.err.MySQLError:
+        return False
 
 
 # ---------------------------------------------------------------- trainers
@@ -214,10 +290,11 @@ def assert_all_arrived(url: str, model: str, *, trainers: int, trainings: int, p
     n = trainers * trainings
     model_id = scalar(url, "SELECT id FROM models WHERE name = :m", m=model)
     numbers = scalar(url, "SELECT GROUP_CONCAT(number ORDER BY number) FROM versions WHERE model_id = :m", m=model_id)
-    assert [int(x) for x in str(numbers).split(",")] == list(range(1, n + 1))
-    assert scalar(url, "SELECT COUNT(*) FROM trainings WHERE model_id = :m AND status = 'finished'", m=model_id) == n
-    assert scalar(url, "SELECT COUNT(*) FROM trainings WHERE model_id = :m", m=model_id) == n
-    assert scalar(url, "SELECT COUNT(DISTINCT training_id) FROM versions WHERE model_id = :m", m=model_id) == n
+    assert [int(x) for x in str(numbers).split(",")] == list(range(1, n + 1)), f"versions {numbers} on {url}"
+    finished = scalar(url, "SELECT COUNT(*) FROM trainings WHERE model_id = :m AND status = 'finished'", m=model_id)
+    trainings_ = scalar(url, "SELECT COUNT(*) FROM trainings WHERE model_id = :m", m=model_id)
+    versioned = scalar(url, "SELECT COUNT(DISTINCT training_id) FROM versions WHERE model_id = :m", m=model_id)
+    assert (finished, trainings_, versioned) == (n, n, n), f"trainings finished/all/with a version on {url}"
     total = scalar(url, "SELECT COUNT(*) FROM metric_points")
     distinct = scalar(url, "SELECT COUNT(*) FROM (SELECT DISTINCT training_id, key_id, step FROM metric_points) d")
-    assert (total, distinct) == (n * points, n * points)
+    assert (total, distinct) == (n * points, n * points), f"{total} points stored, {distinct} distinct, on {url}"

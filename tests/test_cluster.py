@@ -13,10 +13,12 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.orm import Session
 from tests import _cluster as cl
 
 import modeltrail
 from modeltrail import _store as store_mod
+from modeltrail._errors import StorageError
 from modeltrail._migrations import head_revision
 from modeltrail._schema import VERSION_TABLE, Base
 
@@ -36,6 +38,11 @@ def _open(url: str, results: mp.Queue, start: object) -> None:
         results.put("ok")
     except BaseException as e:
         results.put(f"{type(e).__name__}: {e}")
+
+
+def _spooled() -> bool:
+    """Whether a trainer (a child process sharing the test's spool folder) has spooled anything."""
+    return any(Path(os.environ["MODELTRAIL_SPOOL_DIR"]).rglob("*.spool"))
 
 
 def test_galera_is_detected_and_every_table_has_a_primary_key(cluster: cl.ClusterDB) -> None:
@@ -147,13 +154,103 @@ def test_the_proxy_cut_and_restored_loses_nothing(cluster: cl.ClusterDB) -> None
         cl.wait_until(_spooled, "trainers to spool")  # training goes on while nothing reaches the cluster
         cl.control("start-proxy")
 
-    def _spooled() -> bool:
-        return any(Path(os.environ["MODELTRAIL_SPOOL_DIR"]).rglob("*.spool"))
-
     reports = cl.run_trainers([cluster.proxy] * 4, "cut", trainings=3, points=3000, pause=0.1,
                               during=cut_then_restore)  # fmt: skip
     assert reports == [("ok", i, 0) for i in range(4)]
     cl.assert_all_arrived(cluster.proxy, "cut", trainers=4, trainings=3, points=3000)
+
+
+@pytest.mark.slow
+def test_a_node_cut_off_under_its_own_trainers_loses_nothing(cluster: cl.ClusterDB) -> None:
+    """Node 2 isolated mid-training under trainers connected straight to it: non-Primary, it answers 1047.
+
+    Those trainers go on (their writes are retried, then spooled) and replay once it has rejoined; a
+    trainer on node 1 writes on meanwhile, and the rejoin (IST) brings node 2 those rows too.
+    """
+    modeltrail.Tracker(cluster.proxy).close()
+    seen: dict[str, object] = {}
+
+    def points() -> int:
+        return int(cl.scalar(cluster.nodes[0], "SELECT COUNT(*) FROM metric_points"))
+
+    def isolate_then_rejoin() -> None:
+        cl.wait_until(lambda: points() > 1000, "points")
+        cl.control("isolate", "2")
+        seen["component"] = cl.component(1)
+        seen["refusal"] = cl.refusal(cluster.nodes[1], "SELECT COUNT(*) FROM metric_points")
+        written = points()
+        cl.wait_until(lambda: points() > written, "the trainer on node 1 to write on")
+        # The trainers on node 2 retry (1047, 1180) for a while, then spool what they log and train on.
+        cl.wait_until(_spooled, "the trainers on node 2 to spool")
+        seen["rejoin"] = cl.control("rejoin", "2")
+
+    urls = [cluster.nodes[1]] * 3 + [cluster.nodes[0]]
+    reports = cl.run_trainers(urls, "isolated", trainings=3, points=3000, pause=0.2, during=isolate_then_rejoin)
+    assert reports == [("ok", i, 0) for i in range(4)]
+    assert (seen["component"], seen["refusal"]) == ("non-Primary", 1047)
+    assert "rejoined (IST)" in str(seen["rejoin"])
+    assert (cl.node_state(1), cl.component(1)) == (("Synced", 3), "Primary")
+    for url in (cluster.nodes[0], cluster.nodes[1]):
+        cl.assert_all_arrived(url, "isolated", trainers=4, trainings=3, points=3000)
+
+
+def test_a_commit_in_flight_when_its_node_is_cut_off_is_an_outage_not_a_refusal(cluster: cl.ClusterDB) -> None:
+    """The node is cut off between a transaction's write and its COMMIT: the commit waits, then fails with 1180.
+
+    "Not connected to Primary Component" is an outage (kept, retried, spooled), never a refusal: a refused
+    metric batch is split and its halves written under new batch ids, which a replay of the whole would repeat.
+    """
+    cl.scalar(cluster.nodes[1], "CREATE TABLE inflight (id INT PRIMARY KEY)")
+    store = store_mod.Store(cluster.nodes[1], check=False)
+    try:
+
+        def write_then_cut(s: Session) -> None:
+            s.execute(text("INSERT INTO inflight VALUES (1)"))
+            cl.control("isolate", "2", "--no-wait")  # the COMMIT that follows meets the cut
+
+        with pytest.raises(StorageError) as cut:
+            store.run(write_then_cut, attempts=1)
+        assert "(1180" in str(cut.value) and "Not connected to Primary Component" in str(cut.value)
+        assert store.is_busy(cut.value)
+        cl.wait_until(lambda: cl.component(1) == "non-Primary", "node 2 to be cut off")
+        assert cl.refusal(cluster.nodes[1], "SELECT COUNT(*) FROM inflight") == 1047
+        cl.control("rejoin", "2")
+        assert cl.scalar(cluster.nodes[0], "SELECT COUNT(*) FROM inflight") == 0  # nothing of it was committed
+        store.run(lambda s: s.execute(text("INSERT INTO inflight VALUES (1)")))  # once back, written once
+        assert cl.scalar(cluster.nodes[0], "SELECT COUNT(*) FROM inflight") == 1
+    finally:
+        store.close()
+
+
+@pytest.mark.slow
+def test_the_proxy_sends_nothing_to_an_isolated_node(cluster: cl.ClusterDB) -> None:
+    """Node 2 isolated while trainers write through HAProxy: the proxy drops it, training goes on through 1 and 3."""
+    modeltrail.Tracker(cluster.proxy).close()
+    seen: dict[str, object] = {}
+
+    def points() -> int:
+        return int(cl.scalar(cluster.nodes[0], "SELECT COUNT(*) FROM metric_points"))
+
+    def isolate_then_rejoin() -> None:
+        cl.wait_until(lambda: points() > 1000, "points")
+        cl.control("isolate", "2")
+        # The proxy's check marks node 2 down within a few seconds and shuts the sessions it had there.
+        cl.wait_until(lambda: cl.proxy_avoids("node2"), "the proxy to stop sending to node 2")
+        written = points()
+        cl.wait_until(lambda: points() > written, "training to go on through nodes 1 and 3")
+        seen["targets"] = cl.proxy_targets(6)
+        seen["component"] = cl.component(1)
+        seen["rejoin"] = cl.control("rejoin", "2")
+
+    reports = cl.run_trainers([cluster.proxy] * 4, "routed", trainings=3, points=3000, pause=0.2,
+                              during=isolate_then_rejoin)  # fmt: skip
+    assert reports == [("ok", i, 0) for i in range(4)]
+    assert seen["targets"] and seen["targets"] <= {"node1", "node3"}  # type: ignore[operator]
+    assert seen["component"] == "non-Primary"
+    assert "rejoined (IST)" in str(seen["rejoin"])
+    assert cl.node_state(1) == ("Synced", 3)
+    for url in (cluster.proxy, cluster.nodes[1]):
+        cl.assert_all_arrived(url, "routed", trainers=4, trainings=3, points=3000)
 
 
 def test_server_sees_no_galera(mysql_url: str) -> None:
@@ -164,7 +261,8 @@ def test_server_sees_no_galera(mysql_url: str) -> None:
 
 
 def test_wsrep_not_ready_is_retried_only_on_a_galera_node(sqlite_url: str) -> None:
-    """1047 is Galera's "WSREP has not yet prepared node" (retry elsewhere), but MySQL's "unknown command"."""
+    """1047 is Galera's "WSREP has not yet prepared node" (retry elsewhere), but MySQL's "unknown command";
+    likewise a COMMIT cut off from the Primary Component (1180) is retried on a Galera node only."""
     import pymysql
     from sqlalchemy import exc as sa_exc
 
@@ -175,4 +273,9 @@ def test_wsrep_not_ready_is_retried_only_on_a_galera_node(sqlite_url: str) -> No
     assert store.is_retryable(error)
     deadlock = sa_exc.OperationalError("COMMIT", {}, pymysql.err.OperationalError(1213, "Deadlock found"))
     assert store.is_retryable(deadlock)
+    text_ = "Error while appending streaming replication fragment(provider status: Not connected to Primary Component)"
+    cut = pymysql.err.OperationalError(1180, text_)
+    assert store.is_retryable(sa_exc.OperationalError("COMMIT", {}, cut))
+    store.galera = False
+    assert not store.is_retryable(sa_exc.OperationalError("COMMIT", {}, cut))
     store.close()

@@ -275,7 +275,14 @@ class Store:
             if code in _MYSQL_RETRYABLE or (code == _WSREP_NOT_READY and self.galera):
                 return True
             message = str(cause.orig).lower()
-            return "database is locked" in message or "deadlock" in message or "could not serialize" in message
+            # On Galera, 1180 "... (provider status: Not connected to Primary Component)" ends a COMMIT in flight when
+            # its node is cut off from the cluster: an outage to retry, like 1047, never a refusal of the data.
+            return (
+                "database is locked" in message
+                or "deadlock" in message
+                or "could not serialize" in message
+                or (self.galera and "not connected to primary component" in message)
+            )
         return False
 
     def is_busy(self, error: BaseException) -> bool:

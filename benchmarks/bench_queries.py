@@ -454,8 +454,10 @@ def main(argv: list[str]) -> int:
     built: dict[str, Any] = {}
     if reuse_ledger:
         step(f"reusing modeltrail ledger {LEDGER_DB}")
-        with contextlib.suppress(modeltrail.ModeltrailError):
-            modeltrail.Tracker(ledger_url).store.upgrade()  # a kept ledger from an older schema
+        from modeltrail.cli import main as modeltrail_cli
+
+        if modeltrail_cli(["db", "upgrade", "--uri", ledger_url]) != 0:  # a kept ledger from an older schema
+            return 2
     else:
         step(f"building modeltrail ledger: {args.versions:,} versions x {steps * 2} points = {points:,} points")
         built = build_modeltrail(fresh_mysql_database(LEDGER_DB), args.versions, steps, plan, args.workers)

@@ -8,6 +8,8 @@ import sys
 import textwrap
 import threading
 
+import pytest
+
 import modeltrail
 from modeltrail._writer import close_writer, writer_for
 
@@ -174,3 +176,24 @@ def test_closing_one_tracker_leaves_another_trackers_training_logging(sqlite_url
     first.close()
     with modeltrail.Tracker(sqlite_url) as reader:
         assert [p.step for p in reader.metric_history(run, "loss")] == [0, 1, 2, 3, 4, 5]
+
+
+def test_offline_warning_says_busy_or_unreachable(
+    sqlite_url: str, tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database still deadlocked after every retry is called busy, not unreachable; one warning per writer."""
+    from modeltrail._errors import StorageError, StorageUnavailableError
+
+    monkeypatch.setenv("MODELTRAIL_SPOOL_DIR", str(tmp_path))
+    for error, said in (
+        (StorageError("(1213, 'Deadlock found when trying to get lock')"), "the database is busy (still locked"),
+        (StorageUnavailableError("cannot reach the database"), "the database is unreachable"),
+    ):
+        tracker = modeltrail.Tracker(sqlite_url)
+        writer = writer_for(tracker.store)
+        with pytest.warns(RuntimeWarning) as caught:
+            writer._go_offline(error)
+            writer._go_offline(error)
+        assert [str(w.message)[: len("modeltrail: ") + len(said)] for w in caught] == [f"modeltrail: {said}"]
+        close_writer(tracker.store)
+        tracker.close()

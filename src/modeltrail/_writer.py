@@ -464,8 +464,9 @@ class Writer:
                 )
             else:
                 where = "kept in memory until the database is back (the spool folder cannot be written)"
+            state = "unreachable" if isinstance(error, StorageUnavailableError) else "busy (still locked after retries)"
             warnings.warn(
-                f"modeltrail: the database is unreachable ({error}); training continues and everything logged is "
+                f"modeltrail: the database is {state} ({error}); training continues and everything logged is "
                 f"{where}. Versions of trainings that finish meanwhile are pending until then.",
                 RuntimeWarning,
                 stacklevel=user_stacklevel(),

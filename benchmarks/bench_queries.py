@@ -423,6 +423,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="skip reading the long history whole (minutes with MLflow; the same at every --scale)",
     )
     p.add_argument("--table", nargs=2, metavar=("SMALL", "LARGE"), help="print two --save files side by side")
+    p.add_argument(
+        "--interleave",
+        nargs=2,
+        metavar=("SMALL", "LARGE"),
+        help="time the index-backed questions on two kept ledgers (BENCH_DB_SUFFIX values), calls alternating",
+    )
     p.add_argument("--keep", action="store_true", help="keep the databases afterwards")
     return p.parse_args(argv)
 
@@ -431,6 +437,8 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     if args.table:
         return table(*args.table)
+    if args.interleave:
+        return interleave(*args.interleave, repeat=args.repeat)
     versions, points = SCALES[args.scale or "1m"]
     args.versions = args.versions or versions
     args.points = args.points or points
@@ -678,6 +686,56 @@ def table(small_file: str, large_file: str) -> int:
     loads = " and ".join(f"{r['scale']['load']:.1f}" for r in runs)
     print(f"load average while timing: {loads}; index-backed questions slower by x{NOISE} or more: "
           f"{', '.join(grew) or 'none'}")  # fmt: skip
+    return 1 if grew else 0
+
+
+def interleave(small: str, large: str, *, repeat: int) -> int:
+    """The index-backed questions on two kept ledgers from one process, their calls alternating.
+
+    Two runs minutes apart differ by more than the ledgers do on a shared machine (the same
+    question on identical rows moved by x1.3 between runs here); alternating calls share every
+    moment's load, so the ratio compares the ledgers alone. Exit 1 when one grew by ``NOISE``.
+    """
+    import modeltrail
+
+    def questions(suffix: str) -> tuple[Any, dict[str, Callable[[], Any]]]:
+        tracker = modeltrail.Tracker(mysql_url("mt_bench_queries" + suffix))
+        versions = len(tracker.versions(MODEL))
+        timeline = tracker.deployments(MODEL, environment="production")
+        middle = timeline[len(timeline) // 2].deployed_at + dt.timedelta(milliseconds=1)
+        long_run = tracker.trainings(LONG_MODEL)[0].id
+        return tracker, {
+            "lb10": lambda: tracker.leaderboard(MODEL, "val_auc", limit=10),
+            "lb10_last": lambda: tracker.leaderboard(MODEL, "val_auc", by="last", limit=10),
+            "compare": lambda: tracker.compare(MODEL, versions // 2, versions),
+            "prod": lambda: tracker.deployment(MODEL, "production"),
+            "asof": lambda: tracker.deployment(MODEL, "production", at=middle),
+            "history": lambda: tracker.metric_history(long_run, LONG_METRIC, max_points=1000),
+            "page": lambda: tracker.metric_history(long_run, LONG_METRIC, after_step=500_000, limit=1000),
+        }
+
+    (a, qa), (b, qb) = questions(small), questions(large)
+    sizes = [f"{len(t.versions(MODEL)):,} versions" for t in (a, b)]
+    print(f"calls alternating, median of {repeat} each (load average {os.getloadavg()[0]:.1f})")
+    print(f"{'question':<42}{sizes[0]:>16}{sizes[1]:>18}{'ratio':>7}")
+    grew = []
+    for key in INDEX_BACKED:
+        for fn in (qa[key], qb[key], qa[key], qb[key]):
+            fn()  # warm both
+        times: tuple[list[float], list[float]] = ([], [])
+        for _ in range(repeat):
+            for i, fn in enumerate((qa[key], qb[key])):
+                t0 = time.perf_counter()
+                fn()
+                times[i].append((time.perf_counter() - t0) * 1000)
+        ms = [statistics.median(t) for t in times]
+        ratio = ms[1] / ms[0]
+        if ratio >= NOISE:
+            grew.append(TITLES[key])
+        print(f"{TITLES[key]:<42}{ms[0]:>13.2f} ms{ms[1]:>15.2f} ms{ratio:>7.2f}")
+    print(f"index-backed questions slower by x{NOISE} or more: {', '.join(grew) or 'none'}")
+    a.close()
+    b.close()
     return 1 if grew else 0
 
 

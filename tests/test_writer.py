@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import warnings
 
 import pytest
 
@@ -197,3 +198,43 @@ def test_offline_warning_says_busy_or_unreachable(
         assert [str(w.message)[: len("modeltrail: ") + len(said)] for w in caught] == [f"modeltrail: {said}"]
         close_writer(tracker.store)
         tracker.close()
+
+
+def test_a_split_cut_short_by_an_outage_replays_each_point_once(
+    sqlite_url: str, tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch the database refused whole is split; an outage after its first half committed spools the
+    batch; its replay (accepted whole this time) must not write that half a second time."""
+    from modeltrail._errors import StorageUnavailableError
+    from modeltrail.cli import main
+
+    monkeypatch.setenv("MODELTRAIL_SPOOL_DIR", str(tmp_path))
+    tracker = modeltrail.Tracker(sqlite_url)
+    run = tracker.training("split", params={"a": 1})
+    writer = writer_for(tracker.store)
+    real = writer._applier.points
+    halves: list[int] = []
+
+    def flaky(batch_id: str, rows: list) -> None:  # type: ignore[type-arg]
+        if len(rows) == 4:
+            raise ValueError("refused whole, this once")
+        halves.append(len(rows))
+        if len(halves) == 2:
+            raise StorageUnavailableError("the server went away between the halves")
+        real(batch_id, rows)
+
+    monkeypatch.setattr(writer._applier, "points", flaky)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for step in range(4):
+            run.log_metric("loss", 1.0 / (step + 1), step=step)
+        run.flush()
+        run.finish()
+        tracker.close()
+    assert halves == [2, 2]  # the first half is in the ledger, the batch is in the spool
+    assert main(["sync", "--uri", sqlite_url]) == 0
+    fresh = modeltrail.Tracker(sqlite_url)
+    (training,) = fresh.trainings("split")
+    points = fresh.metric_history(training.id, "loss")
+    assert [p.step for p in points] == [0, 1, 2, 3]
+    assert fresh.get_training(training.id).metrics["loss"].count == 4

@@ -472,26 +472,34 @@ class Writer:
                 stacklevel=user_stacklevel(),
             )
 
-    def _points_split(self, payload: dict[str, Any], *, on_refused: Any) -> None:
+    def _points_split(self, payload: dict[str, Any], *, on_refused: Any, replay: bool = False) -> None:
         """Write a metric batch; when the database refuses it, write each half on its own, down to single points.
 
         The halves get batch ids derived from the parent's, so a replay of the whole batch stays idempotent.
+        A replayed batch (``replay``) whose halves were written before (an outage cut its split short) is
+        split again without being tried whole, which would write those halves a second time.
         """
         batch_id, rows = payload["batch_id"], payload["rows"]
-        try:
-            self._applier.points(batch_id, rows)
-        except Exception as e:
-            if not self._refused(e):
-                raise
-            # One point at fault is found by halving; a fault of the whole batch (its training is not in
-            # the ledger, say) is reported once rather than point by point.
-            if len(rows) == 1 or (isinstance(e, ModeltrailError) and not isinstance(e, StorageError)):
-                on_refused("points", payload, e)
+        half = len(rows) // 2
+        parts = [
+            {"batch_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"modeltrail:{batch_id}/{i}")), "rows": part}
+            for i, part in enumerate((rows[:half], rows[half:]))
+        ]
+        split_before = replay and len(rows) > 1 and self._applier.any_claimed([p["batch_id"] for p in parts])
+        if not split_before:
+            try:
+                self._applier.points(batch_id, rows)
                 return
-            half = len(rows) // 2
-            for i, part in enumerate((rows[:half], rows[half:])):
-                sub = str(uuid.uuid5(uuid.NAMESPACE_URL, f"modeltrail:{batch_id}/{i}"))
-                self._points_split({"batch_id": sub, "rows": part}, on_refused=on_refused)
+            except Exception as e:
+                if not self._refused(e):
+                    raise
+                # One point at fault is found by halving; a fault of the whole batch (its training is not in
+                # the ledger, say) is reported once rather than point by point.
+                if len(rows) == 1 or (isinstance(e, ModeltrailError) and not isinstance(e, StorageError)):
+                    on_refused("points", payload, e)
+                    return
+        for part in parts:
+            self._points_split(part, on_refused=on_refused, replay=replay)
 
     def _params_split(self, payload: dict[str, Any], *, on_refused: Any) -> None:
         """Write params together; when refused, one at a time, so one bad param takes no other with it."""
@@ -534,7 +542,7 @@ class Writer:
                 kind, payload = self.held[0]
                 try:
                     if kind == "points":
-                        self._points_split(payload, on_refused=self._fail)
+                        self._points_split(payload, on_refused=self._fail, replay=True)
                     elif kind == "params" and len(payload["params"]) > 1:
                         self._params_split(payload, on_refused=self._fail)
                     else:
@@ -593,7 +601,7 @@ class Writer:
         for _ in range(STRIKES):
             try:
                 if kind == "points":
-                    return self._points_split(payload, on_refused=set_aside)
+                    return self._points_split(payload, on_refused=set_aside, replay=True)
                 if kind == "params" and len(payload.get("params", ())) > 1:
                     return self._params_split(payload, on_refused=set_aside)
                 self._apply(kind, payload)

@@ -102,6 +102,10 @@ class Applier:
         self._summaries.update(updated)
         self.written += len(rows)
 
+    def any_claimed(self, batch_ids: list[str]) -> bool:
+        """Whether a batch of ``batch_ids`` is in the ledger already (how a replay finds a batch split before)."""
+        return self.store.run(lambda s: metrics.any_claimed(s, batch_ids), read_only=True)
+
     def _write_points(self, s: Session, batch_id: str, rows: list[MetricRow]) -> dict[tuple[int, int], Summary]:
         """Insert one batch of points and upsert their summaries; returns the new summaries."""
         if not metrics.claim_batch(s, batch_id):

@@ -192,6 +192,12 @@ def claim_batch(s: Session | Any, batch_id: str) -> bool:
     return True
 
 
+def any_claimed(s: Session | Any, batch_ids: Sequence[str]) -> bool:
+    """Whether any of ``batch_ids`` was ingested already."""
+    batch = schema.IngestedBatchRow
+    return s.execute(select(batch.batch_id).where(batch.batch_id.in_(list(batch_ids))).limit(1)).first() is not None
+
+
 def insert_points(s: Session, rows: Sequence[PointRow]) -> None:
     """Insert stored points as fast as the driver allows: raw ``executemany``, bypassing the ORM."""
     if not rows:

@@ -121,6 +121,8 @@ class Writer:
         self._next_attempt = 0.0
         #: Until then the database is taken as down (it failed moments ago): nobody waits on it again.
         self._down_until = 0.0
+        #: Why the writer last went offline: the database busy (still locked after retries), not away.
+        self._busy = False
         #: The artifact store of the last artifact logged through this writer: staged uploads go there.
         self.artifact_store: ArtifactStore | None = None
         self._next_upload = 0.0
@@ -266,6 +268,11 @@ class Writer:
                     log.exception("modeltrail: writer error")
                     self._fail("write", {}, e)
             if self._stop and not self.queue:
+                if self.offline and self._busy:
+                    # Busy is not away: the database answers, so one last replay leaves nothing of this
+                    # process's (a deadlocked finish, say) for a next process that may never come.
+                    with contextlib.suppress(Exception):
+                        self._replay()
                 return
 
     def _drain_once(self) -> None:
@@ -450,6 +457,7 @@ class Writer:
     def _go_offline(self, error: BaseException) -> None:
         self._applier.outcome_unknown()
         self._next_attempt = self._down_until = time.monotonic() + self.retry_interval
+        self._busy = not isinstance(error, StorageUnavailableError)
         if self.spool is None and self._spool_broken is None:
             try:
                 self.spool = Spool.create(self.store.uri, self.store.spool_dir)

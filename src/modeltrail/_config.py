@@ -6,7 +6,6 @@ file in the working directory, so a first run needs no server.
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
@@ -86,22 +85,3 @@ def local_dir(directory: str | os.PathLike[str] | None, env: str, name: str) -> 
     from platformdirs import user_cache_path  # here: only a process that spools or fetches needs it
 
     return user_cache_path("modeltrail", appauthor=False) / name
-
-
-def env_seconds(name: str, default: float, *, minimum: float = 0.0) -> float:
-    """Seconds from environment variable ``name``: ``default`` when unset or blank.
-
-    Anything but a finite number above zero (and at least ``minimum``) is a ConfigurationError
-    naming the variable, raised where the setting is read, before anything is recorded.
-    """
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not (0 < value < math.inf and value >= minimum):
-        floor = f">= {minimum:g}" if minimum > 0 else "above 0"
-        raise ConfigurationError(f"{name} must be a number of seconds {floor}, got {raw!r}", value=raw)
-    return value

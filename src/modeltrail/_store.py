@@ -24,7 +24,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.orm import Session
 
-from ._config import env_seconds, mask_password
+from ._config import mask_password
 from ._errors import (
     ConfigurationError,
     ModeltrailError,
@@ -34,6 +34,7 @@ from ._errors import (
     StorageError,
     StorageUnavailableError,
 )
+from ._values import env_seconds
 
 T = TypeVar("T")
 

@@ -28,8 +28,8 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from ._config import env_seconds
 from ._errors import ConfigurationError, ModeltrailWarning, ValidationError
+from ._values import env_seconds
 
 ENV = "MODELTRAIL_SYSTEM_METRICS"
 ENV_INTERVAL = "MODELTRAIL_SYSTEM_METRICS_INTERVAL"

@@ -21,7 +21,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from ._errors import ValidationError
+from ._errors import ConfigurationError, ValidationError
 from ._secrets import REDACTED, is_secret_key, redact
 
 FINITE, NAN, POS_INF, NEG_INF, NEG_ZERO = 0, 1, 2, 3, 4
@@ -532,3 +532,22 @@ def check_metrics(metrics: Any) -> dict[str, float]:
     if not isinstance(metrics, Mapping) or not metrics:
         raise ValidationError(f"metrics must be a non-empty mapping of name to number, got {metrics!r}", value=metrics)
     return {check_metric_key(k): as_metric_value(v, k) for k, v in metrics.items()}
+
+
+def env_seconds(name: str, default: float, *, minimum: float = 0.0) -> float:
+    """Seconds from environment variable ``name``: ``default`` when unset or blank.
+
+    Anything but a finite number above zero (and at least ``minimum``) is a ConfigurationError
+    naming the variable, raised where the setting is read, before anything is recorded.
+    """
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (0 < value < math.inf and value >= minimum):
+        floor = f">= {minimum:g}" if minimum > 0 else "above 0"
+        raise ConfigurationError(f"{name} must be a number of seconds {floor}, got {raw!r}", value=raw)
+    return value

@@ -6,8 +6,8 @@ import argparse
 import logging
 import sys
 
-from .._config import env_seconds
 from .._errors import ConfigurationError
+from .._values import env_seconds
 from .options import Commands, open_ledger
 from .output import Output
 

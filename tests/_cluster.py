@@ -112,6 +112,35 @@ def cluster_database() -> Iterator[ClusterDB]:
         scalar(NODE_URLS[0], f"DROP DATABASE IF EXISTS {name}")
 
 
+def create_ledger(db: ClusterDB) -> None:
+    """Create the ledger's schema through the proxy and wait until every node holds its tables.
+
+    ``spool=False``: a proxy that does not answer is retried here, never a ledger silently left
+    uncreated (an offline Tracker would open fine and create nothing, and the tests' first count of
+    points would find no table).
+    """
+    import modeltrail
+    from modeltrail._errors import StorageError
+
+    def created() -> bool:
+        try:
+            modeltrail.Tracker(db.proxy, spool=False).close()
+        except StorageError:
+            return False
+        return True
+
+    wait_until(created, f"the ledger {db.name} to be created through the proxy")
+    for node in db.nodes:
+        wait_until(lambda node=node: scalar(node, "SELECT COUNT(*) FROM information_schema.tables WHERE "
+                                            "table_schema = :n AND table_name = 'metric_points'", n=db.name) == 1,
+                   f"the ledger's tables on {node}")  # fmt: skip
+
+
+def point_count(url: str) -> int:
+    """How many metric points the node (or proxy) at ``url`` holds, read causally."""
+    return int(scalar(url, "SELECT COUNT(*) FROM metric_points"))
+
+
 def control(*args: str) -> str:
     """Run `.ci/cluster ARGS` (kill, restart, isolate or rejoin a node, cut or restore the proxy); its output."""
     done = subprocess.run([SCRIPT, *args], capture_output=True, text=True, timeout=WAIT, check=False)
@@ -295,6 +324,6 @@ def assert_all_arrived(url: str, model: str, *, trainers: int, trainings: int, p
     trainings_ = scalar(url, "SELECT COUNT(*) FROM trainings WHERE model_id = :m", m=model_id)
     versioned = scalar(url, "SELECT COUNT(DISTINCT training_id) FROM versions WHERE model_id = :m", m=model_id)
     assert (finished, trainings_, versioned) == (n, n, n), f"trainings finished/all/with a version on {url}"
-    total = scalar(url, "SELECT COUNT(*) FROM metric_points")
+    total = point_count(url)
     distinct = scalar(url, "SELECT COUNT(*) FROM (SELECT DISTINCT training_id, key_id, step FROM metric_points) d")
     assert (total, distinct) == (n * points, n * points), f"{total} points stored, {distinct} distinct, on {url}"

@@ -126,13 +126,13 @@ def test_sixteen_trainers_through_three_nodes_get_gapless_versions(cluster: cl.C
 @pytest.mark.slow
 def test_a_node_killed_while_eight_trainers_write_loses_nothing(cluster: cl.ClusterDB) -> None:
     """SIGKILL one node mid-training: trainers go on (reconnect or spool), every row arrives once; it rejoins."""
-    modeltrail.Tracker(cluster.proxy).close()
+    cl.create_ledger(cluster)
 
     def kill_then_restart() -> None:
-        cl.wait_until(lambda: cl.scalar(cluster.nodes[0], "SELECT COUNT(*) FROM metric_points") > 2000, "points")
+        cl.wait_until(lambda: cl.point_count(cluster.nodes[0]) > 2000, "points")
         cl.control("kill", "2")
         cl.wait_until(lambda: cl.node_state(0)[1] == 2, "the cluster to see two nodes")
-        cl.wait_until(lambda: cl.scalar(cluster.nodes[0], "SELECT COUNT(*) FROM metric_points") > 6000, "more points")
+        cl.wait_until(lambda: cl.point_count(cluster.nodes[0]) > 6000, "more points")
         cl.control("start-node", "2")  # returns once the node has rejoined and is Synced
 
     reports = cl.run_trainers([cluster.proxy] * 8, "survivor", trainings=3, points=2000, pause=0.1,
@@ -146,10 +146,10 @@ def test_a_node_killed_while_eight_trainers_write_loses_nothing(cluster: cl.Clus
 @pytest.mark.slow
 def test_the_proxy_cut_and_restored_loses_nothing(cluster: cl.ClusterDB) -> None:
     """HAProxy killed outright mid-training: trainers spool meanwhile and replay once it is back."""
-    modeltrail.Tracker(cluster.proxy).close()
+    cl.create_ledger(cluster)
 
     def cut_then_restore() -> None:
-        cl.wait_until(lambda: cl.scalar(cluster.nodes[0], "SELECT COUNT(*) FROM metric_points") > 1000, "points")
+        cl.wait_until(lambda: cl.point_count(cluster.nodes[0]) > 1000, "points")
         cl.control("kill-proxy")
         cl.wait_until(_spooled, "trainers to spool")  # training goes on while nothing reaches the cluster
         cl.control("start-proxy")
@@ -167,19 +167,16 @@ def test_a_node_cut_off_under_its_own_trainers_loses_nothing(cluster: cl.Cluster
     Those trainers go on (their writes are retried, then spooled) and replay once it has rejoined; a
     trainer on node 1 writes on meanwhile, and the rejoin (IST) brings node 2 those rows too.
     """
-    modeltrail.Tracker(cluster.proxy).close()
+    cl.create_ledger(cluster)
     seen: dict[str, object] = {}
 
-    def points() -> int:
-        return int(cl.scalar(cluster.nodes[0], "SELECT COUNT(*) FROM metric_points"))
-
     def isolate_then_rejoin() -> None:
-        cl.wait_until(lambda: points() > 1000, "points")
+        cl.wait_until(lambda: cl.point_count(cluster.nodes[0]) > 1000, "points")
         cl.control("isolate", "2")
         seen["component"] = cl.component(1)
         seen["refusal"] = cl.refusal(cluster.nodes[1], "SELECT COUNT(*) FROM metric_points")
-        written = points()
-        cl.wait_until(lambda: points() > written, "the trainer on node 1 to write on")
+        written = cl.point_count(cluster.nodes[0])
+        cl.wait_until(lambda: cl.point_count(cluster.nodes[0]) > written, "the trainer on node 1 to write on")
         # The trainers on node 2 retry (1047, 1180) for a while, then spool what they log and train on.
         cl.wait_until(_spooled, "the trainers on node 2 to spool")
         seen["rejoin"] = cl.control("rejoin", "2")
@@ -225,19 +222,16 @@ def test_a_commit_in_flight_when_its_node_is_cut_off_is_an_outage_not_a_refusal(
 @pytest.mark.slow
 def test_the_proxy_sends_nothing_to_an_isolated_node(cluster: cl.ClusterDB) -> None:
     """Node 2 isolated while trainers write through HAProxy: the proxy drops it, training goes on through 1 and 3."""
-    modeltrail.Tracker(cluster.proxy).close()
+    cl.create_ledger(cluster)
     seen: dict[str, object] = {}
 
-    def points() -> int:
-        return int(cl.scalar(cluster.nodes[0], "SELECT COUNT(*) FROM metric_points"))
-
     def isolate_then_rejoin() -> None:
-        cl.wait_until(lambda: points() > 1000, "points")
+        cl.wait_until(lambda: cl.point_count(cluster.nodes[0]) > 1000, "points")
         cl.control("isolate", "2")
         # The proxy's check marks node 2 down within a few seconds and shuts the sessions it had there.
         cl.wait_until(lambda: cl.proxy_avoids("node2"), "the proxy to stop sending to node 2")
-        written = points()
-        cl.wait_until(lambda: points() > written, "training to go on through nodes 1 and 3")
+        written = cl.point_count(cluster.nodes[0])
+        cl.wait_until(lambda: cl.point_count(cluster.nodes[0]) > written, "training to go on through nodes 1 and 3")
         seen["targets"] = cl.proxy_targets(6)
         seen["component"] = cl.component(1)
         seen["rejoin"] = cl.control("rejoin", "2")

@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable
 
 import pytest
-from sqlalchemy import create_engine, text
+from tests import _sql as db
 
 import modeltrail
 from modeltrail import ValidationError
@@ -29,19 +29,9 @@ def _train(tracker: modeltrail.Tracker, model: str) -> int:
     return tracker.trainings(model)[-1].id
 
 
-def _sql(url: str, statement: str, **params: object) -> list[tuple[object, ...]]:
-    engine = create_engine(url)
-    try:
-        with engine.begin() as conn:
-            result = conn.execute(text(statement), params)
-            return [tuple(r) for r in result] if result.returns_rows else []
-    finally:
-        engine.dispose()
-
-
 def _points(url: str, training_id: int, key: str) -> int:
     return int(
-        _sql(
+        db.sql(
             url,
             "SELECT COUNT(*) FROM metric_points p JOIN metric_keys k ON k.id = p.key_id"
             " WHERE p.training_id = :t AND k.name = :k",
@@ -56,7 +46,7 @@ def test_compact_thins_old_trainings_only_and_keeps_summaries(db_url: str) -> No
     old, recent = _train(tracker, "churn"), _train(tracker, "churn")
     other = _train(tracker, "fraud")
     long_ago = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(days=100)
-    _sql(db_url, "UPDATE trainings SET ended_at = :at WHERE id IN (:a, :b)", at=long_ago, a=old, b=other)
+    db.sql(db_url, "UPDATE trainings SET ended_at = :at WHERE id IN (:a, :b)", at=long_ago, a=old, b=other)
     running = tracker.training("churn").__enter__()
     for i in range(POINTS):
         running.log_metric("loss", float(i), step=i)

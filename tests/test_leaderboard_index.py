@@ -14,14 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from alembic import command
 from sqlalchemy import create_engine, inspect, text
+from tests import _sql as db
 
 import modeltrail
 from modeltrail import LeaderboardEntry
-from modeltrail._migrations import alembic_config
 from modeltrail._operations.apply import Applier
-from modeltrail._store import Store
 from modeltrail._values import DBL_MAX
 
 #: Ties, NaN, both infinities and the finite values stored like them, both zeros.
@@ -91,18 +89,10 @@ def _assert_tops(tracker: modeltrail.Tracker, model: str) -> int:
 
 
 def _model_ids(url: str) -> dict[tuple[int, str], int | None]:
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(
-                text(
-                    "SELECT s.training_id, k.name, s.model_id FROM metric_summaries s "
-                    "JOIN metric_keys k ON k.id = s.key_id"
-                )
-            )
-            return {(t, k): m for t, k, m in rows}
-    finally:
-        engine.dispose()
+    rows = db.sql(
+        url, "SELECT s.training_id, k.name, s.model_id FROM metric_summaries s JOIN metric_keys k ON k.id = s.key_id"
+    )
+    return {(t, k): m for t, k, m in rows}
 
 
 def test_the_top_n_is_the_whole_leaderboards_first_n(db_url: str, tmp_path: Path) -> None:
@@ -175,11 +165,7 @@ VALUES = {1: (0.8, 0.7), 2: (0.9, 0.9), 3: (0.99, 0.99), 4: (0.95, 0.9), 5: (mat
 
 
 def _seed(url: str) -> None:
-    store = Store(url, check=False)
-    store.upgrade(BEFORE)
-    with store.engine.begin() as conn:
-        for statement in SEED:
-            conn.execute(text(statement))
+    with db.old_ledger(url, BEFORE, SEED) as conn:
         for tid, model, number in TRAININGS:
             conn.execute(
                 text(
@@ -215,7 +201,6 @@ def _seed(url: str) -> None:
                 conn.execute(
                     text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT MAX(id) FROM {table}))")
                 )
-    store.close()
 
 
 def _layout(url: str) -> tuple[set[str], set[str], set[str]]:
@@ -241,9 +226,7 @@ OLD_INDEXES = {"ix_metric_summaries_key_id_max_value", "ix_metric_summaries_key_
 
 def test_migration_0010_fills_model_id_from_versions_then_downgrades(db_url: str) -> None:
     _seed(db_url)
-    store = Store(db_url, check=False)
-    store.upgrade()
-    store.close()
+    db.upgrade(db_url)
     assert {t: m for (t, _), m in _model_ids(db_url).items()} == {1: 1, 2: 1, 3: None, 4: 2, 5: 1}
     columns, indexes, foreign = _layout(db_url)
     assert "model_id" in columns and indexes >= NEW_INDEXES | OLD_INDEXES and "model_id" in foreign
@@ -259,29 +242,19 @@ def test_migration_0010_fills_model_id_from_versions_then_downgrades(db_url: str
     assert [e.version for e in tracker.leaderboard("m", "val_auc", limit=3)] == [3, 2, 4]
     tracker.close()
 
-    engine = create_engine(db_url)
-    with engine.begin() as conn:
-        command.downgrade(alembic_config(conn), BEFORE)
-    engine.dispose()
+    db.downgrade(db_url, BEFORE)
     columns, indexes, foreign = _layout(db_url)
     assert "model_id" not in columns and not indexes & NEW_INDEXES and indexes >= OLD_INDEXES
     assert "model_id" not in foreign
-    store = Store(db_url, check=False)
-    assert store.upgrade() == (BEFORE, "0010_leaderboard_index")  # and up again, refilled
-    store.close()
+    assert db.upgrade(db_url) == (BEFORE, "0010_leaderboard_index")  # and up again, refilled
     assert _model_ids(db_url)[(6, "val_auc")] == 1
 
 
 def test_migration_0010_finishes_after_a_cut_once_the_column_was_added(db_url: str) -> None:
     """MySQL commits each DDL statement: a run cut after ADD COLUMN left the column, no index, no key, no fill."""
     _seed(db_url)
-    engine = create_engine(db_url)
-    with engine.begin() as conn:
-        conn.execute(text("ALTER TABLE metric_summaries ADD COLUMN model_id INTEGER"))
-    engine.dispose()
-    store = Store(db_url, check=False)
-    store.upgrade()
-    store.close()
+    db.sql(db_url, "ALTER TABLE metric_summaries ADD COLUMN model_id INTEGER")
+    db.upgrade(db_url)
     columns, indexes, foreign = _layout(db_url)
     assert "model_id" in columns and indexes >= NEW_INDEXES and "model_id" in foreign
     assert {t: m for (t, _), m in _model_ids(db_url).items()} == {1: 1, 2: 1, 3: None, 4: 2, 5: 1}

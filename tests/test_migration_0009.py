@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import math
 
-from alembic import command
 from sqlalchemy import create_engine, inspect, text
+from tests import _sql as db
 
 import modeltrail
-from modeltrail._migrations import alembic_config
-from modeltrail._store import Store
 
 BEFORE = "0008_serving"
 SEED = [
@@ -25,11 +23,7 @@ POINTS += [(10 + i, 2, i + 1, float(i % 7)) for i in range(600)]  # three blocks
 
 
 def _seed(url: str) -> None:
-    store = Store(url, check=False)
-    store.upgrade(BEFORE)
-    with store.engine.begin() as conn:
-        for statement in SEED:
-            conn.execute(text(statement))
+    with db.old_ledger(url, BEFORE, SEED) as conn:
         conn.execute(
             text(
                 "INSERT INTO metric_points (id, training_id, key_id, step, value, kind, ts)"
@@ -48,29 +42,17 @@ def _seed(url: str) -> None:
                 " (1, 2, 601, 600, 4.0, 0, 0, 0.1, 0, 6, 6.0, 0, 1767225600.0)"
             )
         )
-    store.close()
-
-
-def _rows(url: str, sql: str) -> list[tuple[object, ...]]:
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(text(sql))]
-    finally:
-        engine.dispose()
 
 
 def test_upgrade_keeps_logging_order_and_fills_blocks_then_downgrades(db_url: str) -> None:
     _seed(db_url)
-    store = Store(db_url, check=False)
-    store.upgrade()
-    store.close()
+    db.upgrade(db_url)
     columns = {c["name"] for c in inspect(create_engine(db_url)).get_columns("metric_points")}
     assert "id" not in columns and "seq" in columns
-    assert _rows(db_url, "SELECT step, seq, value FROM metric_points WHERE key_id = 1 ORDER BY step, seq") == [
+    assert db.sql(db_url, "SELECT step, seq, value FROM metric_points WHERE key_id = 1 ORDER BY step, seq") == [
         (0, 0, 0.9), (3, 2, 0.8), (3, 3, 0.6), (5, 1, 0.5), (9, 4, None),
     ]  # fmt: skip
-    blocks = _rows(db_url, "SELECT key_id, block, count, min_step, min_value, max_step, max_value FROM metric_blocks")
+    blocks = db.sql(db_url, "SELECT key_id, block, count, min_step, min_value, max_step, max_value FROM metric_blocks")
     # acc in logging order: 0.1 at step 0, then (k - 1) % 7 at step k; ties go to the earliest point.
     assert sorted(blocks) == [
         (1, 0, 5, 5, 0.5, 0, 0.9),
@@ -89,28 +71,18 @@ def test_upgrade_keeps_logging_order_and_fills_blocks_then_downgrades(db_url: st
         run.log_metric("loss", 0.1, step=1)
     tracker.close()
 
-    engine = create_engine(db_url)
-    with engine.begin() as conn:
-        command.downgrade(alembic_config(conn), BEFORE)
-    engine.dispose()
+    db.downgrade(db_url, BEFORE)
     assert not inspect(create_engine(db_url)).has_table("metric_blocks")
-    back = _rows(db_url, "SELECT step, value FROM metric_points WHERE training_id = 1 AND key_id = 1 ORDER BY id")
+    back = db.sql(db_url, "SELECT step, value FROM metric_points WHERE training_id = 1 AND key_id = 1 ORDER BY id")
     assert back == [(0, 0.9), (5, 0.5), (3, 0.8), (3, 0.6), (9, None)]
-    store = Store(db_url, check=False)
-    store.upgrade()  # and up again, from the downgraded table
-    store.close()
-    assert len(_rows(db_url, "SELECT * FROM metric_points")) == len(POINTS) + 1
+    db.upgrade(db_url)  # and up again, from the downgraded table
+    assert len(db.sql(db_url, "SELECT * FROM metric_points")) == len(POINTS) + 1
 
 
 def test_upgrade_finishes_after_a_half_made_copy(db_url: str) -> None:
     """A run cut during the copy left metric_points_new behind: the next run starts the copy afresh."""
     _seed(db_url)
-    engine = create_engine(db_url)
-    with engine.begin() as conn:
-        conn.execute(text("CREATE TABLE metric_points_new (training_id INTEGER, junk INTEGER)"))
-    engine.dispose()
-    store = Store(db_url, check=False)
-    store.upgrade()
-    store.close()
-    assert len(_rows(db_url, "SELECT * FROM metric_points")) == len(POINTS)
+    db.sql(db_url, "CREATE TABLE metric_points_new (training_id INTEGER, junk INTEGER)")
+    db.upgrade(db_url)
+    assert len(db.sql(db_url, "SELECT * FROM metric_points")) == len(POINTS)
     assert not inspect(create_engine(db_url)).has_table("metric_points_new")

@@ -488,13 +488,16 @@ class Writer:
         split again without being tried whole, which would write those halves a second time.
         """
         batch_id, rows = payload["batch_id"], payload["rows"]
-        half = len(rows) // 2
-        parts = [
-            {"batch_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"modeltrail:{batch_id}/{i}")), "rows": part}
-            for i, part in enumerate((rows[:half], rows[half:]))
-        ]
-        split_before = replay and len(rows) > 1 and self._applier.any_claimed([p["batch_id"] for p in parts])
-        if not split_before:
+
+        def halves() -> list[dict[str, Any]]:  # named only when needed: the live path rarely splits
+            half = len(rows) // 2
+            return [
+                {"batch_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"modeltrail:{batch_id}/{i}")), "rows": part}
+                for i, part in enumerate((rows[:half], rows[half:]))
+            ]
+
+        parts = halves() if replay and len(rows) > 1 else None
+        if parts is None or not self._applier.any_claimed([p["batch_id"] for p in parts]):
             try:
                 self._applier.points(batch_id, rows)
                 return
@@ -506,7 +509,7 @@ class Writer:
                 if len(rows) == 1 or (isinstance(e, ModeltrailError) and not isinstance(e, StorageError)):
                     on_refused("points", payload, e)
                     return
-        for part in parts:
+        for part in parts or halves():
             self._points_split(part, on_refused=on_refused, replay=replay)
 
     def _params_split(self, payload: dict[str, Any], *, on_refused: Any) -> None:

@@ -16,7 +16,9 @@ objectives: when it is on the Pareto front), so the registry holds one version p
 version is the best trial so far; every other trial is a finished training without a version, listed and
 searchable like any other. In several processes against one database (Optuna's RDB storage may share it) each
 process records its own trials and asks the study, which Optuna keeps in that storage, whether a trial is the
-best: two trials ending at the same moment may both become versions, in the order they reached the ledger.
+best. Within one process (``n_jobs`` threads) asking and finishing are one step, so versions come in the order
+trials became the best; across processes two trials ending at the same moment may both become versions, in the
+order they reached the ledger.
 
 Intermediate values: Optuna calls callbacks only after a trial, so by default they are recorded at its end from
 ``trial.intermediate_values`` and the training's start and duration are the recording's (the trial's own are in
@@ -54,6 +56,9 @@ FRAMEWORK = "optuna"
 INTERMEDIATE = "intermediate_value"
 NEVER_TOLD = "the trial ended without reaching ModeltrailCallback: pass it to study.optimize(callbacks=[...])"
 _TrialState: Any = optuna.trial.TrialState
+#: Held from asking the study whether a trial is its best to handing its finish to the writer: without it, of two
+#: threads' trials ending together, the better one's version could be numbered first and the worse one's last.
+_deciding = threading.Lock()
 
 
 class _Live:
@@ -159,7 +164,8 @@ class ModeltrailCallback:
         self._declare_goals(study, run.model_name)
         self.training_id = run.id
         if state == _TrialState.COMPLETE:
-            self.version = run.finish("finished", make_version=_is_best(study, trial))
+            with _deciding:
+                self.version = run.finish("finished", make_version=_is_best(study, trial))
         elif state == _TrialState.PRUNED:
             self.version = run.finish("pruned")
         else:

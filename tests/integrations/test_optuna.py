@@ -225,6 +225,48 @@ def test_several_objectives_make_versions_of_the_pareto_front(sqlite_url: str) -
     }
 
 
+def test_two_threads_trials_ending_together_number_their_versions_in_the_order_they_became_best(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``n_jobs`` threads: trial 0 is found best, then trial 1 ends better and is recorded while trial 0's
+    finish is still on its way. The latest version must be trial 1, the best, not whichever finish came last."""
+    import threading
+
+    from modeltrail.integrations import optuna as adapter
+
+    study = optuna.create_study(study_name="race", direction="maximize")
+    first, second = study.ask(), study.ask()
+    study.tell(first, 0.8)
+    decided, second_done = threading.Event(), threading.Event()
+    is_best = adapter._is_best
+
+    def slow_is_best(study_: Any, trial: Any) -> bool:
+        best = is_best(study_, trial)
+        if trial.number == 0:  # trial 0 has its answer; hold it until trial 1 is recorded (or a while)
+            decided.set()
+            second_done.wait(1.0)
+        return best
+
+    monkeypatch.setattr(adapter, "_is_best", slow_is_best)
+    cb = ModeltrailCallback(uri=sqlite_url)
+
+    def record_second() -> None:
+        decided.wait(60)
+        study.tell(second, 0.9)
+        cb(study, study.trials[1])
+        second_done.set()
+
+    thread = threading.Thread(target=record_second)
+    thread.start()
+    cb(study, study.trials[0])
+    thread.join(60)
+    tracker = modeltrail.Tracker(sqlite_url)
+    versions = tracker.versions("race")
+    by_trial = {r.id: r.context["optuna.trial"] for r in tracker.trainings("race")}
+    assert [(v.number, by_trial[v.training_id]) for v in versions] == [(1, 0), (2, 1)]
+    tracker.close()
+
+
 def test_settings_are_checked_at_the_call() -> None:
     with pytest.raises(ValidationError, match="model name"):
         ModeltrailCallback("")

@@ -88,6 +88,14 @@ class Recorded:
     def tracker(self) -> Tracker:
         return self._rec.life.tracker
 
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        """``with callback: train(...)``: a ``train`` that raises is recorded failed with its own error, at once."""
+        if exc is not None:
+            self._rec.fail(f"{exc_type.__name__ if exc_type else 'Error'}: {exc}")
+
 
 class BoostingRecorder:
     """One callback's hold on the training of the ``train`` call it is in; settings are checked at the call.

@@ -29,7 +29,16 @@ from modeltrail._adapter import (
 
 _MISSING = object()
 #: The module whose import patches each framework.
-MODULES = {"sklearn": "sklearn.base", "keras": "keras", "lightning": "lightning.pytorch"}
+MODULES = {
+    "sklearn": "sklearn.base",
+    "keras": "keras",
+    "lightning": "lightning.pytorch",
+    "transformers": "transformers.trainer",
+    "xgboost": "xgboost",
+    "lightgbm": "lightgbm",
+}
+#: Every framework on: what ``@autolog`` and ``modeltrail run`` patch.
+ALL = dict.fromkeys(MODULES, True)
 #: How to patch each framework (filled in by autolog).
 PATCHERS: dict[str, Callable[[], None]] = {}
 #: What patched fits record into: ``uri``, ``tracker``, ``model``, and which frameworks are on.
@@ -164,7 +173,7 @@ class scope:
     def __enter__(self) -> None:
         with _lock, guarded("autolog: patch frameworks"):
             if _enabled_depth == 0 and not enabled():
-                settings.update(self.options, sklearn=True, keras=True, lightning=True)
+                settings.update(self.options, **ALL)
                 _install()
                 self.owned = True
 
@@ -216,7 +225,7 @@ def run_script(path: str, argv: list[str], *, uri: str | None = None, model: str
     saved_argv, saved_path = sys.argv[:], sys.path[:]
     sys.argv = [path, *argv]
     sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
-    enable(uri=uri, tracker=None, model=model, sklearn=True, keras=True, lightning=True)
+    enable(uri=uri, tracker=None, model=model, **ALL)
     try:
         runpy.run_path(path, run_name="__main__")
         return 0

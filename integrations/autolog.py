@@ -5,10 +5,12 @@
   mapping of numbers becomes metrics, and framework fits inside the call are recorded
   into that same training.
 * ``modeltrail.enable_autolog()`` / ``disable_autolog()`` patch, and cleanly restore,
-  scikit-learn estimators' ``fit``, ``keras.Model.fit`` and Lightning's ``Trainer.fit``.
-  A framework imported later is patched at import time, so enabling autolog never
-  imports torch or keras by itself. Nested fits (pipeline steps, search folds, a fit
-  inside a recorded fit) are recorded once, by the outermost.
+  scikit-learn estimators' ``fit``, ``keras.Model.fit``, Lightning's ``Trainer.fit``,
+  Transformers' ``Trainer.train``, ``xgboost.train`` and ``lightgbm.train`` (which their
+  scikit-learn wrappers call). A framework imported later is patched at import time, so
+  enabling autolog never imports torch or keras by itself. Nested fits (pipeline steps,
+  search folds, a fit inside a recorded fit) are recorded once, by the outermost. Each
+  patch only hands the framework its adapter's callback (logger) when the user gave none.
 * ``modeltrail run train.py [args...]`` runs an unmodified script with autolog enabled.
 
 Modeltrail's own failures warn once and the user's code runs on; the user's own
@@ -101,9 +103,15 @@ def enable_autolog(
     sklearn: bool = True,
     keras: bool = True,
     lightning: bool = True,
+    transformers: bool = True,
+    xgboost: bool = True,
+    lightgbm: bool = True,
 ) -> None:
-    """Record every fit of scikit-learn, Keras and Lightning from now on (until :func:`disable_autolog`)."""
-    _patching.enable(uri=uri, tracker=tracker, model=model, sklearn=sklearn, keras=keras, lightning=lightning)
+    """Record every fit of these frameworks from now on (until :func:`disable_autolog`); ``False`` leaves one alone."""
+    _patching.enable(
+        uri=uri, tracker=tracker, model=model, sklearn=sklearn, keras=keras, lightning=lightning,
+        transformers=transformers, xgboost=xgboost, lightgbm=lightgbm,
+    )  # fmt: skip
 
 
 def disable_autolog() -> None:
@@ -120,21 +128,22 @@ def _ledger() -> dict[str, Any]:
     return {"uri": _settings.get("uri"), "tracker": _settings.get("tracker")}
 
 
-Run = Callable[[Callable[..., Any], Any, tuple[Any, ...], dict[str, Any]], Any]
+#: ``run(original, args, kwargs)`` calls ``original`` (a method: ``args[0]`` is ``self``) and records that call.
+Run = Callable[[Callable[..., Any], tuple[Any, ...], dict[str, Any]], Any]
 
 
-def _recorded(run: Run, skip: Callable[[Any, tuple[Any, ...]], bool] | None = None) -> Callable[..., Any]:
-    """A patched ``fit``: ``run(original, self, args, kwargs)`` records it; nested fits and ``skip`` pass through."""
+def _recorded(run: Run, skip: Callable[[tuple[Any, ...], dict[str, Any]], bool] | None = None) -> Callable[..., Any]:
+    """A patched ``fit`` or ``train``: ``run`` records it; nested fits and ``skip(args, kwargs)`` pass through."""
 
     def make(original: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(original)
-        def fit(self: Any, *args: Any, **kwargs: Any) -> Any:
+        def fit(*args: Any, **kwargs: Any) -> Any:
             # A fit inside a recorded fit, or after disable_autolog(): leave it alone.
-            if (skip is not None and skip(self, args)) or _IN_PATCHED_FIT.get() or not _patching.enabled():
-                return original(self, *args, **kwargs)
+            if (skip is not None and skip(args, kwargs)) or _IN_PATCHED_FIT.get() or not _patching.enabled():
+                return original(*args, **kwargs)
             token = _IN_PATCHED_FIT.set(True)
             try:
-                return run(original, self, args, kwargs)
+                return run(original, args, kwargs)
             finally:
                 _IN_PATCHED_FIT.reset(token)
 
@@ -143,13 +152,31 @@ def _recorded(run: Run, skip: Callable[[Any, tuple[Any, ...]], bool] | None = No
     return make
 
 
+def _with_callback(original: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], callback: Any) -> Any:
+    """Call ``original`` inside ``callback`` (None: as it is): a call that raises is recorded failed with its error."""
+    with callback if callback is not None else contextlib.nullcontext():
+        return original(*args, **kwargs)
+
+
+def _callbacks_added(kwargs: dict[str, Any], kind: type, make: Callable[[], Any], what: str) -> Any:
+    """Add a ``make()`` callback to ``kwargs["callbacks"]`` unless one of ``kind`` is there; the one added, or None."""
+    with guarded(f"autolog: {what} callback"):
+        callbacks = list(kwargs.get("callbacks") or [])
+        if not any(isinstance(c, kind) for c in callbacks):
+            callback = make()
+            kwargs["callbacks"] = [*callbacks, callback]
+            return callback
+    return None
+
+
 def _patch_sklearn() -> None:
     from sklearn.base import BaseEstimator
     from sklearn.utils import all_estimators
 
     from . import sklearn as adapter
 
-    def run(original: Callable[..., Any], self: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def run(original: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        self, args = args[0], args[1:]
         X = args[0] if args else kwargs.get("X")
         y = args[1] if len(args) > 1 else kwargs.get("y")
         fit = functools.partial(original, self, *args, **kwargs)
@@ -172,7 +199,7 @@ def _patch_sklearn() -> None:
         if method in klass.__dict__ and issubclass(klass, BaseEstimator)
     }
     for owner, method in sorted(owners, key=lambda k: (f"{k[0].__module__}.{k[0].__qualname__}", k[1])):
-        _patching.replace(owner, method, _recorded(run, lambda _self, _args: adapter.fit_in_progress()))
+        _patching.replace(owner, method, _recorded(run, lambda _args, _kwargs: adapter.fit_in_progress()))
 
 
 def _fit_keywords(
@@ -198,37 +225,35 @@ def _fit_keywords(
 def _patch_keras() -> None:
     import keras
 
-    def run(original: Callable[..., Any], self: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        callback = None
-        with guarded("autolog: keras callback"):
-            from .keras import ModeltrailCallback, is_auto_name
+    def run(original: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        from .keras import ModeltrailCallback, is_auto_name
 
-            callbacks = list(kwargs.get("callbacks") or [])
-            if not any(isinstance(c, ModeltrailCallback) for c in callbacks):
-                default = type(self).__name__ if is_auto_name(self.name, type(self)) else self.name
-                callback = ModeltrailCallback(model=_model_name(default), **_ledger())
-                kwargs["callbacks"] = [*callbacks, callback]
-        with callback if callback is not None else contextlib.nullcontext():  # records the exact error of fit
-            return original(self, *args, **kwargs)
+        def make() -> Any:
+            model = args[0]
+            default = type(model).__name__ if is_auto_name(model.name, type(model)) else model.name
+            return ModeltrailCallback(model=_model_name(default), **_ledger())
 
-    # Callbacks given by position: the user's list is left as it is.
-    _patching.replace(keras.Model, "fit", _recorded(run, lambda _self, args: len(args) >= 6))
+        return _with_callback(original, args, kwargs, _callbacks_added(kwargs, ModeltrailCallback, make, "keras"))
+
+    # Callbacks given by position (self, x, y, batch_size, epochs, verbose, callbacks): left as they are.
+    _patching.replace(keras.Model, "fit", _recorded(run, lambda args, _kwargs: len(args) >= 7))
 
 
 def _patch_lightning() -> None:
     from lightning.pytorch import Trainer
 
-    def run(original: Callable[..., Any], self: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def run(original: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        self = args[0]
         previous = None
         with guarded("autolog: lightning logger"):
             from .lightning import ModeltrailLogger
 
             if not any(isinstance(logger, ModeltrailLogger) for logger in self.loggers):
-                module = args[0] if args else kwargs.get("model")
+                module = args[1] if len(args) > 1 else kwargs.get("model")
                 previous = list(self.loggers)
                 self.loggers = [*previous, ModeltrailLogger(_model_name(type(module).__name__), **_ledger())]
         try:
-            return original(self, *args, **kwargs)
+            return original(*args, **kwargs)
         finally:
             if previous is not None:
                 self.loggers = previous  # one logger per fit: a second fit gets a fresh one
@@ -236,9 +261,61 @@ def _patch_lightning() -> None:
     _patching.replace(Trainer, "fit", _recorded(run))
 
 
+def _patch_transformers() -> None:
+    from transformers import Trainer
+
+    def run(original: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        trainer, callback = args[0], None
+        with guarded("autolog: transformers callback"):
+            from .transformers import ModeltrailCallback
+
+            # Kept on the Trainer after train(): its evaluate() and predict() are recorded as the version's.
+            if not any(isinstance(c, ModeltrailCallback) for c in trainer.callback_handler.callbacks):
+                callback = ModeltrailCallback(model=_settings.get("model"), **_ledger())
+                trainer.add_callback(callback)
+        return _with_callback(original, args, kwargs, callback)
+
+    _patching.replace(Trainer, "train", _recorded(run))
+
+
+def _patch_train_function(module: Any, wrappers: Any, adapter: str, positional: int) -> None:
+    """Patch ``module.train`` and the name its scikit-learn wrappers call it by (``wrappers.train``).
+
+    Callbacks given by position (argument ``positional`` onwards) are the user's list, left as it is.
+    """
+
+    def run(original: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        import importlib
+
+        kind = importlib.import_module(f"{__package__}.{adapter}").ModeltrailCallback
+        make = functools.partial(kind, _settings.get("model"), **_ledger())
+        return _with_callback(original, args, kwargs, _callbacks_added(kwargs, kind, make, adapter))
+
+    for owner in (module, wrappers):
+        if owner is not None and callable(getattr(owner, "train", None)):
+            _patching.replace(owner, "train", _recorded(run, lambda args, _kwargs: len(args) > positional))
+
+
+def _patch_xgboost() -> None:
+    import xgboost
+
+    _patch_train_function(xgboost, getattr(xgboost, "sklearn", None), "xgboost", positional=99)  # keyword-only
+
+
+def _patch_lightgbm() -> None:
+    import lightgbm
+
+    # lightgbm.train(params, train_set, num_boost_round, valid_sets, valid_names, feval, init_model,
+    # keep_training_booster, callbacks): by position, callbacks are the ninth.
+    _patch_train_function(lightgbm, getattr(lightgbm, "sklearn", None), "lightgbm", positional=8)
+
+
 def autolog_enabled() -> bool:
     return _patching.enabled()
 
 
 _iter_patches = _patching.patched
-_patching.PATCHERS.update(sklearn=_patch_sklearn, keras=_patch_keras, lightning=_patch_lightning)
+_patching.PATCHERS.update(
+    sklearn=_patch_sklearn, keras=_patch_keras, lightning=_patch_lightning, transformers=_patch_transformers,
+    xgboost=_patch_xgboost, lightgbm=_patch_lightgbm,
+)  # fmt: skip

@@ -127,6 +127,16 @@ class ModeltrailCallback(TrainerCallback, core.RecorderSettings):
         """The training the current or last ``train()`` logged into."""
         return self._life.training
 
+    def __enter__(self) -> ModeltrailCallback:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        """``with callback: trainer.train()``: a ``train()`` that raises is recorded failed with its own error, at
+        once (the Trainer calls no hook then)."""
+        if exc is not None and self._in_train:
+            self._in_train = False
+            self._life.end("failed", error=f"{exc_type.__name__ if exc_type else 'Error'}: {exc}")
+
     # ---------------------------------------------------------------- hooks
     @core.guard("transformers: on_train_begin")
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
@@ -147,7 +157,7 @@ class ModeltrailCallback(TrainerCallback, core.RecorderSettings):
         if run is None:
             return  # after an owned train(): evaluate()'s log arrives again in on_evaluate, as an evaluation
         step = int(state.global_step)
-        for key, value in numbers(logs).items():
+        for key, value in numbers(_as_logged(state, logs)).items():
             run.log_metric(key, value, step)
 
     @core.guard("transformers: on_save")
@@ -308,6 +318,19 @@ class ModeltrailCallback(TrainerCallback, core.RecorderSettings):
 
 
 # ------------------------------------------------------------------- helpers
+def _as_logged(state: Any, logs: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """What ``Trainer.log`` logged, as its ``log_history`` entry holds it.
+
+    The ``logs`` callbacks are handed is one dict passed along the list, and the Trainer's own printer callback
+    pops ``total_flos`` from it: a callback added after that one (``trainer.add_callback``, autolog) would miss it.
+    The history entry, appended just before the callbacks run, is the copy nothing has touched.
+    """
+    entry = state.log_history[-1] if getattr(state, "log_history", None) else None
+    if isinstance(entry, Mapping) and entry.get("step") == state.global_step and all(k in entry for k in logs or {}):
+        return {k: v for k, v in entry.items() if k != "step"}
+    return logs or {}
+
+
 def _prefix(metrics: Mapping[str, Any], default: str) -> str:
     """``metric_key_prefix`` of an evaluate()/predict() call: the part before ``_runtime`` of its timing key."""
     for key in metrics:

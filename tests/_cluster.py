@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 PROXY_URL = os.environ.get("MODELTRAIL_CLUSTER_URL", "mysql+pymysql://root@127.0.0.1:4300/")
@@ -63,10 +64,21 @@ def scalar(url: str, sql: str, **params: Any) -> Any:
 
 
 def wait_until(check: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
+    """Poll ``check`` until it holds. A database error is "not yet", not a failure: a node that a fault
+    test restarted may refuse a while (1047) or be slow to catch up with the cluster, so that a causal
+    read gives up (1205, on a loaded machine). The last such error is in the message if time runs out."""
     deadline = time.monotonic() + timeout
-    while not check():
+    last: Exception | None = None
+    while True:
+        try:
+            if check():
+                return
+        except DBAPIError as e:
+            last = e
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+            raise AssertionError(
+                f"timed out after {timeout:g}s waiting for {what}" + (f" (last: {last})" if last else "")
+            )
         time.sleep(0.3)
 
 

@@ -378,27 +378,3 @@ def test_sync_says_which_entries_belong_to_a_training_still_running(
         live.communicate("\n", timeout=60)
     assert code == 2 and "1 wait" in out and "1 of them belongs to a modeltrail process still running" in out
     assert "another `modeltrail sync`" not in out
-
-
-def test_replay_opens_the_ledger_once(sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """`modeltrail sync` learns the database is there from the same open that replays (one connect, one check)."""
-    from modeltrail import _store as store_mod
-
-    modeltrail.Tracker(sqlite_url).close()
-    offline_process(sqlite_url, TRAIN, tmp_path)
-    store_mod.close_all()
-    opened: list[str] = []
-    real_init = store_mod.Store.__init__
-
-    def counting_init(self: store_mod.Store, uri: str, **kwargs: object) -> None:
-        opened.append(uri)
-        real_init(self, uri, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(store_mod.Store, "__init__", counting_init)
-    replay = modeltrail.Tracker.replay_spool(sqlite_url)
-    assert (replay.replayed > 0, replay.waiting) == (True, 0)
-    assert opened == [sqlite_url]
-    monkeypatch.undo()
-    tracker = modeltrail.Tracker(sqlite_url)
-    assert steps(tracker, "m") == list(range(50))
-    tracker.close()

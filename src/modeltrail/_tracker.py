@@ -632,7 +632,7 @@ class Tracker(ModelRegistry, LedgerViews, ServingLedger):
         before = cls.spooled(resolved)
         set_aside, damaged = spool.dead_letters(resolved), set(spool.quarantined(resolved))
         try:  # a database still away is an error here, not a replay of nothing that "succeeds"
-            tracker = cls(resolved, spool=False)  # spool= is only about opening: its writer replays all the same
+            cls(resolved, spool=False).close()
         except StorageUnavailableError as e:
             where = ", ".join(str(d) for d in spool.spool_dirs_for(resolved)) or "the spool"
             raise StorageUnavailableError(
@@ -640,6 +640,7 @@ class Tracker(ModelRegistry, LedgerViews, ServingLedger):
                 f"{where}. Run `modeltrail sync` again once the database is back.",
                 value=e.value,
             ) from e
+        tracker = cls(resolved, spool=True)
         try:
             waiting = tracker.sync(timeout=timeout)
         finally:

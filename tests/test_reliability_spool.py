@@ -378,3 +378,26 @@ def test_sync_says_which_entries_belong_to_a_training_still_running(
         live.communicate("\n", timeout=60)
     assert code == 2 and "1 wait" in out and "1 of them belongs to a modeltrail process still running" in out
     assert "another `modeltrail sync`" not in out
+
+
+def test_replay_spool_in_the_process_that_spooled_replays_its_live_spool(
+    proxied: tuple[str, Proxy], mysql_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`Tracker.replay_spool` called where a Tracker spooled an outage replays that live spool (not 'waiting')."""
+    url, proxy = proxied
+    monkeypatch.setenv("MODELTRAIL_SPOOL_DIR", str(tmp_path / "spool"))
+    tracker = modeltrail.Tracker(url)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with tracker.training("live-spool") as run:
+            run.log_metric("loss", 1.0, step=0)
+            run.flush()
+            proxy.cut()
+            for step in range(1, 50):
+                run.log_metric("loss", 1.0 / (step + 1), step=step)
+    assert spool_mod.pending(url) > 0
+    proxy.restore()
+    replay = modeltrail.Tracker.replay_spool(url, timeout=60)
+    assert (replay.waiting, spool_mod.pending(url)) == (0, 0)
+    assert steps(modeltrail.Tracker(mysql_url), "live-spool") == list(range(50))
+    tracker.close()

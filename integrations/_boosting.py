@@ -94,7 +94,8 @@ class Recorded:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
         """``with callback: train(...)``: a ``train`` that raises is recorded failed with its own error, at once."""
         if exc is not None:
-            self._rec.fail(f"{exc_type.__name__ if exc_type else 'Error'}: {exc}")
+            with guarded(f"{self._rec.framework}: recording the failed train"):  # never in place of the user's error
+                self._rec.fail(f"{exc_type.__name__ if exc_type else 'Error'}: {exc}")
 
 
 class BoostingRecorder:

@@ -49,6 +49,7 @@ _patched_frameworks: set[str] = set()
 _finder: PatchOnImport | None = None
 _enabled_depth = 0  # enable() calls (explicit ones count as permanent)
 _patches: list[tuple[Any, str, Any]] = []  # (owner, attribute, original) to restore, in patching order
+_undo: list[Callable[[], Any]] = []  # what patched calls attached to users' objects, taken off at disable
 
 
 def replace(owner: Any, attribute: str, make: Callable[[Any], Any]) -> None:
@@ -59,8 +60,17 @@ def replace(owner: Any, attribute: str, make: Callable[[Any], Any]) -> None:
     setattr(owner, attribute, make(current))
 
 
+def on_disable(undo: Callable[[], Any]) -> None:
+    """Run ``undo`` when autolog is disabled: for what a patched call attached to a user's object (a callback)."""
+    _undo.append(undo)
+
+
 def restore_all() -> None:
-    """Undo every :func:`replace`, newest first (an inherited method is deleted again, not copied down)."""
+    """Undo every :func:`replace`, newest first (an inherited method is deleted again, not copied down), and
+    every :func:`on_disable`."""
+    while _undo:
+        with guarded("autolog: detaching a callback"):
+            _undo.pop()()
     while _patches:
         owner, attribute, original = _patches.pop()
         if original is _MISSING:

@@ -24,16 +24,21 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import importlib
 import inspect
+import sys
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from modeltrail._adapter import Lifecycle, describe, describe_arguments, guarded, numbers_in, running
+from modeltrail._adapter import Lifecycle, describe, describe_arguments, find_in_callers, guarded, numbers_in, running
 
 from . import _patching
 from ._patching import run_script
 
 if TYPE_CHECKING:
+    from types import FrameType
+
     from modeltrail._tracker import Tracker
 
 __all__ = ["autolog", "describe", "describe_arguments", "disable_autolog", "enable_autolog", "numbers_in", "run_script"]
@@ -132,14 +137,21 @@ def _ledger() -> dict[str, Any]:
 Run = Callable[[Callable[..., Any], tuple[Any, ...], dict[str, Any]], Any]
 
 
-def _recorded(run: Run, skip: Callable[[tuple[Any, ...], dict[str, Any]], bool] | None = None) -> Callable[..., Any]:
+def _recorded(
+    framework: str, run: Run, skip: Callable[[tuple[Any, ...], dict[str, Any]], bool] | None = None
+) -> Callable[..., Any]:
     """A patched ``fit`` or ``train``: ``run`` records it; nested fits and ``skip(args, kwargs)`` pass through."""
 
     def make(original: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(original)
         def fit(*args: Any, **kwargs: Any) -> Any:
-            # A fit inside a recorded fit, or after disable_autolog(): leave it alone.
-            if (skip is not None and skip(args, kwargs)) or _IN_PATCHED_FIT.get() or not _patching.enabled():
+            # A fit inside a recorded fit, after disable_autolog(), or of a framework turned off since: as it is.
+            if (
+                _IN_PATCHED_FIT.get()
+                or not _patching.enabled()
+                or not _settings.get(framework)
+                or (skip is not None and skip(args, kwargs))
+            ):
                 return original(*args, **kwargs)
             token = _IN_PATCHED_FIT.set(True)
             try:
@@ -158,15 +170,33 @@ def _with_callback(original: Callable[..., Any], args: tuple[Any, ...], kwargs: 
         return original(*args, **kwargs)
 
 
-def _callbacks_added(kwargs: dict[str, Any], kind: type, make: Callable[[], Any], what: str) -> Any:
-    """Add a ``make()`` callback to ``kwargs["callbacks"]`` unless one of ``kind`` is there; the one added, or None."""
-    with guarded(f"autolog: {what} callback"):
-        callbacks = list(kwargs.get("callbacks") or [])
-        if not any(isinstance(c, kind) for c in callbacks):
-            callback = make()
-            kwargs["callbacks"] = [*callbacks, callback]
-            return callback
-    return None
+def _adapter_callback(adapter: str, given: list[Any], make: Callable[[Any], Any]) -> tuple[Any, bool]:
+    """The adapter's callback among ``given`` (the user's own), else ``make(adapter module)``; and whether it is new.
+
+    (None, False) when the adapter cannot be imported or built: that warns once and the call runs as it is.
+    """
+    with guarded(f"autolog: {adapter} callback"):
+        module = importlib.import_module(f"{__package__}.{adapter}")
+        for callback in given:
+            if isinstance(callback, module.ModeltrailCallback):
+                return callback, False
+        return make(module), True
+    return None, False
+
+
+def _with_callbacks_argument(
+    adapter: str, make: Callable[[Any], Any]
+) -> Callable[[Callable[..., Any], tuple[Any, ...], dict[str, Any]], Any]:
+    """A ``run`` for a call taking ``callbacks=``: the adapter's callback is added there unless the user gave one."""
+
+    def run(original: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        given = list(kwargs.get("callbacks") or [])
+        callback, new = _adapter_callback(adapter, given, lambda module: make(module, args))
+        if new:
+            kwargs["callbacks"] = [*given, callback]
+        return _with_callback(original, args, kwargs, callback)
+
+    return run
 
 
 def _patch_sklearn() -> None:
@@ -189,6 +219,10 @@ def _patch_sklearn() -> None:
         params = _fit_keywords(original, self, args, kwargs)
         return adapter.record_fit(self, fit, X, y, model=model, fit_params=params, **_ledger())
 
+    def skip(adapter: Any) -> bool:
+        # A fit a boosting library's wrapper makes for itself (LGBMClassifier's LabelEncoder) is its own business.
+        return bool(adapter.fit_in_progress() or find_in_callers(_boosting_wrapper_frame, depth=6))
+
     # An estimator often inherits fit (RandomForestClassifier from BaseForest): patch where it is defined. A
     # fit_transform of its own (PCA's, ColumnTransformer's) may not call fit: patched too.
     owners = {
@@ -199,7 +233,11 @@ def _patch_sklearn() -> None:
         if method in klass.__dict__ and issubclass(klass, BaseEstimator)
     }
     for owner, method in sorted(owners, key=lambda k: (f"{k[0].__module__}.{k[0].__qualname__}", k[1])):
-        _patching.replace(owner, method, _recorded(run, lambda _args, _kwargs: adapter.fit_in_progress()))
+        _patching.replace(owner, method, _recorded("sklearn", run, lambda _args, _kwargs: skip(adapter)))
+
+
+def _boosting_wrapper_frame(frame: FrameType) -> bool:
+    return str(frame.f_globals.get("__name__", "")) in ("lightgbm.sklearn", "xgboost.sklearn")
 
 
 def _fit_keywords(
@@ -225,18 +263,14 @@ def _fit_keywords(
 def _patch_keras() -> None:
     import keras
 
-    def run(original: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        from .keras import ModeltrailCallback, is_auto_name
-
-        def make() -> Any:
-            model = args[0]
-            default = type(model).__name__ if is_auto_name(model.name, type(model)) else model.name
-            return ModeltrailCallback(model=_model_name(default), **_ledger())
-
-        return _with_callback(original, args, kwargs, _callbacks_added(kwargs, ModeltrailCallback, make, "keras"))
+    def make(adapter: Any, args: tuple[Any, ...]) -> Any:
+        model = args[0]
+        default = type(model).__name__ if adapter.is_auto_name(model.name, type(model)) else model.name
+        return adapter.ModeltrailCallback(model=_model_name(default), **_ledger())
 
     # Callbacks given by position (self, x, y, batch_size, epochs, verbose, callbacks): left as they are.
-    _patching.replace(keras.Model, "fit", _recorded(run, lambda args, _kwargs: len(args) >= 7))
+    run = _with_callbacks_argument("keras", make)
+    _patching.replace(keras.Model, "fit", _recorded("keras", run, lambda args, _kwargs: len(args) >= 7))
 
 
 def _patch_lightning() -> None:
@@ -258,56 +292,79 @@ def _patch_lightning() -> None:
             if previous is not None:
                 self.loggers = previous  # one logger per fit: a second fit gets a fresh one
 
-    _patching.replace(Trainer, "fit", _recorded(run))
+    _patching.replace(Trainer, "fit", _recorded("lightning", run))
 
 
 def _patch_transformers() -> None:
     from transformers import Trainer
 
     def run(original: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        trainer, callback = args[0], None
-        with guarded("autolog: transformers callback"):
-            from .transformers import ModeltrailCallback
+        trainer = args[0]
 
-            # Kept on the Trainer after train(): its evaluate() and predict() are recorded as the version's.
-            if not any(isinstance(c, ModeltrailCallback) for c in trainer.callback_handler.callbacks):
-                callback = ModeltrailCallback(model=_settings.get("model"), **_ledger())
-                trainer.add_callback(callback)
+        def make(adapter: Any) -> Any:
+            callback = adapter.ModeltrailCallback(model=_settings.get("model"), **_ledger())
+            trainer.add_callback(callback)  # kept after train(): evaluate() and predict() are the version's
+            owner = weakref.ref(trainer)  # until disable_autolog(), which takes it off again
+            _patching.on_disable(lambda: (t := owner()) is not None and t.remove_callback(callback))
+            return callback
+
+        callback, _ = _adapter_callback("transformers", list(trainer.callback_handler.callbacks), make)
         return _with_callback(original, args, kwargs, callback)
 
-    _patching.replace(Trainer, "train", _recorded(run))
+    _patching.replace(Trainer, "train", _recorded("transformers", run))
 
 
-def _patch_train_function(module: Any, wrappers: Any, adapter: str, positional: int) -> None:
-    """Patch ``module.train`` and the name its scikit-learn wrappers call it by (``wrappers.train``).
+def _patch_train_function(module: Any, adapter: str, positional: int) -> None:
+    """Patch ``module.train`` and the name its scikit-learn wrappers call it by (``module.sklearn.train``).
 
-    Callbacks given by position (argument ``positional`` onwards) are the user's list, left as it is.
+    Callbacks given by position (argument index ``positional``) are the user's list, left as it is. A
+    wrapper's fit names the model after its class (``LGBMClassifier``), as a scikit-learn fit does.
     """
 
-    def run(original: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        import importlib
+    def make(kind: Any, args: tuple[Any, ...]) -> Any:
+        return kind.ModeltrailCallback(_model_name(_wrapper_of(adapter) or adapter), **_ledger())
 
-        kind = importlib.import_module(f"{__package__}.{adapter}").ModeltrailCallback
-        make = functools.partial(kind, _settings.get("model"), **_ledger())
-        return _with_callback(original, args, kwargs, _callbacks_added(kwargs, kind, make, adapter))
+    def skip(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+        return len(args) > positional or _in_sklearn_fit()  # a fold of cross_val_score is not a training
 
-    for owner in (module, wrappers):
+    run = _with_callbacks_argument(adapter, make)
+    for owner in (module, getattr(module, "sklearn", None)):
         if owner is not None and callable(getattr(owner, "train", None)):
-            _patching.replace(owner, "train", _recorded(run, lambda args, _kwargs: len(args) > positional))
+            _patching.replace(owner, "train", _recorded(adapter, run, skip))
+
+
+def _wrapper_of(package: str) -> str | None:
+    """The class of the scikit-learn wrapper (``XGBClassifier``...) whose ``fit`` called ``package``'s train."""
+
+    def wrapper_fit(frame: FrameType) -> str | None:
+        if frame.f_code.co_name == "fit" and str(frame.f_globals.get("__name__", "")) == f"{package}.sklearn":
+            owner = frame.f_locals.get("self")
+            return type(owner).__name__ if owner is not None else None
+        return None
+
+    return find_in_callers(wrapper_fit, depth=12)
+
+
+def _in_sklearn_fit() -> bool:
+    """A scikit-learn fit recorded elsewhere (tracked, autologged) or a cross-validation fold is running."""
+    adapter = sys.modules.get(f"{__package__}.sklearn")
+    return adapter is not None and bool(adapter.fit_in_progress())
 
 
 def _patch_xgboost() -> None:
     import xgboost
 
-    _patch_train_function(xgboost, getattr(xgboost, "sklearn", None), "xgboost", positional=99)  # keyword-only
+    # xgboost.train(params, dtrain, num_boost_round, evals, obj, maximize, early_stopping_rounds, evals_result,
+    # verbose_eval, xgb_model, callbacks): keyword-only, yet still taken by position (with a FutureWarning).
+    _patch_train_function(xgboost, "xgboost", positional=10)
 
 
 def _patch_lightgbm() -> None:
     import lightgbm
 
     # lightgbm.train(params, train_set, num_boost_round, valid_sets, valid_names, feval, init_model,
-    # keep_training_booster, callbacks): by position, callbacks are the ninth.
-    _patch_train_function(lightgbm, getattr(lightgbm, "sklearn", None), "lightgbm", positional=8)
+    # keep_training_booster, callbacks)
+    _patch_train_function(lightgbm, "lightgbm", positional=8)
 
 
 def autolog_enabled() -> bool:

@@ -61,6 +61,14 @@ _TrialState: Any = optuna.trial.TrialState
 _deciding = threading.Lock()
 
 
+def _fresh_lock() -> None:
+    global _deciding
+    _deciding = threading.Lock()  # a fork while a thread held it would leave the child's copy held forever
+
+
+os.register_at_fork(after_in_child=_fresh_lock)
+
+
 class _Live:
     """A trial :meth:`ModeltrailCallback.track` is recording while it runs."""
 
@@ -164,6 +172,8 @@ class ModeltrailCallback:
         self._declare_goals(study, run.model_name)
         self.training_id = run.id
         if state == _TrialState.COMPLETE:
+            with guarded("optuna: writing the trial's points"):
+                run.flush()  # before the lock: the other threads then wait on the decision only, not on the writes
             with _deciding:
                 self.version = run.finish("finished", make_version=_is_best(study, trial))
         elif state == _TrialState.PRUNED:

@@ -135,7 +135,8 @@ class ModeltrailCallback(TrainerCallback, core.RecorderSettings):
         once (the Trainer calls no hook then)."""
         if exc is not None and self._in_train:
             self._in_train = False
-            self._life.end("failed", error=f"{exc_type.__name__ if exc_type else 'Error'}: {exc}")
+            with core.guarded("transformers: recording the failed train()"):  # never in place of the user's error
+                self._life.end("failed", error=f"{exc_type.__name__ if exc_type else 'Error'}: {exc}")
 
     # ---------------------------------------------------------------- hooks
     @core.guard("transformers: on_train_begin")

@@ -54,6 +54,7 @@ def cancer() -> tuple[Any, Any, Any, Any]:
 # ----------------------------------------------------------------------- XGBoost
 def test_xgboost_train_and_its_sklearn_wrapper_are_recorded_once_each(sqlite_url: str) -> None:
     xgb = pytest.importorskip("xgboost")
+    from sklearn.model_selection import cross_val_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
@@ -75,21 +76,28 @@ def test_xgboost_train_and_its_sklearn_wrapper_are_recorded_once_each(sqlite_url
     assert_equals_framework_record(tracker, run.id, evals_result)
     assert run.artifact_path and Path(run.artifact_path).is_file()
 
-    # The scikit-learn wrapper goes through xgboost.train: one training, named as autolog was told.
-    modeltrail.disable_autolog()
-    modeltrail.enable_autolog(sqlite_url, model="cancer-xgb")
+    # The scikit-learn wrapper goes through xgboost.train: one training, named after the wrapper's class.
     clf = xgb.XGBClassifier(n_estimators=4, max_depth=2, eval_metric="logloss")
     clf.fit(X, y, eval_set=[(Xv, yv)], verbose=False)
-    (wrapped,) = tracker.trainings("cancer-xgb")
+    (wrapped,) = tracker.trainings("XGBClassifier")
     assert history(tracker, wrapped.id, "validation_0-logloss") == list(
         enumerate(clf.evals_result()["validation_0"]["logloss"])
     )
     # A callback of the user's own: autolog adds none (one training, the user's name).
     xgb.train(params, dtrain, 3, callbacks=[ModeltrailCallback("mine", tracker=tracker)], verbose_eval=False)
-    assert len(tracker.trainings("mine")) == 1 and len(tracker.trainings("cancer-xgb")) == 1
-    # Inside a recorded scikit-learn Pipeline the booster's rounds belong to the pipeline's training.
+    assert len(tracker.trainings("mine")) == 1 and len(tracker.trainings()) == 3
+    # Inside a recorded scikit-learn Pipeline the booster's fit is the pipeline's: its training, no rounds.
     make_pipeline(StandardScaler(), xgb.XGBClassifier(n_estimators=3, max_depth=2)).fit(X, y)
-    assert len(tracker.trainings("cancer-xgb")) == 2  # the pipeline's, not a third of the wrapper's own
+    (pipeline,) = tracker.trainings("Pipeline")
+    assert pipeline.context["model_class"] == "sklearn.pipeline.Pipeline"
+    assert not [k for k in pipeline.metrics if k.startswith("validation_")] and len(tracker.trainings()) == 4
+    # Cross-validation folds are no trainings of their own (as scikit-learn's own estimators' folds).
+    assert len(cross_val_score(xgb.XGBClassifier(n_estimators=2, max_depth=2), X, y, cv=3)) == 3
+    assert len(tracker.trainings()) == 4
+    # Turned off by name after it was patched: left alone; disable_autolog() restores the very functions.
+    modeltrail.enable_autolog(sqlite_url, xgboost=False)
+    xgb.train(params, dtrain, 2, verbose_eval=False)
+    assert len(tracker.trainings()) == 4
     modeltrail.disable_autolog()
     assert xgb.train is original and xgb.sklearn.train is original
     xgb.train(params, dtrain, 2, verbose_eval=False)
@@ -137,6 +145,8 @@ def test_lightgbm_train_and_its_sklearn_wrapper_equal_record_evaluation(sqlite_u
     runs = tracker.trainings("cancer-lgb")
     assert len(runs) == 2
     assert_equals_framework_record(tracker, runs[-1].id, clf.evals_result_)
+    # The LabelEncoder the wrapper fits for itself is not the training's preprocessing.
+    assert "preprocessing" not in runs[-1].context and not [k for k in runs[-1].params if "LabelEncoder" in k]
     modeltrail.disable_autolog()
     assert lgb.train is original
     lgb.train(params, train, 2)
@@ -189,13 +199,25 @@ def test_a_transformers_trainer_is_recorded_with_its_log_history_and_evaluation(
     assert [r.version for r in tracker.trainings("tiny-bert")] == [1, 2]
     assert sum(isinstance(c, ModeltrailCallback) for c in trainer.callback_handler.callbacks) == 1
 
-    # A train() that raises is recorded failed with its own error at once, and the error propagates.
+    # A train() that raises is recorded failed with its own error at once, and the error propagates: on a new
+    # Trainer, and on this one, whose callback autolog gave it before.
     broken = Trainer(model=model, args=args, train_dataset=[{"input_ids": ids[0]}] * 8, eval_dataset=data[:8])
-    with pytest.raises(Exception) as raised:
-        broken.train()
-    failed = tracker.trainings("tiny-bert")[-1]
-    assert (failed.status, failed.version) == ("failed", None)
-    assert failed.error == f"stage 'train' failed: {type(raised.value).__name__}: {raised.value}"
+    for raising in (broken, trainer):
+        raising.train_dataset = broken.train_dataset
+        with pytest.raises(Exception) as raised:
+            raising.train()
+        failed = tracker.trainings("tiny-bert")[-1]
+        assert (failed.status, failed.version) == ("failed", None)
+        assert failed.error == f"stage 'train' failed: {type(raised.value).__name__}: {raised.value}"
+    assert len(tracker.trainings("tiny-bert")) == 4
+
+    # disable_autolog() takes the callback off the Trainers it was given to: nothing more is recorded.
+    modeltrail.disable_autolog()
+    assert not any(isinstance(c, ModeltrailCallback) for c in trainer.callback_handler.callbacks)
+    trainer.train_dataset = data
+    trainer.train()
+    trainer.evaluate()
+    assert len(tracker.trainings("tiny-bert")) == 4 and len(tracker.evaluations("tiny-bert")) == 1
     tracker.close()
 
 

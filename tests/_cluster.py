@@ -265,9 +265,12 @@ def train(
     pause: float,
     results: mp.Queue,
     start: Any = None,
+    hold: Any = None,
 ) -> None:
     """One trainer process: ``trainings`` trainings of ``model``, ``points`` loss points each.
 
+    With ``hold`` (an event), it waits for it before its last 100 points and the last finish: whatever a
+    fault test does before releasing it, some of every trainer's work comes after it, however slow the machine.
     It reports ("ok", worker, spool entries left after a final sync) or ("error", worker, text):
     the test asserts that no error reached the trainer and that nothing was left unwritten.
     """
@@ -280,6 +283,8 @@ def train(
         for t in range(trainings):
             with tracker.training(model, params={"worker": worker, "t": t}) as run:
                 for step in range(points):
+                    if hold is not None and t == trainings - 1 and step == max(points - 100, 0):
+                        hold.wait(WAIT)
                     run.log_metric("loss", 1.0 / (step + 1) + worker, step=step)
                     if pause and step % 100 == 99:
                         time.sleep(pause)
@@ -302,13 +307,18 @@ def run_trainers(
     points: int,
     pause: float = 0.0,
     during: Callable[[], None] | None = None,
+    held: Callable[[Callable[[], None]], None] | None = None,
 ) -> list[tuple[str, int, Any]]:
-    """Spawn one trainer per URL, released together; run ``during`` while they train; their reports."""
+    """Spawn one trainer per URL, released together; run ``during`` while they train; their reports.
+
+    ``held(release)`` instead of ``during``: the trainers stop before their last points until it calls
+    ``release()`` (or returns), so a fault it makes first always meets work still to write.
+    """
     ctx = mp.get_context("spawn")
     results: mp.Queue = ctx.Queue()
-    start = ctx.Event()
+    start, hold = ctx.Event(), ctx.Event() if held is not None else None
     procs = [
-        ctx.Process(target=train, args=(url, model, i, trainings, points, pause, results, start))
+        ctx.Process(target=train, args=(url, model, i, trainings, points, pause, results, start, hold))
         for i, url in enumerate(urls)
     ]
     for p in procs:
@@ -317,6 +327,11 @@ def run_trainers(
     try:
         if during is not None:
             during()
+        if held is not None and hold is not None:
+            try:
+                held(hold.set)
+            finally:
+                hold.set()
         reports = [results.get(timeout=WAIT) for _ in procs]
     finally:
         for p in procs:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -148,14 +148,15 @@ def test_the_proxy_cut_and_restored_loses_nothing(cluster: cl.ClusterDB) -> None
     """HAProxy killed outright mid-training: trainers spool meanwhile and replay once it is back."""
     cl.create_ledger(cluster)
 
-    def cut_then_restore() -> None:
+    def cut_then_restore(release: Callable[[], None]) -> None:
         cl.wait_until(lambda: cl.point_count(cluster.nodes[0]) > 1000, "points")
         cl.control("kill-proxy")
+        release()
         cl.wait_until(_spooled, "trainers to spool")  # training goes on while nothing reaches the cluster
         cl.control("start-proxy")
 
     reports = cl.run_trainers([cluster.proxy] * 4, "cut", trainings=3, points=3000, pause=0.1,
-                              during=cut_then_restore)  # fmt: skip
+                              held=cut_then_restore)  # fmt: skip
     assert reports == [("ok", i, 0) for i in range(4)]
     cl.assert_all_arrived(cluster.proxy, "cut", trainers=4, trainings=3, points=3000)
 
@@ -170,19 +171,20 @@ def test_a_node_cut_off_under_its_own_trainers_loses_nothing(cluster: cl.Cluster
     cl.create_ledger(cluster)
     seen: dict[str, object] = {}
 
-    def isolate_then_rejoin() -> None:
+    def isolate_then_rejoin(release: Callable[[], None]) -> None:
         cl.wait_until(lambda: cl.point_count(cluster.nodes[0]) > 1000, "points")
         cl.control("isolate", "2")
         seen["component"] = cl.component(1)
         seen["refusal"] = cl.refusal(cluster.nodes[1], "SELECT COUNT(*) FROM metric_points")
         written = cl.point_count(cluster.nodes[0])
+        release()
         cl.wait_until(lambda: cl.point_count(cluster.nodes[0]) > written, "the trainer on node 1 to write on")
         # The trainers on node 2 retry (1047, 1180) for a while, then spool what they log and train on.
         cl.wait_until(_spooled, "the trainers on node 2 to spool")
         seen["rejoin"] = cl.control("rejoin", "2")
 
     urls = [cluster.nodes[1]] * 3 + [cluster.nodes[0]]
-    reports = cl.run_trainers(urls, "isolated", trainings=3, points=3000, pause=0.2, during=isolate_then_rejoin)
+    reports = cl.run_trainers(urls, "isolated", trainings=3, points=3000, pause=0.2, held=isolate_then_rejoin)
     assert reports == [("ok", i, 0) for i in range(4)]
     assert (seen["component"], seen["refusal"]) == ("non-Primary", 1047)
     assert "rejoined (IST)" in str(seen["rejoin"])
@@ -225,19 +227,20 @@ def test_the_proxy_sends_nothing_to_an_isolated_node(cluster: cl.ClusterDB) -> N
     cl.create_ledger(cluster)
     seen: dict[str, object] = {}
 
-    def isolate_then_rejoin() -> None:
+    def isolate_then_rejoin(release: Callable[[], None]) -> None:
         cl.wait_until(lambda: cl.point_count(cluster.nodes[0]) > 1000, "points")
         cl.control("isolate", "2")
         # The proxy's check marks node 2 down within a few seconds and shuts the sessions it had there.
         cl.wait_until(lambda: cl.proxy_avoids("node2"), "the proxy to stop sending to node 2")
         written = cl.point_count(cluster.nodes[0])
+        release()
         cl.wait_until(lambda: cl.point_count(cluster.nodes[0]) > written, "training to go on through nodes 1 and 3")
         seen["targets"] = cl.proxy_targets(6)
         seen["component"] = cl.component(1)
         seen["rejoin"] = cl.control("rejoin", "2")
 
     reports = cl.run_trainers([cluster.proxy] * 4, "routed", trainings=3, points=3000, pause=0.2,
-                              during=isolate_then_rejoin)  # fmt: skip
+                              held=isolate_then_rejoin)  # fmt: skip
     assert reports == [("ok", i, 0) for i in range(4)]
     assert seen["targets"] and seen["targets"] <= {"node1", "node3"}  # type: ignore[operator]
     assert seen["component"] == "non-Primary"

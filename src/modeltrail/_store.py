@@ -380,6 +380,10 @@ class Store:
         step makes only what is missing, the stamp comes last), and DDL is applied in one total
         order across the cluster, so the loser's step fails ("already exists", a stamp row that
         moved, a certification failure): it re-reads the stamp and resumes, until a stamp is there.
+        No step runs once the ledger is stamped (creation checks between steps; a creator seen between its
+        last step and its stamp is waited for): the stamp lets trainers write, and DDL under their writes
+        hangs a Galera cluster (a DDL waiting on a metadata lock an applier holds while that applier waits
+        for the DDL's turn; seen in CI with 16 trainers opening one new ledger through three nodes).
         """
         from alembic.util import CommandError
 
@@ -389,10 +393,12 @@ class Store:
         for attempt in range(1, attempts + 1):
             try:
                 current = migrations.current_revision(self.engine)
+                if current is None and migrations.creation_in_flight(self.engine):
+                    current = self._stamp_within(5.0)  # a creator about to stamp: never redo its steps under it
                 if current is not None:
                     return current
                 migrations.create_new(self)
-                return migrations.head_revision()
+                return migrations.current_revision(self.engine) or migrations.head_revision()
             except (sa_exc.DBAPIError, SchemaError) as e:
                 if isinstance(e, sa_exc.DBAPIError):  # an outage or a refusal is not a race
                     raced = not self.connection_gone(e) and _mysql_code(e) not in _MYSQL_DENIED
@@ -403,6 +409,18 @@ class Store:
             time.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 1.0)
         raise AssertionError("unreachable")
+
+    def _stamp_within(self, seconds: float) -> str | None:
+        """The stamp, once it appears within ``seconds``; None if it does not (its creator died: go on)."""
+        from . import _migrations as migrations
+
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            time.sleep(0.1)
+            current = migrations.current_revision(self.engine)
+            if current is not None:
+                return current
+        return None
 
     def upgrade(self, revision: str = "head") -> tuple[str | None, str | None]:
         """Migrate to ``revision``; returns (from, to)."""

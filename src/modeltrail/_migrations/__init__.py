@@ -86,6 +86,24 @@ def alembic_config(connection: Connection | None = None, version_table: str = VE
     return cfg
 
 
+class CreationFinished(Exception):
+    """Raised between two steps of a creation when another process has stamped the ledger meanwhile."""
+
+
+def creation_in_flight(bind: Engine | Connection) -> bool:
+    """Our tables are there with neither a stamp nor a creation's progress table: a creator is between its
+    last step and its stamp (or died there; the next creation then re-runs its tolerant steps)."""
+    if isinstance(bind, Engine):
+        with bind.connect() as conn:
+            return creation_in_flight(conn)
+    inspector = inspect(bind)
+    return (
+        inspector.has_table("models")
+        and not inspector.has_table(CREATION_TABLE)
+        and not inspector.has_table(VERSION_TABLE)
+    )
+
+
 def upgrade(store: Migratable, revision: str = "head") -> tuple[str | None, str | None]:
     """Migrate ``store`` to ``revision`` and record an audit event; returns (from, to).
 
@@ -116,6 +134,8 @@ def upgrade(store: Migratable, revision: str = "head") -> tuple[str | None, str 
                 command.stamp(alembic_config(conn), reached or "base")
             else:
                 command.upgrade(alembic_config(conn), revision)
+        except CreationFinished:  # another process finished creating it between two of our steps: it is done
+            return before, current_revision(conn)
         except CommandError as e:
             raise SchemaError(f"cannot upgrade to revision {revision!r}: {e}", value=revision) from e
         after = current_revision(conn)

@@ -12,13 +12,25 @@ config = context.config
 connection = config.attributes.get("connection")
 
 
+def _stop_if_stamped(ctx: Any, **_: Any) -> None:
+    """Between two steps of a creation: stop if another process (a Galera node races creations) stamped the
+    ledger meanwhile. Its trainers may be writing already, and DDL run under their writes is what hangs a
+    Galera cluster (a DDL waiting on a metadata lock an applier holds, the applier waiting on the DDL)."""
+    from modeltrail._migrations import CreationFinished, current_revision
+
+    if current_revision(ctx.connection) is not None:
+        raise CreationFinished
+
+
 def run_migrations(conn: Any) -> None:
+    version_table = config.get_main_option("version_table") or VERSION_TABLE  # creation uses its own
     context.configure(
         connection=conn,
         target_metadata=Base.metadata,
-        version_table=config.get_main_option("version_table") or VERSION_TABLE,  # creation uses its own
+        version_table=version_table,
         render_as_batch=True,  # SQLite alters tables by copy-and-move
         compare_type=True,
+        on_version_apply=_stop_if_stamped if version_table != VERSION_TABLE else None,
     )
     with context.begin_transaction():
         context.run_migrations()

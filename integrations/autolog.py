@@ -184,9 +184,7 @@ def _adapter_callback(adapter: str, given: list[Any], make: Callable[[Any], Any]
     return None, False
 
 
-def _with_callbacks_argument(
-    adapter: str, make: Callable[[Any], Any]
-) -> Callable[[Callable[..., Any], tuple[Any, ...], dict[str, Any]], Any]:
+def _with_callbacks_argument(adapter: str, make: Callable[[Any, tuple[Any, ...]], Any]) -> Run:
     """A ``run`` for a call taking ``callbacks=``: the adapter's callback is added there unless the user gave one."""
 
     def run(original: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

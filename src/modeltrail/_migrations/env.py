@@ -12,7 +12,7 @@ config = context.config
 connection = config.attributes.get("connection")
 
 
-def _stop_if_stamped(ctx: Any, **_: Any) -> None:
+def _stop_if_stamped(ctx: Any, step: Any, heads: Any, run_args: Any) -> None:
     """Between two steps of a creation: stop if another process (a Galera node races creations) stamped the
     ledger meanwhile. Its trainers may be writing already, and DDL run under their writes is what hangs a
     Galera cluster (a DDL waiting on a metadata lock an applier holds, the applier waiting on the DDL)."""

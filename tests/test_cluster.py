@@ -90,9 +90,8 @@ def test_processes_creating_one_new_ledger_through_every_node_at_once(cluster: c
     assert reports == ["ok"] * len(urls)
     for node in cluster.nodes:
         assert cl.scalar(node, f"SELECT GROUP_CONCAT(version_num) FROM {VERSION_TABLE}") == head_revision()
-    # The creation's progress table is gone once the ledger is stamped.
-    assert cl.scalar(cluster.nodes[0], "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = :db "
-                     "AND table_name = :t", db=cluster.name, t=f"{VERSION_TABLE}_creating") == 0  # fmt: skip
+    # The creation's progress table may be left by a racer that stopped between two steps once the ledger
+    # was stamped (dropping it then would be DDL beside the trainers' writes); a stamped ledger never reads it.
     assert cl.scalar(cluster.proxy, "SELECT GROUP_CONCAT(number ORDER BY number) FROM versions") == ",".join(
         str(n) for n in range(1, len(urls) + 1)
     )

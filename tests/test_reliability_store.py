@@ -202,7 +202,7 @@ def test_a_creation_runs_no_step_after_another_process_stamped_the_ledger(mysql_
         other.dispose()
     made = set(table_names(mysql_url))
     assert "models" in made and "metric_blocks" not in made  # step 1's tables; no later step ran
-    assert migrations.CREATION_TABLE in made  # left as it was: the finished ledger never looks at it
+    assert migrations.CREATION_TABLE in made  # its own progress, left: the stamped ledger never reads it
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,11 @@ def run_migrations(conn: Any) -> None:
         compare_type=True,
         on_version_apply=_stop_if_stamped if version_table != VERSION_TABLE else None,
     )
+    if version_table != VERSION_TABLE:  # a creation: another process may have finished it since we looked
+        from modeltrail._migrations import CreationFinished, current_revision
+
+        if current_revision(conn) is not None:
+            raise CreationFinished  # before Alembic makes its progress table: a stamped ledger keeps none
     with context.begin_transaction():
         context.run_migrations()
 

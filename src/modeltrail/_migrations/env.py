@@ -12,14 +12,18 @@ config = context.config
 connection = config.attributes.get("connection")
 
 
-def _stop_if_stamped(ctx: Any, step: Any, heads: Any, run_args: Any) -> None:
-    """Between two steps of a creation: stop if another process (a Galera node races creations) stamped the
-    ledger meanwhile. Its trainers may be writing already, and DDL run under their writes is what hangs a
-    Galera cluster (a DDL waiting on a metadata lock an applier holds, the applier waiting on the DDL)."""
+def _stop_if_stamped(conn: Any) -> None:
+    """In a creation: stop if another process (a Galera node races creations) stamped the ledger meanwhile.
+    Its trainers may be writing already, and DDL run under their writes is what hangs a Galera cluster (a
+    DDL waiting on a metadata lock an applier holds, the applier waiting on the DDL)."""
     from modeltrail._migrations import CreationFinished, current_revision
 
-    if current_revision(ctx.connection) is not None:
+    if current_revision(conn) is not None:
         raise CreationFinished
+
+
+def _between_steps(ctx: Any, step: Any, heads: Any, run_args: Any) -> None:
+    _stop_if_stamped(ctx.connection)
 
 
 def run_migrations(conn: Any) -> None:
@@ -30,13 +34,10 @@ def run_migrations(conn: Any) -> None:
         version_table=version_table,
         render_as_batch=True,  # SQLite alters tables by copy-and-move
         compare_type=True,
-        on_version_apply=_stop_if_stamped if version_table != VERSION_TABLE else None,
+        on_version_apply=_between_steps if version_table != VERSION_TABLE else None,
     )
-    if version_table != VERSION_TABLE:  # a creation: another process may have finished it since we looked
-        from modeltrail._migrations import CreationFinished, current_revision
-
-        if current_revision(conn) is not None:
-            raise CreationFinished  # before Alembic makes its progress table: a stamped ledger keeps none
+    if version_table != VERSION_TABLE:  # before Alembic makes its progress table: a stamped ledger keeps none
+        _stop_if_stamped(conn)
     with context.begin_transaction():
         context.run_migrations()
 
